@@ -1,0 +1,10 @@
+"""hfadapt: adapt pretrained language models to a new task or language on Hugging Face."""
+
+from hfadapt import recipe
+from hfadapt.errors import HfadaptError
+from hfadapt.finetune import finetune
+from hfadapt.predict import evaluate, load_run, predict, read_texts
+from hfadapt.recipe import Recipe, RecipeError, load_recipe
+
+__all__ = ["HfadaptError", "Recipe", "RecipeError", "evaluate", "finetune", "load_recipe", "load_run", "predict", "read_texts", "recipe"]
+__version__ = "0.1.0"

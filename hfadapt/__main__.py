@@ -1,0 +1,5 @@
+import sys
+
+from hfadapt.cli import main
+
+sys.exit(main())

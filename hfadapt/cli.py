@@ -1,0 +1,99 @@
+"""The `hfadapt` command: a thin shell over the Python API, with no logic or defaults of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hfadapt.errors import HfadaptError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfadapt", description="Adapt pretrained language models to a new task or language.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("finetune", help="fine-tune a checkpoint as a recipe says")
+    p.add_argument("recipe", help="a YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
+
+    p = sub.add_parser("validate", help="check a recipe and print it resolved, without loading any weight")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+
+    p = sub.add_parser("predict", help="label texts with a finished run")
+    p.add_argument("model_dir", help="the output folder of a finished run")
+    p.add_argument("texts", nargs="*", help="texts to label (or use --file)")
+    p.add_argument("--file", help="a .txt (one text a line), .csv or .jsonl file of texts")
+    p.add_argument("--column", default="text", help="the text column of a CSV or JSONL file")
+    p.add_argument("--output", help="write the predictions here (.jsonl or .csv) instead of standard output")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = sub.add_parser("evaluate", help="score a finished run on a data set")
+    p.add_argument("model_dir")
+    p.add_argument("data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own")
+    p.add_argument("--split", default="test", help="train, validation or test (made as in training when the source lacks it)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return _run(args)
+    except HfadaptError as e:
+        print(f"hfadapt: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import hfadapt
+
+    if args.command == "validate":
+        recipe = hfadapt.load_recipe(args.recipe, args.overrides)
+        print(hfadapt.recipe.dump_recipe(recipe), end="")
+        return 0
+    if args.command == "finetune":
+        results = hfadapt.finetune(args.recipe, args.overrides)
+        main_metric = results["main_metric"]
+        print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
+        return 0
+    if args.command == "predict":
+        if bool(args.texts) == bool(args.file):
+            raise HfadaptError("predict: give texts as arguments or --file FILE (one of the two)")
+        texts = args.texts or hfadapt.read_texts(args.file, args.column)
+        if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv"):
+            raise HfadaptError(f"--output {args.output}: write predictions to a .jsonl or .csv file")
+        rows = hfadapt.predict(args.model_dir, texts, batch_size=args.batch_size)
+        _write_predictions(rows, args.output)
+        return 0
+    if args.command == "evaluate":
+        scores = hfadapt.evaluate(args.model_dir, args.data, args.split)
+        print(json.dumps(scores, indent=2))
+        return 0
+    raise AssertionError(args.command)
+
+
+def _write_predictions(rows: list[dict], path: str | None) -> None:
+    if path is None:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    target = Path(path)
+    if target.suffix.lower() == ".csv":
+        import csv
+
+        with target.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            keys = list(rows[0]) if rows else ["text"]
+            writer.writerow(keys)
+            for row in rows:
+                writer.writerow([json.dumps(row[k], ensure_ascii=False) if isinstance(row[k], (list, dict)) else row[k] for k in keys])
+    else:
+        target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Fine-tuning, top to bottom: recipe, seed, tokenizer, data, model, adaptation, Trainer, save."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from hfadapt import adapt, card, curves, data, metrics, output
+from hfadapt import model as model_lib
+from hfadapt.recipe import Recipe, load_recipe, save_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run a fine-tuning recipe and return its metrics (also saved as OUTPUT_DIR/metrics.json).
+
+    Every check on the input (the recipe, the output folder, the model, the data, the labels,
+    the adaptation) runs before training starts, and nothing is written until they pass.
+    """
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, set_seed
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    output.check(recipe.output.dir, recipe.output.overwrite)
+    set_seed(recipe.training["seed"])  # before the head is initialised
+
+    tokenizer = model_lib.load_tokenizer(recipe.model)
+    model_lib.load_config(recipe.model)  # an unknown model fails here, before the data is read
+    task_data = data.prepare(recipe.data, recipe.task)
+    config = model_lib.task_config(recipe.model, recipe.task, task_data.label_names)
+    model, fresh = model_lib.load_task_model(recipe.model, recipe.task, config)
+    model = adapt.apply(model, recipe, fresh)
+    parameters = adapt.parameter_summary(model)
+    logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
+    tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
+
+    work = output.start(recipe.output.dir)
+    args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
+    collator = DataCollatorForTokenClassification(tokenizer) if recipe.task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
+    )
+    started = time.perf_counter()
+    train_result = trainer.train()
+    results: dict[str, Any] = {
+        "train": train_result.metrics,
+        "validation": trainer.evaluate(tokenized["validation"], metric_key_prefix="validation"),
+        "test": trainer.evaluate(tokenized["test"], metric_key_prefix="test"),
+        "main_metric": metrics.main_metric(recipe.task),
+        "parameters": parameters,
+        "data": task_data.report,
+        "label_names": task_data.label_names,
+        "device": str(args.device),
+        "compute_seconds": round(time.perf_counter() - started, 1),
+    }
+    logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
+    if trainer.is_world_process_zero():
+        _save(trainer, recipe, tokenizer, results, work)
+        output.finish(work, recipe.output.dir)
+    return results
+
+
+def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
+    model = trainer.model
+    base_model = recipe.model.name_or_path
+    if recipe.adapt.method == "lora":
+        model.save_pretrained(work / "adapter")
+        tokenizer.save_pretrained(work / "adapter")
+        if recipe.adapt.merge_lora:
+            model.merge_and_unload().save_pretrained(work)
+            tokenizer.save_pretrained(work)
+    else:
+        trainer.save_model(str(work))
+    if not recipe.output.keep_checkpoints:
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    save_recipe(recipe, work / "recipe.yaml")
+    (work / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    curves.plot(trainer.state.log_history, results["main_metric"], work / "training_curves.png", title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})")
+    (work / "README.md").write_text(card.render(recipe, results, base_model, Path(recipe.output.dir).name), encoding="utf-8")

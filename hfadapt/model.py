@@ -1,0 +1,131 @@
+"""Models: resolve a checkpoint, load its tokenizer and task model, and find its parts.
+
+The embeddings and encoder layers are found from the model itself (the module that owns the
+input embeddings; the module list as long as `num_hidden_layers`), so BERT, RoBERTa, DistilBERT,
+ELECTRA, XLM-R and MiniLM all work without a table of attribute names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from hfadapt import builtin
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import ModelConfig, TaskConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resolve(name_or_path: str) -> str:
+    """The local folder or Hub id that `from_pretrained` should read."""
+    if builtin.is_builtin(name_or_path):
+        return str(builtin.checkpoint_path(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").exists():
+            raise HfadaptError(f"model.name_or_path: {name_or_path} is not a checkpoint folder (it has no config.json); give a folder saved with save_pretrained, or a Hub model id")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise HfadaptError(f"model.name_or_path: {name_or_path} does not exist; give a checkpoint folder, a Hub model id, or builtin:minilm")
+    return name_or_path
+
+
+def load_config(model: ModelConfig, **kwargs):
+    """The checkpoint's config (cheap: no weights), with a clear error when there is none."""
+    from transformers import AutoConfig
+
+    path = resolve(model.name_or_path)
+    try:
+        return AutoConfig.from_pretrained(path, revision=model.revision, **kwargs)
+    except (OSError, ValueError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = "offline, only models already in the Hugging Face cache load by id" if offline else "check the id, or give a local checkpoint folder"
+        raise HfadaptError(f"model.name_or_path: cannot load {model.name_or_path} ({hint}): {str(e).splitlines()[0]}") from None
+
+
+def load_tokenizer(model: ModelConfig):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve(model.name_or_path), revision=model.revision)
+    except (OSError, ValueError) as e:
+        raise HfadaptError(f"model.name_or_path: cannot load a tokenizer from {model.name_or_path}: {str(e).splitlines()[0]}") from None
+
+
+def task_class(task: TaskConfig):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification if task.type == "token_classification" else AutoModelForSequenceClassification
+
+
+def task_config(model: ModelConfig, task: TaskConfig, label_names: list[str] | None):
+    """The checkpoint's config with the head this task needs and its label names."""
+    if label_names is None:  # regression
+        return load_config(model, num_labels=1, problem_type="regression")
+    problem_type = None if task.type == "token_classification" else task.problem_type
+    return load_config(
+        model,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        problem_type=problem_type,
+    )
+
+
+def load_task_model(model: ModelConfig, task: TaskConfig, config):
+    """The task model, and the names of the modules the checkpoint did not have (its fresh head)."""
+    cls = task_class(task)
+    model_obj, info = cls.from_pretrained(resolve(model.name_or_path), config=config, revision=model.revision, output_loading_info=True)
+    fresh = fresh_modules(model_obj, info["missing_keys"])
+    logger.info("modules the checkpoint lacks, initialised fresh: %s", ", ".join(fresh) or "none")
+    return model_obj, fresh
+
+
+def fresh_modules(model, missing_keys) -> list[str]:
+    """The smallest set of modules that holds every parameter the checkpoint did not have."""
+    names = dict(model.named_modules())
+    found: set[str] = set()
+    for key in sorted(missing_keys):
+        if "." not in key:
+            continue  # a bare parameter on the top model: no module to name
+        module = key.rsplit(".", 1)[0]
+        # climb to the highest ancestor all of whose parameters are missing: `pooler.dense` -> `pooler`
+        while "." in module:
+            parent = module.rsplit(".", 1)[0]
+            params = [f"{parent}.{n}" for n, _ in names[parent].named_parameters()]
+            if parent in ("", model.base_model_prefix) or not all(p in missing_keys for p in params):
+                break
+            module = parent
+        found.add(module)
+    return sorted(found)
+
+
+def embeddings_module(model) -> tuple[str, object]:
+    """The module that holds the input embeddings (word, position, type, their norm)."""
+    word = model.get_input_embeddings()
+    for name, module in model.named_modules():
+        if any(child is word for child in module.children()):
+            return name, module
+    raise HfadaptError(f"{type(model).__name__}: could not find the module holding the input embeddings")
+
+
+def encoder_layers(model) -> tuple[str, list]:
+    """The encoder's layers in order, found as the module list with `num_hidden_layers` entries."""
+    import torch
+
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count and count > 0:
+            return name, list(module)
+    raise HfadaptError(
+        f"{type(model).__name__}: no list of {count} encoder layers found (ALBERT shares one layer across depths); freeze by adapt.freeze.patterns instead"
+    )
+
+
+def linear_module_names(model) -> list[str]:
+    """The distinct last names of the linear layers: what LoRA can target."""
+    import torch
+
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})

@@ -1,0 +1,137 @@
+"""Using a finished run: load it, predict labels for new texts, evaluate it on a data set."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+from hfadapt import data, metrics
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import load_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def load_run(run_dir: str | Path):
+    """The model and tokenizer of a finished run: the merged or fully trained model, else the LoRA adapter on its base."""
+    from transformers import AutoTokenizer
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HfadaptError(f"{run_dir} does not exist; give the output folder of a finished hfadapt run")
+    if not (run_dir / "recipe.yaml").exists():
+        raise HfadaptError(f"{run_dir} is not a finished hfadapt run (it has no recipe.yaml); give the output.dir of a run that completed")
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    from hfadapt.model import task_class
+
+    if (run_dir / "config.json").exists():
+        model = task_class(recipe.task).from_pretrained(run_dir)
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    elif (run_dir / "adapter" / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        from hfadapt.model import load_config
+
+        adapter = run_dir / "adapter"
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        base_config = load_config(recipe.model)
+        saved = json.loads((run_dir / "metrics.json").read_text())
+        names = saved.get("label_names")
+        if names is not None:
+            base_config.num_labels = len(names)
+            base_config.id2label = dict(enumerate(names))
+            base_config.label2id = {n: i for i, n in enumerate(names)}
+        base = task_class(recipe.task).from_pretrained(config["base_model_name_or_path"], config=base_config)
+        model = PeftModel.from_pretrained(base, adapter)
+        tokenizer = AutoTokenizer.from_pretrained(adapter)
+    else:
+        raise HfadaptError(f"{run_dir} holds neither a model (config.json) nor a LoRA adapter (adapter/); was the run finished?")
+    model.eval()
+    return recipe, model, tokenizer
+
+
+def predict(run_dir: str | Path, texts: Iterable[str], batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
+    """Labels and scores for `texts` (for token classification: the entities found in each text)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    recipe, model, tokenizer = load_run(run_dir)
+    texts = list(texts)
+    id2label = model.config.id2label
+    results = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", unit="batch", disable=not progress):
+        batch = texts[start : start + batch_size]
+        if recipe.task.type == "token_classification":
+            words = [list(t) if " " not in t.strip() else t.split() for t in batch]
+            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt")
+        else:
+            enc = tokenizer(batch, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**enc).logits
+        for i, text in enumerate(batch):
+            if recipe.task.type == "token_classification":
+                ids = logits[i].argmax(-1).tolist()
+                tags, previous = ["O"] * len(words[i]), None
+                for position, word in enumerate(enc.word_ids(i)):
+                    if word is not None and word != previous:
+                        tags[word] = id2label[ids[position]]
+                    previous = word
+                found = [
+                    {"type": kind, "text": ("" if " " not in text.strip() else " ").join(words[i][s:e]), "start": s, "end": e}
+                    for kind, s, e in sorted(metrics.entities(tags), key=lambda x: x[1])
+                ]
+                results.append({"text": text, "entities": found, "tags": tags})
+            elif recipe.task.problem_type == "regression":
+                results.append({"text": text, "score": float(logits[i, 0])})
+            elif recipe.task.problem_type == "multi_label_classification":
+                probs = torch.sigmoid(logits[i])
+                results.append({"text": text, "labels": [id2label[j] for j, p in enumerate(probs) if p > 0.5], "scores": {id2label[j]: float(p) for j, p in enumerate(probs)}})
+            else:
+                probs = torch.softmax(logits[i], -1)
+                best = int(probs.argmax())
+                results.append({"text": text, "label": id2label[best], "score": float(probs[best])})
+    return results
+
+
+def read_texts(path: str | Path, column: str = "text") -> list[str]:
+    """Texts from a .txt file (one a line), or a column of a CSV or JSONL file."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise HfadaptError(f"{path} does not exist; give a .txt, .csv or .jsonl file of texts")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    elif suffix in (".jsonl", ".json"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        raise HfadaptError(f"{path}: unsupported file type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    if rows and column not in rows[0]:
+        raise HfadaptError(f"{path} has no column {column!r}; its columns are {', '.join(rows[0])}; pass --column NAME")
+    return [str(r[column]) for r in rows]
+
+
+def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test") -> dict[str, float]:
+    """Metrics of a finished run on a split of `source` (by default the run's own data), made as in training."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+    import tempfile
+
+    recipe, model, tokenizer = load_run(run_dir)
+    if source is not None:
+        recipe.data.source = source
+    if split not in data.SPLITS:
+        raise HfadaptError(f"split {split!r}: choose one of {', '.join(data.SPLITS)}")
+    trained_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if recipe.task.problem_type != "regression" else None
+    task_data = data.prepare(recipe.data, recipe.task, label_names=trained_labels)
+    tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
+    collator = DataCollatorForTokenClassification(tokenizer) if recipe.task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=recipe.training.get("per_device_eval_batch_size", 64))
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=collator, compute_metrics=metrics.compute_fn(recipe.task, trained_labels))
+        return trainer.evaluate(tokenized[split], metric_key_prefix=split)
