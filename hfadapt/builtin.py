@@ -29,10 +29,10 @@ def is_builtin(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
-def _locate(table: dict, name: str, kind: str) -> Path:
+def _locate(table: dict, name: str, kind: str, kinds: str) -> Path:
     key = name[len(PREFIX) :]
     if key not in table:
-        raise HfadaptError(f"{name}: no built-in {kind} of that name; the built-in {kind}s are: " + ", ".join(PREFIX + k for k in table))
+        raise HfadaptError(f"{name}: no built-in {kind} of that name; the built-in {kinds} are: " + ", ".join(PREFIX + k for k in table))
     dist, version, module, inside = table[key]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -45,7 +45,7 @@ def _locate(table: dict, name: str, kind: str) -> Path:
 
 def checkpoint_path(name: str) -> Path:
     """The folder of a built-in checkpoint, e.g. `builtin:minilm`."""
-    return _locate(CHECKPOINTS, name, "checkpoint")
+    return _locate(CHECKPOINTS, name, "checkpoint", "checkpoints")
 
 
 def load_corpus(name: str):
@@ -58,7 +58,7 @@ def load_corpus(name: str):
     """
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    path = _locate(CORPORA, name, "corpus")
+    path = _locate(CORPORA, name, "corpus", "corpora")
     key = name[len(PREFIX) :]
     if key == "rotten_tomatoes":
         import pandas as pd

@@ -122,15 +122,13 @@ def prepare(data: DataConfig, task: TaskConfig, label_names: list[str] | None = 
         for split in ("validation", "test"):
             unseen = sorted({row["label"] for row in rows[split]} - seen)
             if unseen:
-                shown = ", ".join(repr(label_names[i]) for i in unseen)
-                raise HfadaptError(f"data: the {split} split has labels that training never saw: {shown}; add training examples of them, or remove them from the {split} split")
+                _unseen(split, [label_names[i] for i in unseen])
     if token_task:
         seen = {t for row in rows["train"] for t in row["label"]}
         for split in ("validation", "test"):
             unseen = sorted({t for row in rows[split] for t in row["label"]} - seen)
             if unseen:
-                shown = ", ".join(repr(label_names[i]) for i in unseen)
-                raise HfadaptError(f"data: the {split} split has tags that training never saw: {shown}; add training sentences with them, or remove those sentences")
+                _unseen(split, [label_names[i] for i in unseen])
     for split, limit in (("train", data.max_train_samples), ("validation", data.max_eval_samples), ("test", data.max_eval_samples)):
         if limit is not None and len(rows[split]) > limit:
             # the smallest hashes: a fixed, unbiased sample, whatever the file's order
@@ -164,6 +162,11 @@ def _label_names(train, data: DataConfig, task: TaskConfig) -> list[str] | None:
     return [str(v) for v in distinct]
 
 
+def _unseen(split: str, labels: list[str]):
+    shown = ", ".join(repr(label) for label in labels)
+    raise HfadaptError(f"data: the {split} split has labels that training never saw: {shown}; add training examples of them, or remove them from the {split} split")
+
+
 def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None, split: str, known: bool) -> list[dict]:
     from datasets import ClassLabel, Sequence
 
@@ -177,7 +180,9 @@ def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None,
         if key not in index:
             if known:
                 raise HfadaptError(f"data: {where} has the label {value!r}, which the model does not know; it knows {', '.join(label_names)}")
-            raise HfadaptError(f"data: {where} has the label {value!r}, which the training split never has; add training examples of it, or remove it")
+            flat = [v for item in ds[data.label_column] for v in (item if isinstance(item, list) else [item])]
+            unseen = sorted({str(v) for v in flat if v is not None} - set(index))
+            return _unseen(split, unseen)
         return index[key]
 
     out = []

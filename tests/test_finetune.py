@@ -1,0 +1,140 @@
+"""Fine-tuning end to end on a tiny random BERT: what trains, what stays, what is saved, what reloads."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hfadapt import evaluate, finetune, load_recipe, predict
+from hfadapt.errors import HfadaptError
+
+
+def checkpoint_weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def saved_weights(run):
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoint):
+    raw = tiny_recipe()
+    results = finetune(load_recipe(raw=raw))
+    run = load_recipe(raw=raw).output_path()
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "metrics.json", "training_curves.png", "README.md", "log_history.json"):
+        assert (run / name).exists(), name
+    assert not (run / "checkpoints").exists() and not run.with_name("run.incomplete").exists()
+    assert (run / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test"]["test_accuracy"] == results["test"]["test_accuracy"] > 0.8  # the task is learnable
+    config = json.loads((run / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert load_recipe(run / "recipe.yaml") == load_recipe(raw=raw)
+    # every weight trained
+    before, after = checkpoint_weights(tiny_checkpoint), saved_weights(run)
+    for name, tensor in before.items():
+        if not name.startswith("pooler"):
+            assert not torch.equal(after["bert." + name], tensor), name
+
+
+def test_frozen_weights_stay_bit_identical(tiny_recipe, tiny_checkpoint):
+    raw = tiny_recipe(adapt={"method": "freeze", "freeze": {"embeddings": True, "layers": 1}})
+    results = finetune(load_recipe(raw=raw))
+    before, after = checkpoint_weights(tiny_checkpoint), saved_weights(load_recipe(raw=raw).output_path())
+    frozen = [n for n in before if n.startswith(("embeddings.", "encoder.layer.0."))]
+    trained = [n for n in before if n.startswith("encoder.layer.1.")]
+    assert frozen and trained
+    for name in frozen:
+        assert torch.equal(after["bert." + name], before[name]), name
+    for name in trained:
+        assert not torch.equal(after["bert." + name], before[name]), name
+    total = sum(t.numel() for t in before.values())
+    assert results["parameters"]["trainable"] < total
+
+
+def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_checkpoint):
+    raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
+    raw["training"]["learning_rate"] = 2.0e-2
+    results = finetune(load_recipe(raw=raw))
+    run = load_recipe(raw=raw).output_path()
+    before, merged = checkpoint_weights(tiny_checkpoint), saved_weights(run)
+    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert any("classifier" in k for k in adapter), "the fresh head is saved with the adapter"
+    assert all(not torch.equal(v, torch.zeros_like(v)) for k, v in adapter.items() if "lora_B" in k), "every LoRA B moved from its zero start"
+    scale = 8 / 4
+    for name, tensor in before.items():
+        merged_tensor = merged["bert." + name]
+        module = name.rsplit(".", 1)[0]
+        if module.endswith(("query", "value")) and name.endswith("weight"):
+            a = adapter[f"base_model.model.bert.{module}.lora_A.weight"]
+            b = adapter[f"base_model.model.bert.{module}.lora_B.weight"]
+            # the merged weight is exactly the untouched base plus the low-rank update
+            torch.testing.assert_close(merged_tensor - scale * (b @ a), tensor, rtol=0, atol=1e-6)
+            assert not torch.equal(merged_tensor, tensor)
+        else:
+            assert torch.equal(merged_tensor, tensor), name
+    assert results["parameters"]["trainable"] < results["parameters"]["total"] / 2
+
+
+def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tmp_path):
+    raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False})
+    raw["training"]["learning_rate"] = 2.0e-2
+    results = finetune(load_recipe(raw=raw))
+    run = load_recipe(raw=raw).output_path()
+    assert not (run / "config.json").exists(), "merge_lora: false saves the adapter only"
+    reloaded = evaluate(run)
+    assert reloaded["test_accuracy"] == results["test"]["test_accuracy"]
+    assert reloaded["test_loss"] == pytest.approx(results["test"]["test_loss"], abs=1e-5)
+
+    raw_merged = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, output={"dir": str(tmp_path / "merged")})
+    raw_merged["training"]["learning_rate"] = 2.0e-2
+    results = finetune(load_recipe(raw=raw_merged))
+    merged = evaluate(tmp_path / "merged")
+    assert merged["test_accuracy"] == results["test"]["test_accuracy"]
+    assert merged["test_f1_macro"] == results["test"]["test_f1_macro"]
+    labels = predict(tmp_path / "merged", ["good great film", "awful dull film"], progress=False)
+    assert {r["label"] for r in labels} <= {"positive", "negative"} and all(0.5 <= r["score"] <= 1 for r in labels)
+
+
+def test_model_card_metadata_parses(tiny_recipe):
+    from huggingface_hub import ModelCard
+
+    raw = tiny_recipe(training={"num_train_epochs": 1})
+    finetune(load_recipe(raw=raw))
+    card = ModelCard.load(load_recipe(raw=raw).output_path() / "README.md")
+    assert card.data.pipeline_tag == "text-classification"
+    results = card.data.eval_results
+    assert results and {r.metric_type for r in results} >= {"accuracy", "f1_macro"}
+    assert "## Lineage" in card.text
+
+
+def test_non_empty_output_is_never_overwritten_unless_asked(tiny_recipe):
+    raw = tiny_recipe(training={"num_train_epochs": 1})
+    finetune(load_recipe(raw=raw))
+    run = load_recipe(raw=raw).output_path()
+    first = (run / "model.safetensors").read_bytes()
+    with pytest.raises(HfadaptError, match="is not empty; choose another output.dir, or set output.overwrite=true"):
+        finetune(load_recipe(raw=raw))
+    assert (run / "model.safetensors").read_bytes() == first
+    raw["training"]["seed"] = 7
+    finetune(load_recipe(raw=raw, overrides=["output.overwrite=true"]))
+    assert (run / "model.safetensors").read_bytes() != first
+
+
+def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
+    rows = []
+    for i in range(120):
+        city = ["paris", "london", "berlin"][i % 3]
+        rows.append({"tokens": ["we", "went", "to", city, "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]})
+    (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "task": {"type": "token_classification"},
+        "data": {"source": str(tmp_path / "ner.jsonl"), "text_column": "tokens", "label_column": "tags"},
+        "training": {"num_train_epochs": 3, "learning_rate": 1.0e-2, "disable_tqdm": True},
+        "output": {"dir": str(tmp_path / "ner")},
+    }
+    results = finetune(load_recipe(raw=raw))
+    assert {"test_f1", "test_precision", "test_recall"} <= set(results["test"])
+    assert results["main_metric"] == "f1"
