@@ -12,6 +12,10 @@ from hfadapt.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
+# LoRA targets for BERT-style families that peft has no default for (peft's own table covers
+# bert, roberta, xlm-roberta, electra, deberta-v2): the attention query and value projections.
+LORA_TARGETS = {"distilbert": ["q_lin", "v_lin"], "albert": ["query", "value"], "mpnet": ["q", "v"], "camembert": ["query", "value"]}
+
 
 def apply(model, recipe: Recipe, fresh: list[str]):
     """Return the model to train, with `requires_grad` set as the recipe asks.
@@ -72,7 +76,17 @@ def add_lora(model, recipe: Recipe, fresh: list[str]):
                 raise HfadaptError(
                     f"adapt.lora.target_modules: the model has no module named {', '.join(map(repr, missing))}; its linear layers are: {', '.join(available)}"
                 )
-    config = recipe.lora_config(modules_to_save=fresh or None)
+    default = None
+    if targets is None:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+        if model.config.model_type not in PEFT_TARGETS:
+            default = LORA_TARGETS.get(model.config.model_type)
+            if default is None:
+                raise HfadaptError(
+                    f"adapt.lora.target_modules: no default for the {model.config.model_type} family; name them, from its linear layers: {', '.join(model_lib.linear_module_names(model))}"
+                )
+    config = recipe.lora_config(target_modules=default, modules_to_save=fresh or None)
     try:
         peft_model = get_peft_model(model, config)
     except ValueError as e:

@@ -212,7 +212,10 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def parse_override_value(text: str) -> Any:
-    """A command-line value as YAML would read it, except that `3e-5` is the number it looks like."""
+    """A command-line value as YAML would read it, except that `3e-5` is the number it looks like
+    and yes/no/on/off stay words (so `training.eval_strategy=no` means the strategy 'no')."""
+    if text.strip().lower() in ("yes", "no", "on", "off", "y", "n"):
+        return text
     if _NUMBER.match(text.strip()):
         number = float(text)
         return int(number) if re.fullmatch(r"[+-]?\d+", text.strip()) else number

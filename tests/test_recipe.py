@@ -74,6 +74,7 @@ def test_overrides_take_numbers_as_numbers_and_set_nested_keys():
     assert recipe.adapt.lora == {"r": 16}
     assert recipe.data.max_length == 64 and recipe.output.overwrite is True
     assert parse_override_value("1e3") == 1000.0 and parse_override_value("7") == 7 and parse_override_value("[a, b]") == ["a", "b"]
+    assert parse_override_value("no") == "no" and parse_override_value("true") is True and parse_override_value("null") is None
 
 
 def test_malformed_override_is_a_recipe_problem():
