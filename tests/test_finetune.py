@@ -138,3 +138,29 @@ def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
     results = finetune(load_recipe(raw=raw))
     assert {"test_f1", "test_precision", "test_recall"} <= set(results["test"])
     assert results["main_metric"] == "f1"
+
+
+EXACT_METRIC = '''
+import datasets
+import evaluate
+
+
+class Exact(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="share of exact matches", citation="", inputs_description="",
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+        )
+
+    def _compute(self, predictions, references):
+        return {"exact": sum(int(p == r) for p, r in zip(predictions, references)) / len(predictions)}
+'''
+
+
+def test_a_local_evaluate_module_adds_its_metric(tiny_recipe, tmp_path):
+    script = tmp_path / "exact" / "exact.py"
+    script.parent.mkdir()
+    script.write_text(EXACT_METRIC)
+    raw = tiny_recipe(task={"evaluate_modules": [str(script)]}, training={"num_train_epochs": 1})
+    results = finetune(load_recipe(raw=raw))
+    assert results["test"]["test_exact"] == results["test"]["test_accuracy"]  # the same thing, computed by evaluate
