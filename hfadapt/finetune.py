@@ -29,8 +29,8 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     output.check(recipe.output.dir, recipe.output.overwrite)
     set_seed(recipe.training["seed"])  # before the head is initialised
 
-    tokenizer = model_lib.load_tokenizer(recipe.model)
     model_lib.load_config(recipe.model)  # an unknown model fails here, before the data is read
+    tokenizer = model_lib.load_tokenizer(recipe.model)
     task_data = data.prepare(recipe.data, recipe.task)
     config = model_lib.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = model_lib.load_task_model(recipe.model, recipe.task, config)
