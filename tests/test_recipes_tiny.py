@@ -23,6 +23,9 @@ def test_tiny_twin_trains(path, tmp_path):
     main = results["main_metric"]
     assert 0.0 <= results["test"][f"test_{main}"] <= 1.0
     assert results["data"]["sizes"]["train"] == 48
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(run / "README.md").data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     if recipe.adapt.method == "lora":
         # LoRA on the real checkpoint trains under 2% of the weights and leaves the rest untouched
         assert results["parameters"]["trainable_percent"] < 2.0
