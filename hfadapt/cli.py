@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the predictions here (.jsonl or .csv) instead of standard output")
     p.add_argument("--batch-size", type=int, default=64)
 
+    p = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)")
+    p.add_argument("model_dir", help="the output folder of a finished run")
+    p.add_argument("--repo-id", required=True, help="NAME or ORG/NAME; created if missing")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="push to this branch (created if missing)")
+
     p = sub.add_parser("evaluate", help="score a finished run on a data set")
     p.add_argument("model_dir")
     p.add_argument("data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own")
@@ -68,6 +74,11 @@ def _run(args) -> int:
             raise HfadaptError(f"--output {args.output}: write predictions to a .jsonl or .csv file")
         rows = hfadapt.predict(args.model_dir, texts, batch_size=args.batch_size)
         _write_predictions(rows, args.output)
+        return 0
+    if args.command == "push":
+        from hfadapt.hub import push
+
+        print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
         return 0
     if args.command == "evaluate":
         scores = hfadapt.evaluate(args.model_dir, args.data, args.split)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, builtin, card, curves, data, metrics, output
+from hfadapt import adapt, builtin, card, curves, data, hub, metrics, output
 from hfadapt import model as model_lib
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
 
@@ -26,6 +26,8 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     output.check(recipe.output.dir, recipe.output.overwrite)
+    if recipe.hub is not None:
+        hub.token()  # a push that cannot happen fails now, not after training
     set_seed(recipe.training["seed"])  # before the head is initialised
 
     model_lib.load_config(recipe.model)  # an unknown model fails here, before the data is read
@@ -67,6 +69,8 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     if trainer.is_world_process_zero():
         _save(trainer, recipe, tokenizer, results, work)
         output.finish(work, recipe.output.dir)
+        if recipe.hub is not None:
+            results["hub_commit"] = hub.push(recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
     return results
 
 

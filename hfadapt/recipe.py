@@ -122,6 +122,15 @@ class OutputConfig:
 
 
 @dataclass
+class HubConfig:
+    """Where to push the finished run (the token comes from HF_TOKEN or `hf auth login`, never the recipe)."""
+
+    repo_id: str  # NAME or ORG/NAME
+    private: bool = False
+    revision: str | None = None  # a branch, created if missing; the default branch when empty
+
+
+@dataclass
 class Recipe:
     """A whole fine-tuning run."""
 
@@ -131,6 +140,7 @@ class Recipe:
     task: TaskConfig = field(default_factory=TaskConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     training: dict[str, Any] = field(default_factory=dict)  # transformers.TrainingArguments fields, unchanged
+    hub: HubConfig | None = None  # push when training ends
 
     def output_path(self) -> Path:
         return Path(self.output.dir)
@@ -255,7 +265,9 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
-        if key not in fields:
+        if cls is HubConfig and key == "token":
+            problems.append(f"{path}.token: a token never goes in a recipe (recipes are saved and pushed); set HF_TOKEN or run `hf auth login`")
+        elif key not in fields:
             problems.append(_unknown_key(key, list(fields), path))
     values = {}
     for name, f in fields.items():
@@ -265,8 +277,11 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
                 problems.append(f"{sub}: missing (this field is required)")
             continue
         value = raw[name]
-        if dataclasses.is_dataclass(hints[name]):
-            built = _build(hints[name], value if value is not None else {}, sub, problems)
+        section = _section_class(hints[name])
+        if section is not None and value is None and hints[name] is not section:  # an optional section left empty
+            values[name] = None
+        elif section is not None:
+            built = _build(section, value if value is not None else {}, sub, problems)
             if built is not None:
                 values[name] = built
         elif name == "training" and cls is Recipe:
@@ -285,6 +300,14 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         return cls(**values)
     except TypeError:  # a required field was missing: already reported
         return None
+
+
+def _section_class(hint: Any) -> type | None:
+    """The dataclass a field holds (also when it is optional), or None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
 
 
 def _check_library_section(
@@ -459,6 +482,13 @@ def _check_combinations(recipe: Recipe, problems: list[str]) -> None:
     for name in ("max_train_samples", "max_eval_samples"):
         if getattr(data, name) is not None and getattr(data, name) < 1:
             problems.append(f"data.{name}: must be 1 or more (or null for all)")
+    if recipe.hub is not None:
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(recipe.hub.repo_id)
+        except ValueError:
+            problems.append(f"hub.repo_id: {recipe.hub.repo_id!r} is not a valid repo id; write it as NAME or ORG/NAME (letters, digits, '-', '_', '.')")
     if problems:
         return
     try:

@@ -49,7 +49,9 @@ def with_(**sections):
         (with_(adapt={"method": "lora", "freeze": {"layers": 2}}), "adapt.freeze: only used with adapt.method: freeze (method is 'lora'); remove it or set adapt.method: freeze"),
         (with_(adapt={"method": "freeze"}), "adapt.freeze: adapt.method is freeze but nothing is frozen; set freeze.embeddings, freeze.layers or freeze.patterns"),
         (with_(data={"test_fraction": 0.6, "validation_fraction": 0.5}), "data.validation_fraction + data.test_fraction: leave some examples for training (their sum must be below 1)"),
-        (with_(extra={"a": 1}), "extra: unknown key (known keys: model, data, output, task, adapt, training)"),
+        (with_(extra={"a": 1}), "extra: unknown key (known keys: model, data, output, task, adapt, training, hub)"),
+        (with_(hub={"repo_id": "me/model", "token": "hf_x"}), "hub.token: a token never goes in a recipe (recipes are saved and pushed); set HF_TOKEN or run `hf auth login`"),
+        (with_(hub={"repo_id": "not a repo//id"}), "hub.repo_id: 'not a repo//id' is not a valid repo id; write it as NAME or ORG/NAME (letters, digits, '-', '_', '.')"),
     ],
 )
 def test_each_mistake_has_its_own_message(raw, expected):
@@ -79,6 +81,11 @@ def test_overrides_take_numbers_as_numbers_and_set_nested_keys():
 
 def test_malformed_override_is_a_recipe_problem():
     assert problems_of(BASE, overrides=["training.learning_rate"]) == ["training.learning_rate: an override is written key=value, e.g. training.learning_rate=3e-5"]
+
+
+def test_hub_section_is_optional_and_checked():
+    assert load_recipe(raw=BASE).hub is None
+    assert load_recipe(raw=with_(hub={"repo_id": "me/model"})).hub.private is False
 
 
 def test_defaults_are_resolved_and_round_trip(tmp_path):
