@@ -37,6 +37,23 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "num_train_epochs": 3.0,
     "seed": 42,
 }
+# The same for masked-LM pretraining (pretrain.training).
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",
+    "eval_strategy": "steps",
+    "eval_steps": 500,
+    "save_strategy": "steps",
+    "save_steps": 500,  # a killed pretraining loses at most 500 steps
+    "save_total_limit": 1,
+    "logging_steps": 20,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-4,  # higher than fine-tuning: new embedding rows start far from trained ones
+    "warmup_steps": 0.06,
+    "weight_decay": 0.01,
+    "num_train_epochs": 1.0,
+    "seed": 42,
+}
 # TrainingArguments fields that hfadapt sets itself from other sections.
 TRAINING_OWNED = {
     "output_dir": "set output.dir instead; checkpoints go to OUTPUT_DIR/checkpoints",
@@ -122,6 +139,45 @@ class OutputConfig:
 
 
 @dataclass
+class CorpusConfig:
+    """Texts for training a tokenizer and for masked-LM pretraining."""
+
+    # Files, folders, Hub ids or builtin:NAME. When a source is the recipe's data.source, only
+    # its training split (as made for fine-tuning) is used: no validation or test text leaks in.
+    sources: list[str]
+    text_column: str = "text"
+    words_column: str = "words"  # the corpus's own segmentation, where a source has this column
+    segmenter: Literal["jieba"] | None = None  # segments the other sources' texts into words
+    max_texts: int | None = None  # the first N texts of each source: tiny runs
+    validation_fraction: float = 0.01  # held out by text hash for perplexity
+
+
+@dataclass
+class TokenizerConfig:
+    """A tokenizer trained on the corpus with the `tokenizers` library's own trainers."""
+
+    algorithm: Literal["wordpiece", "bpe", "unigram"] = "wordpiece"
+    vocab_size: int = 16000
+    min_frequency: int = 2
+    lowercase: bool = True
+    strip_accents: bool = False
+    split_han: bool = True  # one token per Han character, as BERT does for Chinese
+
+
+@dataclass
+class PretrainConfig:
+    """Masked-LM pretraining on the corpus, before fine-tuning."""
+
+    init: Literal["continue", "scratch"] = "continue"  # from model.name_or_path, or a fresh BERT
+    size: Literal["tiny", "mini", "small", "medium", "base"] = "mini"  # for init: scratch
+    vocabulary: Literal["replace", "extend"] = "replace"  # init: continue with a new tokenizer: its vocabulary alone, or added to the old
+    block_size: int = 128
+    mlm_probability: float = 0.15
+    whole_word_masking: bool = True
+    training: dict[str, Any] = field(default_factory=dict)  # transformers.TrainingArguments fields, unchanged
+
+
+@dataclass
 class HubConfig:
     """Where to push the finished run (the token comes from HF_TOKEN or `hf auth login`, never the recipe)."""
 
@@ -141,6 +197,10 @@ class Recipe:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     training: dict[str, Any] = field(default_factory=dict)  # transformers.TrainingArguments fields, unchanged
     hub: HubConfig | None = None  # push when training ends
+    # Retraining stages, run by `hfadapt retrain` before fine-tuning:
+    corpus: CorpusConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    pretrain: PretrainConfig | None = None
 
     def output_path(self) -> Path:
         return Path(self.output.dir)
@@ -284,8 +344,9 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
             built = _build(section, value if value is not None else {}, sub, problems)
             if built is not None:
                 values[name] = built
-        elif name == "training" and cls is Recipe:
-            values[name] = _check_library_section(value, sub, _training_fields(), TRAINING_OWNED, problems, TRAINING_DEFAULTS)
+        elif name == "training" and cls in (Recipe, PretrainConfig):
+            defaults = TRAINING_DEFAULTS if cls is Recipe else PRETRAIN_DEFAULTS
+            values[name] = _check_library_section(value, sub, _training_fields(), TRAINING_OWNED, problems, defaults)
         elif name == "lora" and cls is AdaptConfig:
             values[name] = _check_library_section(value, sub, _lora_fields(), LORA_OWNED, problems, {})
         else:
@@ -294,8 +355,8 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
                 problems.append(f"{sub}: {problem}")
             else:
                 values[name] = value
-    if cls is Recipe and "training" not in raw:
-        values["training"] = dict(TRAINING_DEFAULTS)
+    if cls in (Recipe, PretrainConfig) and "training" not in raw:
+        values["training"] = dict(TRAINING_DEFAULTS if cls is Recipe else PRETRAIN_DEFAULTS)
     try:
         return cls(**values)
     except TypeError:  # a required field was missing: already reported
@@ -482,6 +543,17 @@ def _check_combinations(recipe: Recipe, problems: list[str]) -> None:
     for name in ("max_train_samples", "max_eval_samples"):
         if getattr(data, name) is not None and getattr(data, name) < 1:
             problems.append(f"data.{name}: must be 1 or more (or null for all)")
+    if (recipe.tokenizer is not None or recipe.pretrain is not None) and recipe.corpus is None:
+        problems.append("corpus: the tokenizer and pretrain stages read a corpus; add a corpus section with its sources")
+    if recipe.corpus is not None and not recipe.corpus.sources:
+        problems.append("corpus.sources: empty; name at least one file, folder, Hub id or builtin:NAME")
+    if recipe.pretrain is not None and recipe.pretrain.init == "scratch" and recipe.tokenizer is None:
+        problems.append("pretrain.init: scratch needs a tokenizer section to build the vocabulary from")
+    if recipe.pretrain is not None:
+        if not 0 < recipe.pretrain.mlm_probability < 1:
+            problems.append(f"pretrain.mlm_probability: must be between 0 and 1, got {recipe.pretrain.mlm_probability}")
+        if recipe.pretrain.block_size < 8:
+            problems.append(f"pretrain.block_size: {recipe.pretrain.block_size} is too short; use 8 or more")
     if recipe.hub is not None:
         from huggingface_hub.utils import validate_repo_id
 

@@ -49,7 +49,7 @@ def with_(**sections):
         (with_(adapt={"method": "lora", "freeze": {"layers": 2}}), "adapt.freeze: only used with adapt.method: freeze (method is 'lora'); remove it or set adapt.method: freeze"),
         (with_(adapt={"method": "freeze"}), "adapt.freeze: adapt.method is freeze but nothing is frozen; set freeze.embeddings, freeze.layers or freeze.patterns"),
         (with_(data={"test_fraction": 0.6, "validation_fraction": 0.5}), "data.validation_fraction + data.test_fraction: leave some examples for training (their sum must be below 1)"),
-        (with_(extra={"a": 1}), "extra: unknown key (known keys: model, data, output, task, adapt, training, hub)"),
+        (with_(zzz={"a": 1}), "zzz: unknown key (known keys: model, data, output, task, adapt, training, hub, corpus, tokenizer, pretrain)"),
         (with_(hub={"repo_id": "me/model", "token": "hf_x"}), "hub.token: a token never goes in a recipe (recipes are saved and pushed); set HF_TOKEN or run `hf auth login`"),
         (with_(hub={"repo_id": "not a repo//id"}), "hub.repo_id: 'not a repo//id' is not a valid repo id; write it as NAME or ORG/NAME (letters, digits, '-', '_', '.')"),
     ],

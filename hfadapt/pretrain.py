@@ -1,0 +1,146 @@
+"""Masked-LM pretraining: pack texts into blocks, mask whole words, train with `Trainer`.
+
+Texts are packed end to end into fixed-length blocks across document boundaries; only the very
+last block is padded, so nothing is dropped and almost every position is a real token. Each
+token carries the index of the word it belongs to (from the corpus's own segmentation, a
+segmenter such as jieba, or the tokenizer's pre-tokenization), and masking picks whole words:
+all characters of a Chinese word are masked together, with no reference files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from hfadapt.errors import HfadaptError
+
+logger = logging.getLogger(__name__)
+
+# Encoder sizes for pretraining from scratch: layers, hidden size, attention heads (feed-forward 4x hidden).
+SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "medium": (8, 512, 8), "base": (12, 768, 12)}
+
+
+def segment_with(segmenter: str | None):
+    """A function text -> words, or None to use the tokenizer's own words."""
+    if segmenter is None:
+        return None
+    if segmenter == "jieba":
+        try:
+            import jieba
+        except ImportError:
+            raise HfadaptError("corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null") from None
+        jieba.setLogLevel(logging.WARNING)
+        return lambda text: jieba.lcut(text)
+    raise HfadaptError(f"corpus.segmenter: unknown segmenter {segmenter!r}; use jieba, or null")
+
+
+def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_size: int, stats: dict) -> Iterator[dict[str, list[int]]]:
+    """Pack documents `(text, words or None)` into blocks of `block_size`: [CLS] tokens... [SEP].
+
+    Every token of every document lands in a block; only the last block is padded. `stats`
+    receives the counts of documents, tokens and padding.
+    """
+    inner = block_size - 2
+    ids: list[int] = []
+    words: list[int] = []
+    next_word = 0
+    stats.update(documents=0, tokens=0, padding=0, blocks=0)
+
+    def emit(chunk_ids, chunk_words):
+        pad = inner - len(chunk_ids)
+        stats["blocks"] += 1
+        stats["padding"] += pad
+        return {
+            "input_ids": [tokenizer.cls_token_id] + chunk_ids + [tokenizer.sep_token_id] + [tokenizer.pad_token_id] * pad,
+            "word_ids": [-1] + chunk_words + [-1] + [-1] * pad,
+            "attention_mask": [1] * (len(chunk_ids) + 2) + [0] * pad,
+        }
+
+    for text, segmented in documents:
+        if segmented is not None:
+            enc = tokenizer(segmented, is_split_into_words=True, add_special_tokens=False)
+        else:
+            enc = tokenizer(text, add_special_tokens=False)
+        if not enc["input_ids"]:
+            continue
+        stats["documents"] += 1
+        stats["tokens"] += len(enc["input_ids"])
+        ids.extend(enc["input_ids"])
+        words.extend(next_word + w for w in enc.word_ids())
+        next_word = words[-1] + 1
+        while len(ids) >= inner:
+            yield emit(ids[:inner], words[:inner])
+            ids, words = ids[inner:], words[inner:]
+    if ids:
+        yield emit(ids, words)
+
+
+class WholeWordMaskCollator:
+    """Mask about `probability` of the tokens, whole words at a time; 80% [MASK], 10% a random token, 10% kept."""
+
+    def __init__(self, tokenizer, probability: float = 0.15, whole_words: bool = True):
+        self.tokenizer = tokenizer
+        self.probability = probability
+        self.whole_words = whole_words
+        self.special = set(tokenizer.all_special_ids)
+        self.vocab_size = len(tokenizer)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        input_ids = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)
+        attention = torch.tensor([e["attention_mask"] for e in examples], dtype=torch.long)
+        words = torch.tensor([e["word_ids"] for e in examples], dtype=torch.long)
+        if not self.whole_words:  # every token its own word
+            words = torch.where(words >= 0, torch.arange(words.shape[1]).expand_as(words), words)
+        masked = torch.zeros_like(input_ids, dtype=torch.bool)
+        for row in range(input_ids.shape[0]):
+            real = words[row] >= 0
+            budget = max(1, round(self.probability * int(real.sum())))
+            candidates = torch.unique(words[row][real])
+            order = candidates[torch.randperm(len(candidates))]
+            count = 0
+            for word in order.tolist():
+                if count >= budget:
+                    break
+                span = words[row] == word
+                masked[row] |= span
+                count += int(span.sum())
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        chance = torch.rand(input_ids.shape)
+        to_mask = masked & (chance < 0.8)
+        to_random = masked & (chance >= 0.8) & (chance < 0.9)
+        input_ids = input_ids.clone()
+        input_ids[to_mask] = self.tokenizer.mask_token_id
+        input_ids[to_random] = torch.randint(len(self.special), self.vocab_size, (int(to_random.sum()),))
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def scratch_model(tokenizer, size: str, max_positions: int):
+    """A BERT masked-LM of a preset size, randomly initialised, for `tokenizer`."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    layers, hidden, heads = SIZES[size]
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max(512, max_positions),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return BertForMaskedLM(config)
+
+
+def perplexity(eval_loss: float) -> float:
+    return math.exp(eval_loss) if eval_loss < 50 else float("inf")
+
+
+@dataclass
+class PackedCorpus:
+    train: Any  # datasets.Dataset of blocks
+    validation: Any
+    stats: dict

@@ -1,0 +1,112 @@
+"""Tokenizers: train one on a corpus with the `tokenizers` library's own trainers, and measure its fit.
+
+WordPiece is trained by `WordPieceTrainer` itself (transformers' `train_new_from_iterator` trains
+BPE behind a WordPiece name). Normalisation: Unicode NFKC (People's Daily writes digits and Latin
+letters full width), optional lower-casing and accent stripping, and Han characters split one
+per token before any merge is learnt, as BERT does for Chinese.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Iterable, Iterator
+
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import TokenizerConfig
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build(config: TokenizerConfig):
+    """An untrained `tokenizers.Tokenizer` and its trainer, for `config`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if config.algorithm == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+        trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+    elif config.algorithm == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+        trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+    else:
+        tokenizer = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]")
+    steps = [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=config.split_han, strip_accents=config.strip_accents, lowercase=config.lowercase)]
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer, trainer
+
+
+def train(texts: Iterable[str], config: TokenizerConfig):
+    """Train on `texts` (any iterable: a stream is never held whole in memory) and return a `PreTrainedTokenizerFast`."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    minimum = len(SPECIAL_TOKENS) + 1
+    if config.vocab_size < minimum:
+        raise HfadaptError(f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(SPECIAL_TOKENS)} special tokens and an alphabet; use at least a few hundred")
+    tokenizer, trainer = build(config)
+    seen = _Counting(texts)
+    tokenizer.train_from_iterator(seen, trainer=trainer, length=None)
+    if seen.count == 0:
+        raise HfadaptError("tokenizer: the corpus has no text; give a corpus with non-empty texts")
+    size = tokenizer.get_vocab_size()
+    if size > config.vocab_size:  # the trainer keeps the whole alphabet, whatever size was asked
+        raise HfadaptError(
+            f"tokenizer.vocab_size: {config.vocab_size} is smaller than the special tokens plus the corpus's alphabet ({size} tokens); raise it above {size}"
+        )
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    logger.info("trained a %s tokenizer of %d tokens on %d texts", config.algorithm, size, seen.count)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=512
+    )
+
+
+class _Counting:
+    """Pass texts through, counting the non-empty ones."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts, self.count = texts, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for text in self.texts:
+            if text and text.strip():
+                self.count += 1
+                yield text
+
+
+def fit(tokenizer, texts: list[str], words: list[list[str]] | None = None, top_characters: int = 1000) -> dict[str, float]:
+    """How well a tokenizer fits a corpus.
+
+    - unk_rate: share of tokens that are the unknown token;
+    - tokens_per_char: tokens per non-space character;
+    - tokens_per_word and split_3plus: tokens per word, and share of words cut in 3 pieces or more
+      (words from `words`, the corpus's own segmentation, else from whitespace);
+    - char_coverage: share of the corpus's `top_characters` most frequent characters that the
+      tokenizer encodes without the unknown token.
+    """
+    unk = tokenizer.unk_token_id
+    tokens = unknown = characters = 0
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        tokens += len(ids)
+        unknown += sum(1 for i in ids if i == unk)
+    characters = sum(len(t) - t.count(" ") for t in texts)
+    if words is None:
+        words = [t.split() for t in texts]
+    flat = [w for row in words for w in row if w.strip()]
+    pieces = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+    frequent = [c for c, _ in Counter(c for t in texts for c in t if not c.isspace()).most_common(top_characters)]
+    covered = sum(1 for ids in tokenizer(frequent, add_special_tokens=False)["input_ids"] if ids and unk not in ids) if frequent else 0
+    return {
+        "unk_rate": unknown / max(tokens, 1),
+        "tokens_per_char": tokens / max(characters, 1),
+        "tokens_per_word": sum(pieces) / max(len(pieces), 1),
+        "split_3plus": sum(1 for n in pieces if n >= 3) / max(len(pieces), 1),
+        "char_coverage": covered / max(len(frequent), 1),
+        "vocab_size": len(tokenizer),
+    }

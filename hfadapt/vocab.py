@@ -1,0 +1,97 @@
+"""Vocabulary and embeddings: give a checkpoint a new tokenizer, carrying over what can be carried over.
+
+For each token of the new vocabulary, the embedding row is
+- copied from the checkpoint when the old vocabulary has the same token (`##` continuations
+  matched as continuations, special tokens matched by their role);
+- composed as the mean of the checkpoint's rows for the pieces the old tokenizer cuts it into;
+- drawn from a normal distribution with the mean and covariance of the checkpoint's rows when
+  the old tokenizer has nothing but the unknown token for it.
+The masked-LM output layer stays tied to the embeddings, and its bias is rebuilt to the new size.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hfadapt.errors import HfadaptError
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token")
+
+
+def check_sizes(model, tokenizer) -> None:
+    """Refuse a tokenizer with more tokens than the model has embedding rows (the classic `index out of range in self`)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise HfadaptError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; rebuild the vocabulary for this tokenizer (the recipe's vocabulary stage) or use the tokenizer saved with the model"
+        )
+
+
+def extend(old_tokenizer, new_tokenizer):
+    """The old tokenizer with the new one's tokens appended (old ids unchanged)."""
+    old_vocab = old_tokenizer.get_vocab()
+    added = [t for t, _ in sorted(new_tokenizer.get_vocab().items(), key=lambda x: x[1]) if t not in old_vocab and t not in new_tokenizer.all_special_tokens]
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(old_tokenizer.backend_tokenizer.to_str())
+    if not isinstance(backend.model, models.WordPiece):
+        raise HfadaptError("vocabulary.mode: extend needs a WordPiece checkpoint tokenizer; use mode: replace")
+    vocab = dict(old_vocab)
+    for token in added:
+        vocab[token] = len(vocab)
+    backend.model = models.WordPiece(vocab=vocab, unk_token=old_tokenizer.unk_token, continuing_subword_prefix="##", max_input_chars_per_word=100)
+    specials = {role: getattr(old_tokenizer, role) for role in ROLES if getattr(old_tokenizer, role, None)}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=old_tokenizer.model_max_length, **specials)
+    return tokenizer
+
+
+def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any]:
+    """Resize `model`'s embeddings (and tied output layer) to `new_tokenizer` and fill every row. Returns the report."""
+    import torch
+
+    old = model.get_input_embeddings().weight.detach().clone()
+    old_vocab = old_tokenizer.get_vocab()
+    old_unk = old_tokenizer.unk_token_id
+    role_of = {getattr(new_tokenizer, role): role for role in ROLES if getattr(new_tokenizer, role, None)}
+    new_vocab = sorted(new_tokenizer.get_vocab().items(), key=lambda x: x[1])
+    size = len(new_tokenizer)
+    rows = torch.empty(size, old.shape[1], dtype=old.dtype)
+    mean = old.mean(0)
+    covariance = torch.cov(old.T.double()) + 1e-5 * torch.eye(old.shape[1], dtype=torch.float64)
+    draw = torch.distributions.MultivariateNormal(mean.double(), covariance_matrix=covariance)
+    torch.manual_seed(seed)
+    copied = composed = drawn = 0
+    for token, index in new_vocab:
+        role = role_of.get(token)
+        source = getattr(old_tokenizer, role + "_id", None) if role else old_vocab.get(token)
+        if source is not None:
+            rows[index] = old[source]
+            copied += 1
+            continue
+        bare = token[2:] if token.startswith("##") and len(token) > 2 else token
+        pieces = [i for i in old_tokenizer(bare, add_special_tokens=False)["input_ids"] if i != old_unk]
+        if pieces:
+            rows[index] = old[pieces].mean(0)
+            composed += 1
+        else:
+            rows[index] = draw.sample().to(old.dtype)
+            drawn += 1
+    model.resize_token_embeddings(size, mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(rows)
+    model.config.vocab_size = size
+    if new_tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = new_tokenizer.pad_token_id
+    output = model.get_output_embeddings()
+    if output is not None:
+        model.tie_weights()
+        if getattr(output, "bias", None) is not None and output.bias.shape[0] != size:
+            output.bias = torch.nn.Parameter(torch.zeros(size, dtype=output.bias.dtype))
+    report = {"vocab_size": size, "copied": copied, "composed": composed, "drawn": drawn, "old_vocab_size": old.shape[0]}
+    logger.info("vocabulary rebuilt: %s", report)
+    return report
+
