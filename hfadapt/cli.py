@@ -19,6 +19,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
 
+    for name, text in (
+        ("tokenizer", "train the recipe's tokenizer on its corpus and report its fit beside the checkpoint's"),
+        ("pretrain", "run the recipe's tokenizer and masked-LM pretraining stages"),
+        ("retrain", "run every stage: tokenizer, vocabulary and embeddings, pretraining, fine-tuning"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe")
+        p.add_argument("overrides", nargs="*")
+
     p = sub.add_parser("validate", help="check a recipe and print it resolved, without loading any weight")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
@@ -65,6 +74,16 @@ def _run(args) -> int:
         results = hfadapt.finetune(args.recipe, args.overrides)
         main_metric = results["main_metric"]
         print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
+        return 0
+    if args.command in ("tokenizer", "pretrain", "retrain"):
+        from hfadapt.retrain import retrain
+
+        until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
+        results = retrain(args.recipe, args.overrides, until=until)
+        print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
+        if "finetune" in results:
+            main_metric = results["finetune"]["main_metric"]
+            print(f"test {main_metric}: {results['finetune']['test'][f'test_{main_metric}']:.4f}")
         return 0
     if args.command == "predict":
         if bool(args.texts) == bool(args.file):

@@ -567,6 +567,13 @@ def _check_combinations(recipe: Recipe, problems: list[str]) -> None:
         recipe.training_arguments()
     except (ValueError, TypeError) as e:
         problems.append(f"training: transformers.TrainingArguments rejects it: {e}")
+    if recipe.pretrain is not None:
+        from transformers import TrainingArguments
+
+        try:
+            TrainingArguments(output_dir=str(Path(recipe.output.dir) / "pretrained"), **recipe.pretrain.training)
+        except (ValueError, TypeError) as e:
+            problems.append(f"pretrain.training: transformers.TrainingArguments rejects it: {e}")
     if adapt.method == "lora":
         try:
             recipe.lora_config()

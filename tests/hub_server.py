@@ -123,7 +123,8 @@ class _Fail(Exception):
 
     def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, **extra):
         super().__init__(message)
-        error_headers = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {}), **(headers or {})}
+        header_safe = message.encode("ascii", "backslashreplace").decode().replace("\n", " ")  # headers are one latin-1 line
+        error_headers = {"X-Error-Message": header_safe, **({"X-Error-Code": code} if code else {}), **(headers or {})}
         self.reply = _json(status, {"error": message, **extra}, error_headers)
 
 
@@ -431,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
                 entry = _file_entry(commit, path)
                 sibling.update(size=entry["size"], blobId=entry["oid"])
                 if "lfs" in entry:
-                    sibling["lfs"] = {"size": entry["lfs"]["size"], "sha256": entry["lfs"]["oid"], "pointerSize": entry["lfs"]["pointerSize"]}
+                    lfs = entry["lfs"]
+                    sibling["lfs"] = {"size": lfs["size"], "sha256": lfs["oid"], "pointerSize": lfs["pointerSize"]}
             siblings.append(sibling)
         return _json(200, {
             "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
@@ -477,7 +479,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_type, repo_id)
         commit, history = self._revision(repo, revision), []
         while commit is not None:
-            history.append({"id": commit.id, "authors": [{"user": self.hub.user}], "date": commit.date, "title": commit.title, "message": commit.message})
+            author = [{"user": self.hub.user}]
+            history.append({"id": commit.id, "authors": author, "date": commit.date, "title": commit.title, "message": commit.message})
             commit = repo.commits.get(commit.parent) if commit.parent else None
         return _json(200, history)
 

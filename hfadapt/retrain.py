@@ -1,0 +1,214 @@
+"""Retraining, top to bottom: corpus, tokenizer, vocabulary and embeddings, masked-LM pretraining, fine-tuning.
+
+Each stage writes its own folder under OUTPUT_DIR (`tokenizer/`, `pretrained/`, `finetuned/`),
+atomically; a rerun of the same recipe reuses every finished stage, so a stopped pipeline goes
+on from the stage it reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from hfadapt import data, output, pretrain
+from hfadapt import model as model_lib
+from hfadapt import tokenizer as tokenizer_lib
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import Recipe, dump_recipe, load_recipe, save_recipe
+
+logger = logging.getLogger(__name__)
+STAGES = ("tokenizer", "pretrained", "finetuned")
+
+
+def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = (), until: str = "finetuned") -> dict[str, Any]:
+    """Run the recipe's stages up to `until` (tokenizer, pretrained or finetuned) and return their results."""
+    from transformers import set_seed
+
+    recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    if recipe.corpus is None:
+        raise HfadaptError("corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); for fine-tuning alone use hfadapt finetune")
+    root = Path(recipe.output.dir)
+    _claim(root, recipe)
+    set_seed(recipe.training["seed"])
+    results: dict[str, Any] = {}
+    texts = None
+    if recipe.tokenizer is not None:
+        folder = root / "tokenizer"
+        if not folder.exists():
+            texts = list(_documents(recipe, "train"))
+            _tokenizer_stage(recipe, texts, folder)
+        results["tokenizer"] = json.loads((folder / "fit.json").read_text())
+    if until == "tokenizer":
+        return results
+    if recipe.pretrain is not None:
+        folder = root / "pretrained"
+        if not folder.exists():
+            _pretrain_stage(recipe, root, folder)
+        results["pretrain"] = json.loads((folder / "pretrain.json").read_text())
+    if until == "pretrained":
+        return results
+    from hfadapt.finetune import finetune
+
+    folder = root / "finetuned"
+    if not folder.exists():
+        raw = recipe.to_dict()
+        for section in ("corpus", "tokenizer", "pretrain"):
+            raw[section] = None
+        if recipe.pretrain is not None:
+            raw["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
+        elif recipe.tokenizer is not None:
+            raise HfadaptError("pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)")
+        raw["output"] = {**raw["output"], "dir": str(folder), "overwrite": False}
+        finetune(load_recipe(raw=raw))
+    results["finetune"] = json.loads((folder / "metrics.json").read_text())
+    (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    return results
+
+
+def _claim(root: Path, recipe: Recipe) -> None:
+    """Take OUTPUT_DIR for this recipe: a rerun of the same recipe continues, a different one is refused."""
+    saved = root / "recipe.yaml"
+    if root.exists() and any(root.iterdir()):
+        if recipe.output.overwrite:
+            shutil.rmtree(root)
+        elif not saved.exists() or _stages_key(load_recipe(saved)) != _stages_key(recipe):
+            raise HfadaptError(
+                f"output.dir: {root} holds another run; rerun the recipe that made it to continue, choose another output.dir, or set output.overwrite=true to start over"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    save_recipe(recipe, saved)
+
+
+def _stages_key(recipe: Recipe) -> str:
+    raw = recipe.to_dict()
+    raw["output"] = {k: v for k, v in raw["output"].items() if k != "overwrite"}
+    raw.pop("hub", None)
+    return dump_recipe(load_recipe(raw=raw))
+
+
+def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | None]]:
+    """The corpus as `(text, words or None)`, in the `train` or held-out `validation` share (by text hash)."""
+    corpus = recipe.corpus
+    segment = pretrain.segment_with(corpus.segmenter)
+    share = corpus.validation_fraction
+    for source in corpus.sources:
+        if source == recipe.data.source:
+            # the fine-tuning data: its training split only, so no test text is ever pretrained on
+            rows = ((t, None) for t in data.prepare(recipe.data, recipe.task).splits["train"]["text"])
+        else:
+            loaded = data.load_source(source)
+            part = loaded["train"] if "train" in loaded else loaded[next(iter(loaded))]
+            if corpus.text_column not in part.column_names:
+                raise HfadaptError(f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}")
+            has_words = corpus.words_column in part.column_names
+            columns = [corpus.text_column] + ([corpus.words_column] if has_words else [])
+            rows = ((r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns))
+        count = 0
+        for text, words in rows:
+            if corpus.max_texts is not None and count >= corpus.max_texts:
+                break
+            if not text or not text.strip():
+                continue
+            count += 1
+            held_out = (int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < share
+            if held_out != (split == "validation"):
+                continue
+            if words is None and segment is not None:
+                words = segment(text)
+            yield text, words
+        if count == 0:
+            raise HfadaptError(f"corpus.sources: {source} has no text; give a corpus with non-empty texts")
+
+
+def _tokenizer_stage(recipe: Recipe, documents: list[tuple[str, list[str] | None]], folder: Path) -> None:
+    started = time.perf_counter()
+    new = tokenizer_lib.train((text for text, _ in documents), recipe.tokenizer)
+    seconds = time.perf_counter() - started
+    sample = documents[:: max(1, len(documents) // 5000)]
+    texts = [t for t, _ in sample]
+    words = [w for _, w in sample] if all(w is not None for _, w in sample) else None
+    report = {"new": tokenizer_lib.fit(new, texts, words), "seconds": round(seconds, 2), "texts": len(documents)}
+    try:
+        old = model_lib.load_tokenizer(recipe.model)
+        report["old"] = tokenizer_lib.fit(old, texts, words)
+    except HfadaptError:
+        report["old"] = None  # a recipe from scratch may name no usable checkpoint
+    work = output.start(folder)
+    new.save_pretrained(work)
+    (work / "fit.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    output.finish(work, folder)
+    logger.info("tokenizer fit (new vs old): %s", report)
+
+
+def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForMaskedLM, Trainer
+
+    settings = recipe.pretrain
+    old_tokenizer = model_lib.load_tokenizer(recipe.model) if settings.init == "continue" else None
+    new_tokenizer = None
+    if recipe.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        new_tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    report: dict[str, Any] = {}
+    if settings.init == "scratch":
+        tokenizer = new_tokenizer
+        model = pretrain.scratch_model(tokenizer, settings.size, settings.block_size)
+    else:
+        from hfadapt import vocab
+
+        model = AutoModelForMaskedLM.from_pretrained(model_lib.resolve(recipe.model.name_or_path), revision=recipe.model.revision)
+        tokenizer = old_tokenizer
+        if new_tokenizer is not None:
+            tokenizer = vocab.extend(old_tokenizer, new_tokenizer) if settings.vocabulary == "extend" else new_tokenizer
+            report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=recipe.training["seed"])
+            report["vocabulary"]["mode"] = settings.vocabulary
+        vocab.check_sizes(model, tokenizer)
+    if settings.block_size > model.config.max_position_embeddings:
+        raise HfadaptError(f"pretrain.block_size: {settings.block_size} exceeds the model's {model.config.max_position_embeddings} positions")
+    stats: dict[str, dict] = {"train": {}, "validation": {}}
+    packed = {}
+    for split in ("train", "validation"):
+        documents = _documents(recipe, split)
+        packed[split] = Dataset.from_list(list(pretrain.blocks(tokenizer, documents, settings.block_size, stats[split])))
+        if len(packed[split]) == 0:
+            raise HfadaptError(f"corpus: the {split} share of the corpus is empty; give more text or change corpus.validation_fraction")
+    real = stats["train"]["blocks"] * settings.block_size
+    report["packing"] = {**stats, "non_padding_share": 1 - stats["train"]["padding"] / real}
+    work = output.start(folder)
+    args = recipe.to_dict()["pretrain"]["training"]
+    from transformers import TrainingArguments
+
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(work / "checkpoints"), remove_unused_columns=False, **args),
+        train_dataset=packed["train"],
+        eval_dataset=packed["validation"],
+        data_collator=pretrain.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    before = trainer.evaluate()
+    train_metrics = trainer.train().metrics
+    after = trainer.evaluate()
+    report.update(
+        train=train_metrics,
+        perplexity_before=pretrain.perplexity(before["eval_loss"]),
+        perplexity=pretrain.perplexity(after["eval_loss"]),
+        eval_loss=after["eval_loss"],
+        tokens_seen=trainer.state.global_step * trainer.args.train_batch_size * trainer.args.world_size * settings.block_size,
+        steps=trainer.state.global_step,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    trainer.save_model(str(work))
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    output.finish(work, folder)
+    logger.info("pretraining: perplexity %.1f -> %.1f", report["perplexity_before"], report["perplexity"])

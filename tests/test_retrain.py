@@ -1,0 +1,175 @@
+"""Retraining: tokenizer training, vocabulary rebuild, packing, whole-word masking, and the staged pipeline."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+from hfadapt import pretrain, tokenizer as tokenizer_lib, vocab
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import TokenizerConfig, load_recipe
+
+CHINESE = ["中共中央总书记发表新年讲话", "这本书的内容很好看", "我们的国家正在发展", "今天北京的天气很好", "酒店的服务非常好"] * 20
+
+
+def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path):
+    tokenizer = tokenizer_lib.train(CHINESE + ["hello world wonderful 12月31日"] * 10, TokenizerConfig(vocab_size=200, min_frequency=1))
+    assert type(tokenizer.backend_tokenizer.model).__name__ == "WordPiece"
+    assert tokenizer.tokenize("中共") == ["中", "共"]  # one token per Han character
+    assert tokenizer.tokenize("１２月") == tokenizer.tokenize("12月")  # NFKC: full-width digits are digits
+    assert "[UNK]" not in tokenizer.tokenize("１２月")
+    tokenizer.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    text = "今天北京 hello"
+    assert again(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert again.mask_token == "[MASK]" and len(again) == len(tokenizer)
+
+
+@pytest.mark.parametrize("algorithm", ["bpe", "unigram"])
+def test_other_algorithms_train(algorithm):
+    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(algorithm=algorithm, vocab_size=100, min_frequency=1))
+    assert tokenizer.unk_token_id is not None and len(tokenizer) <= 100
+
+
+def test_bad_tokenizer_input_is_named():
+    with pytest.raises(HfadaptError, match="tokenizer: the corpus has no text; give a corpus with non-empty texts"):
+        tokenizer_lib.train(["", "  "], TokenizerConfig(vocab_size=100))
+    with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 30 is smaller than the special tokens plus the corpus's alphabet \(\d+ tokens\); raise it above \d+"):
+        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=30, min_frequency=1))
+
+
+def test_fit_report_sees_unknown_characters(tiny_checkpoint):
+    old = AutoTokenizer.from_pretrained(tiny_checkpoint)  # trained on English reviews
+    new = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    old_fit, new_fit = tokenizer_lib.fit(old, CHINESE[:5]), tokenizer_lib.fit(new, CHINESE[:5])
+    assert new_fit["unk_rate"] == 0.0 and new_fit["char_coverage"] == 1.0
+    assert old_fit["unk_rate"] > 0.5 and old_fit["char_coverage"] < 0.5
+
+
+@pytest.fixture
+def source(tiny_checkpoint):
+    """A tiny masked-LM checkpoint with its English tokenizer."""
+    old = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    config = BertConfig(vocab_size=len(old), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    return BertForMaskedLM(config), old
+
+
+def test_rebuilt_rows_are_copied_composed_or_drawn(source):
+    model, old = source
+    before = model.get_input_embeddings().weight.detach().clone()
+    new = tokenizer_lib.train(CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5, TokenizerConfig(vocab_size=300, min_frequency=1))
+    report = vocab.rebuild(model, old, new, seed=0)
+    after = model.get_input_embeddings().weight
+    assert after.shape[0] == len(new) == report["vocab_size"]
+    assert report["copied"] + report["composed"] + report["drawn"] == len(new)
+    assert report["copied"] > 5 and report["drawn"] > 5
+    old_vocab = old.get_vocab()
+    composed = 0
+    for token, index in new.get_vocab().items():
+        if token in old_vocab:
+            assert torch.equal(after[index], before[old_vocab[token]]), token  # shared rows copied exactly
+        elif token not in new.all_special_tokens:
+            bare = token[2:] if token.startswith("##") else token
+            pieces = [i for i in old(bare, add_special_tokens=False)["input_ids"] if i != old.unk_token_id]
+            if pieces:
+                torch.testing.assert_close(after[index], before[pieces].mean(0))  # composed rows: the mean of their pieces
+                composed += 1
+    assert composed == report["composed"] > 0
+    # the masked-LM output layer is tied to the new embeddings and its bias has the new size
+    out = model.get_output_embeddings()
+    assert out.weight.data_ptr() == after.data_ptr() and model.cls.predictions.bias.shape[0] == len(new)
+    assert model(**new(["中共 good"], return_tensors="pt")).logits.shape[-1] == len(new)
+
+
+def test_extend_keeps_old_ids_and_adds_new_tokens(source):
+    model, old = source
+    new = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    extended = vocab.extend(old, new)
+    assert all(extended.get_vocab()[t] == i for t, i in old.get_vocab().items())
+    assert "中" in extended.get_vocab() and extended.tokenize("中共") == ["中", "共"]
+    before = model.get_input_embeddings().weight.detach().clone()
+    vocab.rebuild(model, old, extended)
+    assert torch.equal(model.get_input_embeddings().weight[: len(old)], before)
+
+
+def test_mismatched_tokenizer_and_model_are_caught(source):
+    model, old = source
+    model.resize_token_embeddings(50)  # a model saved for another, smaller vocabulary
+    with pytest.raises(HfadaptError, match=rf"the tokenizer has {len(old)} tokens but the model's embedding matrix has 50 rows; rebuild the vocabulary"):
+        vocab.check_sizes(model, old)
+
+
+def test_packing_drops_nothing_and_pads_only_the_last_block():
+    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    documents = [(t, None) for t in CHINESE]
+    stats = {}
+    packed = list(pretrain.blocks(tokenizer, documents, 32, stats))
+    expected = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in CHINESE)
+    inner = [i for b in packed for i, m, w in zip(b["input_ids"], b["attention_mask"], b["word_ids"]) if m and w >= 0]
+    assert len(inner) == expected == stats["tokens"]
+    assert all(all(b["attention_mask"]) for b in packed[:-1])
+    assert 1 - stats["padding"] / (len(packed) * 30) >= 0.99 or len(packed) < 10
+
+
+def test_whole_word_masking_never_masks_part_of_a_word():
+    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    words = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这", "本", "书", "的", "内容", "很", "好看"]] * 10
+    documents = [("".join(w), w) for w in words]
+    packed = list(pretrain.blocks(tokenizer, documents, 24, {}))
+    collate = pretrain.WholeWordMaskCollator(tokenizer, 0.15)
+    torch.manual_seed(0)
+    masked_tokens = 0
+    for _ in range(20):
+        batch = collate(packed)
+        for row, example in enumerate(packed):
+            labels = batch["labels"][row]
+            for word in set(example["word_ids"]) - {-1}:
+                span = torch.tensor(example["word_ids"]) == word
+                chosen = labels[span] != -100
+                assert chosen.all() or not chosen.any(), "a word was partly masked"
+            masked_tokens += int((labels != -100).sum())
+    real = sum(sum(1 for w in e["word_ids"] if w >= 0) for e in packed) * 20
+    assert 0.12 < masked_tokens / real < 0.25
+
+
+def test_missing_segmenter_is_named(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "jieba", None)
+    with pytest.raises(HfadaptError, match="corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null"):
+        pretrain.segment_with("jieba")
+
+
+def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
+    from hfadapt.retrain import retrain
+
+    (tmp_path / "corpus.txt").write_text("\n".join(f"{t}{i}" for i, t in enumerate(CHINESE * 3)))
+    rows = [{"text": t + str(i), "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": str(tmp_path / "data.jsonl"), "max_length": 32},
+        "corpus": {"sources": [str(tmp_path / "corpus.txt"), str(tmp_path / "data.jsonl")], "validation_fraction": 0.1},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "pretrain": {"block_size": 32, "training": {"max_steps": 3, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"}},
+        "training": {"max_steps": 3, "disable_tqdm": True},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    results = retrain(load_recipe(raw=raw))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"tokenizer", "pretrained", "finetuned", "recipe.yaml", "results.json"}
+    assert results["tokenizer"]["new"]["unk_rate"] < results["tokenizer"]["old"]["unk_rate"]
+    assert results["pretrain"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
+    assert results["pretrain"]["packing"]["non_padding_share"] > 0.9
+    assert "test_accuracy" in results["finetune"]["test"]
+    # a rerun reuses every stage: nothing is trained again
+    stamp = (run / "pretrained" / "model.safetensors").stat().st_mtime_ns
+    again = retrain(load_recipe(raw=raw))
+    assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again["finetune"] == results["finetune"]
+    # another recipe in the same folder is refused
+    raw["tokenizer"]["vocab_size"] = 250
+    with pytest.raises(HfadaptError, match="holds another run"):
+        retrain(load_recipe(raw=raw))
