@@ -294,8 +294,8 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = self._route(method, [unquote(s) for s in split.path.split("/")[1:]], parse_qs(split.query), body)
         except _Fail as fail:
             reply = fail.reply
-        except Exception as exc:  # a bug here, not a Hub answer: say so rather than hang the client
-            reply = _Fail(500, f"hub_server error: {exc!r}").reply
+        except Exception as exc:  # a request this server cannot handle (or a bug in it): 501, which clients do not retry
+            reply = _Fail(501, f"hub_server could not handle {method} {split.path}: {exc!r}").reply
         record.status = reply.status
         self.send_response(reply.status)
         for name, value in {**reply.headers, "Content-Length": str(len(reply.body))}.items():
