@@ -11,6 +11,7 @@ from typing import Any
 
 from hfadapt import adapt, builtin, card, curves, data, hub, metrics, output
 from hfadapt import model as model_lib
+from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, set_seed
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
+        raise HfadaptError("this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain")
     output.check(recipe.output.dir, recipe.output.overwrite)
     if recipe.hub is not None:
         hub.token()  # a push that cannot happen fails now, not after training

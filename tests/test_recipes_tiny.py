@@ -14,18 +14,31 @@ TINY = ["data.max_train_samples=48", "data.max_eval_samples=16", "training.max_s
 pytestmark = pytest.mark.integration
 
 
+RETRAIN_TINY = ["corpus.max_texts=300", "pretrain.training.max_steps=2", "pretrain.training.eval_strategy=no", "pretrain.training.save_strategy=no", "pretrain.training.disable_tqdm=true"]
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_tiny_twin_trains(path, tmp_path):
     recipe = load_recipe(path, TINY + [f"output.dir={tmp_path / 'run'}"])
-    results = finetune(recipe)
-    run = tmp_path / "run"
+    if recipe.pretrain is not None:
+        from hfadapt.retrain import retrain
+
+        staged = retrain(load_recipe(path, TINY + RETRAIN_TINY + [f"output.dir={tmp_path / 'stages'}"]))
+        assert staged["tokenizer"]["new"]["unk_rate"] < staged["tokenizer"]["old"]["unk_rate"]
+        assert staged["pretrain"]["vocabulary"]["copied"] > 0 and staged["pretrain"]["steps"] == 2
+        results = staged["finetune"]
+        run = tmp_path / "stages" / "finetuned"
+    else:
+        results = finetune(recipe)
+        run = tmp_path / "run"
     assert (run / "metrics.json").exists() and (run / "README.md").exists()
     main = results["main_metric"]
     assert 0.0 <= results["test"][f"test_{main}"] <= 1.0
     assert results["data"]["sizes"]["train"] == 48
     from huggingface_hub import ModelCard
 
-    assert ModelCard.load(run / "README.md").data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    if recipe.pretrain is None:
+        assert ModelCard.load(run / "README.md").data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     if recipe.adapt.method == "lora":
         # LoRA on the real checkpoint trains under 2% of the weights and leaves the rest untouched
         assert results["parameters"]["trainable_percent"] < 2.0
