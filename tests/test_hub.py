@@ -62,7 +62,7 @@ def write_test_split(recipe, path):
     split = prepare(recipe.data, recipe.task)
     names = split.label_names
     test = split.splits["test"]
-    path.write_text(json.dumps({"texts": test["text"], "gold": [names[i] for i in test["label"]], "labels": names}))
+    path.write_text(json.dumps({"texts": list(test["text"]), "gold": [names[i] for i in test["label"]], "labels": names}))
     return path
 
 
