@@ -65,6 +65,23 @@ def test_fresh_modules_climb_to_the_whole_new_module():
     assert model_lib.fresh_modules(model, missing) == ["bert.pooler", "classifier"]
 
 
+def pipeline_without_hfadapt(task: str, path, inputs) -> list:
+    """Run a transformers pipeline in a fresh process where importing hfadapt or peft fails."""
+    import json
+
+    script = f"""
+import json, sys
+sys.modules["peft"] = None      # importing either now fails
+sys.modules["hfadapt"] = None
+from transformers import pipeline
+run = pipeline({task!r}, model={str(path)!r})
+print(json.dumps(run({inputs!r}), default=float))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
     from hfadapt import finetune, predict
 
@@ -74,14 +91,25 @@ def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
     run = load_recipe(raw=raw).output_path()
     texts = ["good great film", "awful dull film", "the plot was flat"]
     ours = [r["label"] for r in predict(run, texts, progress=False)]
-    script = f"""
-import sys
-sys.modules["peft"] = None      # importing either now fails
-sys.modules["hfadapt"] = None
-from transformers import pipeline
-classify = pipeline("text-classification", model={str(run)!r})
-print([r["label"] for r in classify({texts!r})])
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(ours)
+    assert [r["label"] for r in pipeline_without_hfadapt("text-classification", run, texts)] == ours
+
+
+def test_token_classifier_loads_in_a_pipeline_with_its_tag_names(tiny_checkpoint, tmp_path):
+    import json
+
+    from hfadapt import finetune
+
+    rows = [{"tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]} for i in range(90)]
+    (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "task": {"type": "token_classification"},
+        "data": {"source": str(tmp_path / "ner.jsonl"), "text_column": "tokens", "label_column": "tags"},
+        "training": {"num_train_epochs": 4, "learning_rate": 1.0e-2, "disable_tqdm": True},
+        "output": {"dir": str(tmp_path / "ner")},
+    }
+    finetune(load_recipe(raw=raw))
+    found = pipeline_without_hfadapt("token-classification", tmp_path / "ner", "we went to paris today")
+    assert {entity["entity"] for entity in found} <= {"O", "S-LOC"}
+    # the tag lands on the first piece of "paris", the piece the model was trained to tag
+    assert any(entity["entity"] == "S-LOC" and entity["start"] == "we went to ".__len__() for entity in found)

@@ -164,6 +164,11 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     assert results["pretrain"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
     assert results["pretrain"]["packing"]["non_padding_share"] > 0.9
     assert "test_accuracy" in results["finetune"]["test"]
+    # the pretrained stage is a plain masked-LM checkpoint: it fills masks without hfadapt
+    from test_model import pipeline_without_hfadapt
+
+    filled = pipeline_without_hfadapt("fill-mask", run / "pretrained", "今天[MASK]京的天气很好")
+    assert len(filled) == 5 and all(isinstance(f["token_str"], str) for f in filled)
     # a rerun reuses every stage: nothing is trained again
     stamp = (run / "pretrained" / "model.safetensors").stat().st_mtime_ns
     again = retrain(load_recipe(raw=raw))
