@@ -19,7 +19,7 @@ from hfadapt import data, output, pretrain
 from hfadapt import model as model_lib
 from hfadapt import tokenizer as tokenizer_lib
 from hfadapt.errors import HfadaptError
-from hfadapt.recipe import Recipe, dump_recipe, load_recipe, save_recipe
+from hfadapt.recipe import Recipe, load_recipe, save_recipe
 
 logger = logging.getLogger(__name__)
 STAGES = ("tokenizer", "pretrained", "finetuned")
@@ -33,21 +33,19 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
     if recipe.corpus is None:
         raise HfadaptError("corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); for fine-tuning alone use hfadapt finetune")
     root = Path(recipe.output.dir)
-    _claim(root, recipe)
+    root.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training["seed"])
     results: dict[str, Any] = {}
-    texts = None
     if recipe.tokenizer is not None:
         folder = root / "tokenizer"
-        if not folder.exists():
-            texts = list(_documents(recipe, "train"))
-            _tokenizer_stage(recipe, texts, folder)
+        if not _reusable(recipe, root, "tokenizer"):
+            _tokenizer_stage(recipe, list(_documents(recipe, "train")), folder)
         results["tokenizer"] = json.loads((folder / "fit.json").read_text())
     if until == "tokenizer":
         return results
     if recipe.pretrain is not None:
         folder = root / "pretrained"
-        if not folder.exists():
+        if not _reusable(recipe, root, "pretrained"):
             _pretrain_stage(recipe, root, folder)
         results["pretrain"] = json.loads((folder / "pretrain.json").read_text())
     if until == "pretrained":
@@ -55,7 +53,7 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
     from hfadapt.finetune import finetune
 
     folder = root / "finetuned"
-    if not folder.exists():
+    if not _reusable(recipe, root, "finetuned"):
         raw = recipe.to_dict()
         for section in ("corpus", "tokenizer", "pretrain"):
             raw[section] = None
@@ -65,30 +63,48 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
             raise HfadaptError("pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)")
         raw["output"] = {**raw["output"], "dir": str(folder), "overwrite": False}
         finetune(load_recipe(raw=raw))
+        _mark(recipe, folder, "finetuned")
     results["finetune"] = json.loads((folder / "metrics.json").read_text())
+    save_recipe(recipe, root / "recipe.yaml")
     (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results
 
 
-def _claim(root: Path, recipe: Recipe) -> None:
-    """Take OUTPUT_DIR for this recipe: a rerun of the same recipe continues, a different one is refused."""
-    saved = root / "recipe.yaml"
-    if root.exists() and any(root.iterdir()):
-        if recipe.output.overwrite:
-            shutil.rmtree(root)
-        elif not saved.exists() or _stages_key(load_recipe(saved)) != _stages_key(recipe):
-            raise HfadaptError(
-                f"output.dir: {root} holds another run; rerun the recipe that made it to continue, choose another output.dir, or set output.overwrite=true to start over"
-            )
-    root.mkdir(parents=True, exist_ok=True)
-    save_recipe(recipe, saved)
+# The recipe sections each stage's result depends on: a stage is reused when they are unchanged.
+DEPENDS = {
+    "tokenizer": ("model", "corpus", "tokenizer"),
+    "pretrained": ("model", "corpus", "tokenizer", "pretrain"),
+    "finetuned": ("model", "corpus", "tokenizer", "pretrain", "task", "data", "adapt", "training"),
+}
 
 
-def _stages_key(recipe: Recipe) -> str:
+def _stage_key(recipe: Recipe, stage: str) -> dict:
     raw = recipe.to_dict()
-    raw["output"] = {k: v for k, v in raw["output"].items() if k != "overwrite"}
-    raw.pop("hub", None)
-    return dump_recipe(load_recipe(raw=raw))
+    return {section: raw[section] for section in DEPENDS[stage]}
+
+
+def _reusable(recipe: Recipe, root: Path, stage: str) -> bool:
+    """Whether ROOT/stage holds this recipe's result; a stage made by other settings is redone only on request."""
+    folder = root / stage
+    if not folder.exists():
+        return False
+    saved = folder / "stage.json"
+    key = json.loads(saved.read_text()) if saved.exists() else None
+    if key == json.loads(json.dumps(_stage_key(recipe, stage))):
+        return True
+    if not recipe.output.overwrite:
+        changed = sorted(s for s in DEPENDS[stage] if key is None or key.get(s) != json.loads(json.dumps(_stage_key(recipe, stage)))[s])
+        raise HfadaptError(
+            f"output.dir: {folder} was made with other settings ({', '.join(changed)}); choose another output.dir, or set output.overwrite=true to redo it and the stages after it"
+        )
+    shutil.rmtree(folder)
+    for later in STAGES[STAGES.index(stage) + 1 :]:
+        shutil.rmtree(root / later, ignore_errors=True)
+    return False
+
+
+def _mark(recipe: Recipe, folder: Path, stage: str) -> None:
+    (folder / "stage.json").write_text(json.dumps(_stage_key(recipe, stage), ensure_ascii=False), encoding="utf-8")
 
 
 def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | None]]:
@@ -131,7 +147,7 @@ def _tokenizer_stage(recipe: Recipe, documents: list[tuple[str, list[str] | None
     seconds = time.perf_counter() - started
     sample = documents[:: max(1, len(documents) // 5000)]
     texts = [t for t, _ in sample]
-    words = [w for _, w in sample] if all(w is not None for _, w in sample) else None
+    words = [w for _, w in sample]
     report = {"new": tokenizer_lib.fit(new, texts, words), "seconds": round(seconds, 2), "texts": len(documents)}
     try:
         old = model_lib.load_tokenizer(recipe.model)
@@ -141,6 +157,7 @@ def _tokenizer_stage(recipe: Recipe, documents: list[tuple[str, list[str] | None
     work = output.start(folder)
     new.save_pretrained(work)
     (work / "fit.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _mark(recipe, work, "tokenizer")
     output.finish(work, folder)
     logger.info("tokenizer fit (new vs old): %s", report)
 
@@ -210,5 +227,6 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    _mark(recipe, work, "pretrained")
     output.finish(work, folder)
     logger.info("pretraining: perplexity %.1f -> %.1f", report["perplexity_before"], report["perplexity"])

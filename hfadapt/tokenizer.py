@@ -80,33 +80,38 @@ class _Counting:
                 yield text
 
 
-def fit(tokenizer, texts: list[str], words: list[list[str]] | None = None, top_characters: int = 1000) -> dict[str, float]:
+def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None, top_characters: int = 1000) -> dict[str, float | None]:
     """How well a tokenizer fits a corpus.
 
     - unk_rate: share of tokens that are the unknown token;
     - tokens_per_char: tokens per non-space character;
-    - tokens_per_word and split_3plus: tokens per word, and share of words cut in 3 pieces or more
-      (words from `words`, the corpus's own segmentation, else from whitespace);
+    - tokens_per_word and split_3plus: tokens per word, and share of words cut in 3 pieces or
+      more; words come from `words` (the corpus's own segmentation, aligned with `texts`, None
+      where a text has none), else from whitespace where a text has it. None when no text has
+      words (Chinese without a segmentation);
     - char_coverage: share of the corpus's `top_characters` most frequent characters that the
       tokenizer encodes without the unknown token.
     """
     unk = tokenizer.unk_token_id
-    tokens = unknown = characters = 0
+    tokens = unknown = 0
     for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         tokens += len(ids)
         unknown += sum(1 for i in ids if i == unk)
     characters = sum(len(t) - t.count(" ") for t in texts)
-    if words is None:
-        words = [t.split() for t in texts]
-    flat = [w for row in words for w in row if w.strip()]
+    flat: list[str] = []
+    for i, text in enumerate(texts):
+        segmented = words[i] if words is not None else None
+        if segmented is None and len(text.split()) > 1:
+            segmented = text.split()
+        flat.extend(w for w in segmented or [] if w.strip())
     pieces = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
     frequent = [c for c, _ in Counter(c for t in texts for c in t if not c.isspace()).most_common(top_characters)]
     covered = sum(1 for ids in tokenizer(frequent, add_special_tokens=False)["input_ids"] if ids and unk not in ids) if frequent else 0
     return {
         "unk_rate": unknown / max(tokens, 1),
         "tokens_per_char": tokens / max(characters, 1),
-        "tokens_per_word": sum(pieces) / max(len(pieces), 1),
-        "split_3plus": sum(1 for n in pieces if n >= 3) / max(len(pieces), 1),
+        "tokens_per_word": sum(pieces) / len(pieces) if pieces else None,
+        "split_3plus": sum(1 for n in pieces if n >= 3) / len(pieces) if pieces else None,
         "char_coverage": covered / max(len(frequent), 1),
         "vocab_size": len(tokenizer),
     }

@@ -174,7 +174,13 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     again = retrain(load_recipe(raw=raw))
     assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again["finetune"] == results["finetune"]
-    # another recipe in the same folder is refused
+    # new fine-tuning settings: refused without overwrite; with it, only the fine-tuning is redone
+    raw["training"]["learning_rate"] = 1.0e-3
+    with pytest.raises(HfadaptError, match=r"finetuned was made with other settings \(training\); choose another output.dir, or set output.overwrite=true"):
+        retrain(load_recipe(raw=raw))
+    retrain(load_recipe(raw=raw, overrides=["output.overwrite=true"]))
+    assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
+    # a new tokenizer invalidates everything after it
     raw["tokenizer"]["vocab_size"] = 250
-    with pytest.raises(HfadaptError, match="holds another run"):
+    with pytest.raises(HfadaptError, match=r"tokenizer was made with other settings \(tokenizer\)"):
         retrain(load_recipe(raw=raw))
