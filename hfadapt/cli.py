@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune a checkpoint as a recipe says")
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run from its newest complete checkpoint")
 
     for name, text in (
         ("tokenizer", "train the recipe's tokenizer on its corpus and report its fit beside the checkpoint's"),
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except HfadaptError as e:
-        print(f"hfadapt: error: {e}", file=sys.stderr)
-        return 2
+        from hfadapt.checkpoint import Interrupted
+
+        print(f"hfadapt: {'stopped' if isinstance(e, Interrupted) else 'error'}: {e}", file=sys.stderr)
+        return 130 if isinstance(e, Interrupted) else 2
 
 
 def _run(args) -> int:
@@ -71,7 +74,7 @@ def _run(args) -> int:
         print(hfadapt.recipe.dump_recipe(recipe), end="")
         return 0
     if args.command == "finetune":
-        results = hfadapt.finetune(args.recipe, args.overrides)
+        results = hfadapt.finetune(args.recipe, args.overrides + (["output.resume=true"] if args.resume else []))
         main_metric = results["main_metric"]
         print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
         return 0

@@ -135,6 +135,11 @@ def prepare(data: DataConfig, task: TaskConfig, label_names: list[str] | None = 
             chosen = sorted(range(len(rows[split])), key=lambda i: rows[split][i]["_h"])[:limit]
             rows[split] = [rows[split][i] for i in sorted(chosen)]
     report["sizes"] = {split: len(rows[split]) for split in SPLITS}
+    digest = hashlib.sha256()
+    for split in SPLITS:  # what was trained and scored on, whatever file it came from
+        for row in rows[split]:
+            digest.update(f"{split}\x1e{row['_key']}\x1e{row['label']!r}\x1d".encode("utf-8"))
+    report["fingerprint"] = digest.hexdigest()
     splits = DatasetDict(
         {split: Dataset.from_list([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows[split]]) for split in SPLITS}
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, builtin, card, curves, data, hub, metrics, output
+from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
@@ -21,14 +22,16 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     """Run a fine-tuning recipe and return its metrics (also saved as OUTPUT_DIR/metrics.json).
 
     Every check on the input (the recipe, the output folder, the model, the data, the labels,
-    the adaptation) runs before training starts, and nothing is written until they pass.
+    the adaptation) runs before training starts, and nothing is written until they pass. With
+    `output.resume`, a stopped run continues from its newest complete checkpoint.
     """
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, set_seed
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
         raise HfadaptError("this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain")
-    output.check(recipe.output.dir, recipe.output.overwrite)
+    output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
+    resume_from = _resume_point(recipe) if recipe.output.resume else None
     if recipe.hub is not None:
         hub.token()  # a push that cannot happen fails now, not after training
     set_seed(recipe.training["seed"])  # before the head is initialised
@@ -43,7 +46,10 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
 
-    work = output.start(recipe.output.dir)
+    if resume_from is not None:
+        _check_resumable(resume_from, model)
+    work = output.start(recipe.output.dir, resume=resume_from is not None)
+    save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
     args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
     collator = DataCollatorForTokenClassification(tokenizer) if recipe.task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
     trainer = Trainer(
@@ -54,9 +60,12 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
+        callbacks=[stop := checkpoint.StopOnSignal()],
     )
     started = time.perf_counter()
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if stop.signal is not None:
+        raise checkpoint.Interrupted(f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, after saving a checkpoint in {work / 'checkpoints'}; continue with --resume")
     results: dict[str, Any] = {
         "train": train_result.metrics,
         "validation": trainer.evaluate(tokenized["validation"], metric_key_prefix="validation"),
@@ -67,6 +76,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         "label_names": task_data.label_names,
         "device": str(args.device),
         "compute_seconds": round(time.perf_counter() - started, 1),
+        "resumed_from": resume_from.name if resume_from else None,
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
     if trainer.is_world_process_zero():
@@ -75,6 +85,34 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         if recipe.hub is not None:
             results["hub_commit"] = hub.push(recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
     return results
+
+
+# Sections a checkpoint depends on: resuming under other values would mix two runs.
+RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
+
+
+def _resume_point(recipe: Recipe) -> Path:
+    """The newest complete checkpoint of the stopped run, after checking it is this recipe's."""
+    work = output.incomplete_dir(recipe.output.dir)
+    latest = checkpoint.latest_complete(work / "checkpoints")
+    if latest is None:
+        raise HfadaptError(f"--resume: no complete checkpoint in {work / 'checkpoints'}; run without --resume to start")
+    saved = load_recipe(work / "recipe.yaml").to_dict()
+    wanted = recipe.to_dict()
+    changed = [s for s in RESUME_SECTIONS if saved[s] != wanted[s]]
+    if changed:
+        raise HfadaptError(
+            f"--resume: the checkpoint in {work} comes from a different recipe ({', '.join(changed)} changed); resume with the recipe that started it, or set output.overwrite=true to start over"
+        )
+    logger.info("resuming from %s", latest)
+    return latest
+
+
+def _check_resumable(latest: Path, model) -> None:
+    config = json.loads((latest / "config.json").read_text()) if (latest / "config.json").exists() else {}
+    rows = model.get_input_embeddings().num_embeddings
+    if config.get("vocab_size", rows) != rows:
+        raise HfadaptError(f"--resume: the checkpoint {latest} has a vocabulary of {config['vocab_size']}, the model {rows}; it belongs to another model")
 
 
 def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
@@ -91,6 +129,7 @@ def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Pat
     if not recipe.output.keep_checkpoints:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
     save_recipe(recipe, work / "recipe.yaml")
+    (work / "manifest.json").write_text(json.dumps(manifest.build(recipe, trainer.args, results), indent=2), encoding="utf-8")
     (work / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     curves.plot(trainer.state.log_history, results["main_metric"], work / "training_curves.png", title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})")

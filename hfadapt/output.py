@@ -18,21 +18,24 @@ def incomplete_dir(final: str | Path) -> Path:
     return final.with_name(final.name + ".incomplete")
 
 
-def check(final: str | Path, overwrite: bool) -> None:
-    """Refuse, before anything runs, to write over a finished run unless asked to."""
+def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
+    """Refuse, before anything runs, to write over a finished run unless asked to, or to throw away a stopped one."""
     final = Path(final)
+    stopped = incomplete_dir(final)
+    if stopped.exists() and not resume and not overwrite and (stopped / "checkpoints").exists():
+        raise HfadaptError(f"output.dir: a stopped run of {final} is in {stopped}; continue it with --resume (output.resume=true), or set output.overwrite=true to start over")
     if final.exists() and not final.is_dir():
         raise HfadaptError(f"output.dir: {final} is a file; choose a folder path")
     if final.is_dir() and any(final.iterdir()) and not overwrite:
         raise HfadaptError(f"output.dir: {final} is not empty; choose another output.dir, or set output.overwrite=true to replace it once the new run finishes")
 
 
-def start(final: str | Path) -> Path:
-    """A fresh side folder for the run to write into."""
+def start(final: str | Path, resume: bool = False) -> Path:
+    """The side folder the run writes into: fresh, or the stopped run's own when resuming."""
     work = incomplete_dir(final)
-    if work.exists():
+    if work.exists() and not resume:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     return work
 
 

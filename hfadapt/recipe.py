@@ -136,6 +136,7 @@ class OutputConfig:
     dir: str
     overwrite: bool = False  # replace a non-empty output folder (only once the new run has finished)
     keep_checkpoints: bool = False  # keep OUTPUT_DIR/checkpoints once the run has finished
+    resume: bool = False  # continue a stopped run from its newest complete checkpoint (also: --resume)
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Surviving a kill: find the newest complete checkpoint, and save one when the run is told to stop.
+
+A checkpoint folder is complete once the Trainer has written `trainer_state.json` into it, the
+last file it writes; a folder without it (the process died while writing) is never resumed from.
+SIGTERM and Ctrl-C stop training at the end of the current step, after a checkpoint is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from hfadapt.errors import HfadaptError
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupted(HfadaptError):
+    """Training was stopped by a signal after saving a checkpoint; `--resume` continues it."""
+
+
+def latest_complete(folder: str | Path) -> Path | None:
+    """The newest `checkpoint-N` under `folder` whose trainer state was fully written."""
+    found = []
+    for path in Path(folder).glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        state = path / "trainer_state.json"
+        if not match or not state.exists():
+            continue
+        try:
+            json.loads(state.read_text())
+        except ValueError:  # cut off mid-write
+            continue
+        found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+class StopOnSignal(TrainerCallback):
+    """On SIGTERM or SIGINT, finish the current step, save a checkpoint and stop."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _handle(self, sig, frame):
+        if self.signal is not None:  # a second signal: stop at once
+            signal.signal(sig, self._previous.get(sig, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.signal = sig
+        logger.warning("received %s: saving a checkpoint after this step, then stopping", signal.Signals(sig).name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
