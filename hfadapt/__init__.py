@@ -3,8 +3,10 @@
 from hfadapt import recipe
 from hfadapt.errors import HfadaptError
 from hfadapt.finetune import finetune
+from hfadapt.hub import push
 from hfadapt.predict import evaluate, load_run, predict, read_texts
 from hfadapt.recipe import Recipe, RecipeError, load_recipe
+from hfadapt.retrain import retrain
 
-__all__ = ["HfadaptError", "Recipe", "RecipeError", "evaluate", "finetune", "load_recipe", "load_run", "predict", "read_texts", "recipe"]
+__all__ = ["HfadaptError", "Recipe", "RecipeError", "evaluate", "finetune", "load_recipe", "load_run", "predict", "push", "read_texts", "recipe", "retrain"]
 __version__ = "0.1.0"

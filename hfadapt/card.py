@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -49,6 +51,7 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
         how = "full fine-tuning: every weight trained"
     report = metrics.get("data", {})
     sizes = report.get("sizes", {})
+    lineage = _retraining_lineage(recipe.model.name_or_path)
     rows = "\n".join(f"| {k[len('test_'):]} | {metrics.get('validation', {}).get('validation_' + k[len('test_'):], float('nan')):.4f} | {test[k]:.4f} |" for k in metric_names)
     training = recipe.training
     load = (
@@ -65,7 +68,7 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
 | step | what |
 |---|---|
 | base checkpoint | `{base_model}` |
-| adaptation | {how} |
+{lineage}| adaptation | {how} |
 | parameters trained | {params.get('trainable', 0):,} of {params.get('total', 0):,} ({params.get('trainable_percent', 0)}%) |
 | data | `{source}`; split sizes train {sizes.get('train')}, validation {sizes.get('validation')}, test {sizes.get('test')}; splits made by text hash: {', '.join(report.get('splits_made_by_hash', [])) or 'none'}; duplicates removed {report.get('duplicates_removed', 0)}, conflicting texts removed {report.get('conflicting_texts_removed', 0)} |
 | labels | {', '.join(metrics.get('label_names') or ['(regression)'])} |
@@ -84,3 +87,30 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
 The full recipe that produced this model is `recipe.yaml` beside this card; `training_curves.png` shows its loss and validation {metrics.get('main_metric', '')}.
 """
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _retraining_lineage(model_path: str) -> str:
+    """Table rows for a model that came out of hfadapt's retraining stages (tokenizer, vocabulary, pretraining)."""
+    pretrained = Path(model_path)
+    report_path = pretrained / "pretrain.json"
+    if not report_path.exists():
+        return ""
+    report = json.loads(report_path.read_text())
+    rows = ""
+    fit_path = pretrained.parent / "tokenizer" / "fit.json"
+    if fit_path.exists():
+        fit = json.loads(fit_path.read_text())
+        new, old = fit["new"], fit.get("old") or {}
+        rows += (
+            f"| tokenizer | trained on the corpus: {new['vocab_size']:,} tokens; [UNK] rate {100 * new['unk_rate']:.2f}%"
+            f" (the checkpoint's: {100 * old.get('unk_rate', float('nan')):.2f}%), tokens per character {new['tokens_per_char']:.3f},"
+            f" coverage of the 1,000 most frequent characters {100 * new['char_coverage']:.1f}% |\n"
+        )
+    vocab = report.get("vocabulary")
+    if vocab:
+        rows += f"| vocabulary ({vocab['mode']}) | {vocab['vocab_size']:,} rows: {vocab['copied']:,} copied from the checkpoint, {vocab['composed']:,} composed from old pieces, {vocab['drawn']:,} drawn |\n"
+    rows += (
+        f"| masked-LM pretraining | {report['steps']:,} steps, {report['tokens_seen']:,} tokens, {100 * report['packing']['non_padding_share']:.2f}% real tokens per block;"
+        f" held-out perplexity {report['perplexity_before']:.1f} -> {report['perplexity']:.1f}; {report['seconds'] / 60:.0f} min |\n"
+    )
+    return rows

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output
+from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, vocab
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
@@ -41,6 +41,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     task_data = data.prepare(recipe.data, recipe.task)
     config = model_lib.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = model_lib.load_task_model(recipe.model, recipe.task, config)
+    vocab.check_sizes(model, tokenizer)
     model = adapt.apply(model, recipe, fresh)
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)

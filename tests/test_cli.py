@@ -94,6 +94,13 @@ def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_pa
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["good great film", "awful dull movie"]
     assert "Predicting" in result.stderr  # the progress bar
+    (tmp_path / "texts.csv").write_text('id,review\n1,"good, great film"\n2,awful dull movie\n')
+    result = run_cli("predict", run, "--file", tmp_path / "texts.csv", "--column", "review", "--output", tmp_path / "out.csv")
+    assert result.returncode == 0, result.stderr
+    import csv
+
+    written = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [r["text"] for r in written] == ["good, great film", "awful dull movie"] and all(0.5 <= float(r["score"]) <= 1 for r in written)
     result = run_cli("evaluate", run)
     assert result.returncode == 0, result.stderr
     saved = json.loads((run / "metrics.json").read_text())["test"]

@@ -164,6 +164,8 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     assert results["pretrain"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
     assert results["pretrain"]["packing"]["non_padding_share"] > 0.9
     assert "test_accuracy" in results["finetune"]["test"]
+    card = (run / "finetuned" / "README.md").read_text()
+    assert "| vocabulary (replace) |" in card and "copied from the checkpoint" in card and "| masked-LM pretraining |" in card
     # the pretrained stage is a plain masked-LM checkpoint: it fills masks without hfadapt
     from test_model import pipeline_without_hfadapt
 
