@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 import shutil
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
     if recipe.tokenizer is not None:
         folder = root / "tokenizer"
         if not _reusable(recipe, root, "tokenizer"):
-            _tokenizer_stage(recipe, list(_documents(recipe, "train")), folder)
+            _tokenizer_stage(recipe, folder)
         results["tokenizer"] = json.loads((folder / "fit.json").read_text())
     if until == "tokenizer":
         return results
@@ -141,14 +142,28 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
             raise HfadaptError(f"corpus.sources: {source} has no text; give a corpus with non-empty texts")
 
 
-def _tokenizer_stage(recipe: Recipe, documents: list[tuple[str, list[str] | None]], folder: Path) -> None:
+def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
+    """Train the tokenizer on the corpus as a stream (it never sits whole in memory) and report its fit."""
+    sample: list[tuple[str, list[str] | None]] = []  # a uniform sample of 5,000 texts for the fit report
+    chooser = random.Random(recipe.training["seed"])
+    count = 0
+
+    def stream() -> Iterator[str]:
+        nonlocal count
+        for document in _documents(recipe, "train"):
+            count += 1
+            if len(sample) < 5000:
+                sample.append(document)
+            elif (slot := chooser.randrange(count)) < 5000:
+                sample[slot] = document
+            yield document[0]
+
     started = time.perf_counter()
-    new = tokenizer_lib.train((text for text, _ in documents), recipe.tokenizer)
+    new = tokenizer_lib.train(stream(), recipe.tokenizer)
     seconds = time.perf_counter() - started
-    sample = documents[:: max(1, len(documents) // 5000)]
     texts = [t for t, _ in sample]
     words = [w for _, w in sample]
-    report = {"new": tokenizer_lib.fit(new, texts, words), "seconds": round(seconds, 2), "texts": len(documents)}
+    report = {"new": tokenizer_lib.fit(new, texts, words), "seconds": round(seconds, 2), "texts": count}
     try:
         old = model_lib.load_tokenizer(recipe.model)
         report["old"] = tokenizer_lib.fit(old, texts, words)
