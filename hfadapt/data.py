@@ -117,16 +117,12 @@ def prepare(data: DataConfig, task: TaskConfig, label_names: list[str] | None = 
             if split == "train":
                 raise HfadaptError(f"data.source: {data.source} has no training examples (after removing empty texts and duplicates); give a data set with examples")
             raise HfadaptError(f"data: the {split} split of {data.source} is empty; give a larger data set or a larger data.{split}_fraction")
-    if label_names is not None and not token_task and task.problem_type == "single_label_classification":
-        seen = {row["label"] for row in rows["train"]}
+    if not known and (token_task or task.problem_type == "single_label_classification"):
+        # a label only the evaluation splits have could never be predicted (a trained model's labels are checked in _rows)
+        labels_of = (lambda row: set(row["label"])) if token_task else (lambda row: {row["label"]})
+        seen = set().union(*(labels_of(row) for row in rows["train"]))
         for split in ("validation", "test"):
-            unseen = sorted({row["label"] for row in rows[split]} - seen)
-            if unseen:
-                _unseen(split, [label_names[i] for i in unseen])
-    if token_task:
-        seen = {t for row in rows["train"] for t in row["label"]}
-        for split in ("validation", "test"):
-            unseen = sorted({t for row in rows[split] for t in row["label"]} - seen)
+            unseen = sorted(set().union(*(labels_of(row) for row in rows[split])) - seen)
             if unseen:
                 _unseen(split, [label_names[i] for i in unseen])
     for split, limit in (("train", data.max_train_samples), ("validation", data.max_eval_samples), ("test", data.max_eval_samples)):
