@@ -162,3 +162,15 @@ def test_a_recipe_that_pushes_fails_before_training_without_a_token(tiny_recipe,
     with pytest.raises(HfadaptError, match="no Hugging Face token"):
         finetune(recipe)
     assert not Path(recipe.output.dir).exists()
+
+
+def test_a_recipe_with_a_hub_section_pushes_when_training_ends(hub, tiny_recipe, tmp_path):
+    import yaml
+
+    raw = tiny_recipe(training={"num_train_epochs": 1}, hub={"repo_id": "test-user/from-recipe", "private": True})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = run(["-m", "hfadapt", "finetune", str(tmp_path / "r.yaml")], hub.client_env(tmp_path / "hf_home"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    pushed = hub.repos["test-user/from-recipe"]
+    assert pushed.private and {"model.safetensors", "README.md", "recipe.yaml"} <= set(pushed["main"])
+    assert TOKEN not in pushed["main"]["recipe.yaml"].decode()
