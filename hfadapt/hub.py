@@ -67,12 +67,10 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str
             status = e.response.status_code if e.response is not None else "?"
             hint = "the token was refused: check HF_TOKEN or `hf auth login`" if status in (401, 403) else "the run folder is intact: run the same push again"
             raise HfadaptError(f"push to {repo_id} failed (HTTP {status} from {constants.ENDPOINT}); {hint}") from None
-        except (OSError, ConnectionError) as e:  # requests' and httpx' connection errors are OSErrors
+        except Exception as e:  # requests' connection errors are OSErrors; httpx's transport errors are not
+            if not isinstance(e, OSError) and not type(e).__module__.startswith(("httpx", "httpcore")):
+                raise
             raise HfadaptError(f"push to {repo_id} failed: cannot reach {constants.ENDPOINT} ({type(e).__name__}); the run folder is intact: retry when the Hub is reachable") from None
-        except Exception as e:  # httpx transport errors are not OSErrors
-            if type(e).__module__.startswith(("httpx", "httpcore")):
-                raise HfadaptError(f"push to {repo_id} failed: cannot reach {constants.ENDPOINT} ({type(e).__name__}); the run folder is intact: retry when the Hub is reachable") from None
-            raise
     logger.info("pushed %s to %s", run_dir, repo_id)
     return str(info.commit_url)
 

@@ -177,6 +177,12 @@ class PretrainConfig:
     whole_word_masking: bool = True
     training: dict[str, Any] = field(default_factory=dict)  # transformers.TrainingArguments fields, unchanged
 
+    def training_arguments(self, output_dir: str | Path):
+        """`transformers.TrainingArguments` for pretraining; the blocks carry `word_ids`, which the collator needs."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments(output_dir=str(output_dir), remove_unused_columns=False, **self.training)
+
 
 @dataclass
 class HubConfig:
@@ -569,10 +575,8 @@ def _check_combinations(recipe: Recipe, problems: list[str]) -> None:
     except (ValueError, TypeError) as e:
         problems.append(f"training: transformers.TrainingArguments rejects it: {e}")
     if recipe.pretrain is not None:
-        from transformers import TrainingArguments
-
         try:
-            TrainingArguments(output_dir=str(Path(recipe.output.dir) / "pretrained"), **recipe.pretrain.training)
+            recipe.pretrain.training_arguments(Path(recipe.output.dir) / "pretrained")
         except (ValueError, TypeError) as e:
             problems.append(f"pretrain.training: transformers.TrainingArguments rejects it: {e}")
     if adapt.method == "lora":

@@ -214,12 +214,9 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
     real = stats["train"]["blocks"] * settings.block_size
     report["packing"] = {**stats, "non_padding_share": 1 - stats["train"]["padding"] / real}
     work = output.start(folder)
-    args = recipe.to_dict()["pretrain"]["training"]
-    from transformers import TrainingArguments
-
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(output_dir=str(work / "checkpoints"), remove_unused_columns=False, **args),
+        args=settings.training_arguments(work / "checkpoints"),
         train_dataset=packed["train"],
         eval_dataset=packed["validation"],
         data_collator=pretrain.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),

@@ -29,6 +29,11 @@ def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def ner_rows(n: int) -> list[dict]:
+    """Sentences with one city each, tagged S-LOC: a token task a tiny model can learn."""
+    return [{"tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]} for i in range(n)]
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import ner_rows
 from hfadapt import evaluate, finetune, load_recipe, predict
 from hfadapt.errors import HfadaptError
 
@@ -123,10 +124,7 @@ def test_non_empty_output_is_never_overwritten_unless_asked(tiny_recipe):
 
 
 def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
-    rows = []
-    for i in range(120):
-        city = ["paris", "london", "berlin"][i % 3]
-        rows.append({"tokens": ["we", "went", "to", city, "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]})
+    rows = ner_rows(120)
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     raw = {
         "model": {"name_or_path": str(tiny_checkpoint)},

@@ -15,6 +15,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
+from conftest import ner_rows
 from hfadapt import adapt
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
@@ -99,7 +100,7 @@ def test_token_classifier_loads_in_a_pipeline_with_its_tag_names(tiny_checkpoint
 
     from hfadapt import finetune
 
-    rows = [{"tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]} for i in range(90)]
+    rows = ner_rows(90)
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     raw = {
         "model": {"name_or_path": str(tiny_checkpoint)},
