@@ -286,3 +286,10 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
 
         columns = task_data.splits["train"].column_names
     return task_data.splits.map(encode, batched=True, remove_columns=columns, desc="Tokenizing")
+
+
+def collator(tokenizer, task: TaskConfig):
+    """Dynamic padding for a batch: labels padded with -100 for token tasks."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    return DataCollatorForTokenClassification(tokenizer) if task.type == "token_classification" else DataCollatorWithPadding(tokenizer)

@@ -25,7 +25,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     the adaptation) runs before training starts, and nothing is written until they pass. With
     `output.resume`, a stopped run continues from its newest complete checkpoint.
     """
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, set_seed
+    from transformers import Trainer, set_seed
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
@@ -52,7 +52,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     work = output.start(recipe.output.dir, resume=resume_from is not None)
     save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
     args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
-    collator = DataCollatorForTokenClassification(tokenizer) if recipe.task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
+    collator = data.collator(tokenizer, recipe.task)
     trainer = Trainer(
         model=model,
         args=args,

@@ -130,8 +130,9 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
 
 def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test") -> dict[str, float]:
     """Metrics of a finished run on a split of `source` (by default the run's own data), made as in training."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments
     import tempfile
+
+    from transformers import Trainer, TrainingArguments
 
     recipe, model, tokenizer = load_run(run_dir)
     if source is not None:
@@ -141,7 +142,7 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
     trained_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if recipe.task.problem_type != "regression" else None
     task_data = data.prepare(recipe.data, recipe.task, label_names=trained_labels)
     tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
-    collator = DataCollatorForTokenClassification(tokenizer) if recipe.task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
+    collator = data.collator(tokenizer, recipe.task)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=recipe.training.get("per_device_eval_batch_size", 64))
         trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=collator, compute_metrics=metrics.compute_fn(recipe.task, trained_labels))

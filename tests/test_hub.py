@@ -5,7 +5,6 @@ and this test process is offline.
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
