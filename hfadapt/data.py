@@ -293,3 +293,20 @@ def collator(tokenizer, task: TaskConfig):
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     return DataCollatorForTokenClassification(tokenizer) if task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
+
+
+def length_label_correlation(train) -> float | None:
+    """Pearson r between a tokenized example's length and its class (two classes; else the largest
+    one against the rest), or None where labels are not single classes. Length-grouped batches are
+    label-skewed when this is far from 0."""
+    import numpy as np
+
+    labels = train["labels"]
+    if not labels or not isinstance(labels[0], int):
+        return None
+    labels = np.asarray(labels)
+    lengths = np.asarray([len(ids) for ids in train["input_ids"]], dtype=float)
+    positive = (labels == np.bincount(labels).argmax()).astype(float)
+    if lengths.std() == 0 or positive.std() == 0:
+        return 0.0
+    return float(np.corrcoef(lengths, positive)[0, 1])

@@ -46,6 +46,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
+    _warn_if_grouping_skews_labels(recipe, tokenized["train"])
 
     if resume_from is not None:
         _check_resumable(resume_from, model)
@@ -86,6 +87,17 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         if recipe.hub is not None:
             results["hub_commit"] = hub.push(recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
     return results
+
+
+def _warn_if_grouping_skews_labels(recipe: Recipe, train) -> None:
+    if recipe.training.get("train_sampling_strategy") != "group_by_length":
+        return
+    r = data.length_label_correlation(train)
+    if r is not None and abs(r) >= 0.1:
+        logger.warning(
+            "train_sampling_strategy=group_by_length: here the length of a text predicts its label (r=%.2f), so length-grouped batches are label-skewed and training can stall at chance; set training.train_sampling_strategy=random",
+            r,
+        )
 
 
 # Sections a checkpoint depends on: resuming under other values would mix two runs.

@@ -79,7 +79,7 @@ def test_validate_prints_the_resolved_recipe(tiny_recipe, tmp_path, capsys):
     assert main(["validate", str(write_recipe(tmp_path / "r.yaml", tiny_recipe())), "training.learning_rate=3e-5"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["training"]["learning_rate"] == 3e-5
-    assert resolved["training"]["train_sampling_strategy"] == "group_by_length"
+    assert resolved["training"]["seed"] == 42 and "train_sampling_strategy" not in resolved["training"]  # batches stay random
 
 
 def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_path):

@@ -143,3 +143,17 @@ def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
     with pytest.raises(HfadaptError) as info:
         prepare(config, SEQ)
     assert str(info.value) == message.format(dir=tmp_path)
+
+
+def test_length_label_correlation_flags_length_grouping_skew():
+    from datasets import Dataset
+
+    from hfadapt.data import length_label_correlation
+
+    # long texts negative, short ones positive: length-grouped batches would hold one class each
+    skewed = Dataset.from_dict({"input_ids": [[1] * (20 + i % 5) for i in range(40)] + [[1] * (5 + i % 5) for i in range(40)], "labels": [0] * 40 + [1] * 40})
+    assert abs(length_label_correlation(skewed)) > 0.9
+    even = Dataset.from_dict({"input_ids": [[1] * (5 + i % 10) for i in range(80)], "labels": [i % 2 for i in range(80)]})
+    assert abs(length_label_correlation(even)) < 0.1
+    floats = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]})
+    assert length_label_correlation(floats) is None

@@ -90,7 +90,7 @@ def test_hub_section_is_optional_and_checked():
 
 def test_defaults_are_resolved_and_round_trip(tmp_path):
     recipe = load_recipe(raw=with_(training={"learning_rate": 2.0e-5}))
-    assert recipe.training["train_sampling_strategy"] == "group_by_length"
+    assert recipe.training["seed"] == 42 and "train_sampling_strategy" not in recipe.training
     assert recipe.training["learning_rate"] == 2.0e-5
     save_recipe(recipe, tmp_path / "recipe.yaml")
     assert load_recipe(tmp_path / "recipe.yaml") == recipe
