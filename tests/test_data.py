@@ -153,7 +153,7 @@ def test_length_label_correlation_flags_length_grouping_skew():
     # long texts negative, short ones positive: length-grouped batches would hold one class each
     skewed = Dataset.from_dict({"input_ids": [[1] * (20 + i % 5) for i in range(40)] + [[1] * (5 + i % 5) for i in range(40)], "labels": [0] * 40 + [1] * 40})
     assert abs(length_label_correlation(skewed)) > 0.9
-    even = Dataset.from_dict({"input_ids": [[1] * (5 + i % 10) for i in range(80)], "labels": [i % 2 for i in range(80)]})
+    even = Dataset.from_dict({"input_ids": [[1] * (5 + (i // 2) % 10) for i in range(80)], "labels": [i % 2 for i in range(80)]})
     assert abs(length_label_correlation(even)) < 0.1
     floats = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]})
     assert length_label_correlation(floats) is None
