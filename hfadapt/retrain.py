@@ -79,8 +79,16 @@ DEPENDS = {
 }
 
 
+# Training settings that change what is shown, not what is trained: a rerun that differs only in
+# them reuses the stage.
+COSMETIC = ("disable_tqdm", "report_to", "logging_steps", "logging_strategy")
+
+
 def _stage_key(recipe: Recipe, stage: str) -> dict:
     raw = recipe.to_dict()
+    for training in (raw["training"], (raw.get("pretrain") or {}).get("training") or {}):
+        for name in COSMETIC:
+            training.pop(name, None)
     return {section: raw[section] for section in DEPENDS[stage]}
 
 
