@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a recipe and print it resolved, without loading any weight")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
+    p.add_argument("--accelerate-config", help="also check that this machine can run this Accelerate config (see recipes/accelerate/)")
 
     p = sub.add_parser("predict", help="label texts with a finished run")
     p.add_argument("model_dir", help="the output folder of a finished run")
@@ -67,10 +68,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from hfadapt.launch import check_accelerate_config, check_environment
+
+    if args.command in ("finetune", "pretrain", "retrain"):
+        check_environment()
     import hfadapt
 
     if args.command == "validate":
         recipe = hfadapt.load_recipe(args.recipe, args.overrides)
+        if args.accelerate_config:
+            check_accelerate_config(args.accelerate_config)
         print(hfadapt.recipe.dump_recipe(recipe), end="")
         return 0
     if args.command == "finetune":
