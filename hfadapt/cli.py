@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,8 +57,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hfadapt import ranks
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Under `accelerate launch` the other ranks keep quiet: one log, one set of progress bars.
+    logging.basicConfig(
+        level=logging.INFO if ranks.is_main() else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not ranks.is_main():
+        import datasets
+
+        datasets.disable_progress_bars()
+        sys.stdout = open(os.devnull, "w")  # results are printed once, by the main rank
     try:
         return _run(args)
     except HfadaptError as e:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, vocab
+from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, ranks, vocab
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
@@ -50,8 +50,12 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
 
     if resume_from is not None:
         _check_resumable(resume_from, model)
-    work = output.start(recipe.output.dir, resume=resume_from is not None)
-    save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
+    ranks.wait()  # every rank has checked the output folder before the main one starts writing
+    work = output.incomplete_dir(recipe.output.dir)
+    if ranks.is_main():
+        output.start(recipe.output.dir, resume=resume_from is not None)
+        save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
+    ranks.wait()
     args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
     collator = data.collator(tokenizer, recipe.task)
     trainer = Trainer(
@@ -67,7 +71,9 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stop.signal is not None:
-        raise checkpoint.Interrupted(f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, after saving a checkpoint in {work / 'checkpoints'}; continue with --resume")
+        raise checkpoint.Interrupted(
+            f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
+        )
     results: dict[str, Any] = {
         "train": train_result.metrics,
         "validation": trainer.evaluate(tokenized["validation"], metric_key_prefix="validation"),
@@ -81,11 +87,16 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         "resumed_from": resume_from.name if resume_from else None,
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
+    if recipe.adapt.method != "lora":
+        trainer.save_model(str(work))  # every rank takes part (FSDP, DeepSpeed ZeRO-3 gather the weights); the main one writes
     if trainer.is_world_process_zero():
         _save(trainer, recipe, tokenizer, results, work)
         output.finish(work, recipe.output.dir)
         if recipe.hub is not None:
-            results["hub_commit"] = hub.push(recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
+            results["hub_commit"] = hub.push(
+                recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision
+            )
+    ranks.wait()  # no rank reports done before the output folder is in place
     return results
 
 
@@ -125,7 +136,9 @@ def _check_resumable(latest: Path, model) -> None:
     config = json.loads((latest / "config.json").read_text()) if (latest / "config.json").exists() else {}
     rows = model.get_input_embeddings().num_embeddings
     if config.get("vocab_size", rows) != rows:
-        raise HfadaptError(f"--resume: the checkpoint {latest} has a vocabulary of {config['vocab_size']}, the model {rows}; it belongs to another model")
+        raise HfadaptError(
+            f"--resume: the checkpoint {latest} has a vocabulary of {config['vocab_size']}, the model {rows}; it belongs to another model"
+        )
 
 
 def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
@@ -137,13 +150,16 @@ def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Pat
         if recipe.adapt.merge_lora:
             model.merge_and_unload().save_pretrained(work)
             tokenizer.save_pretrained(work)
-    else:
-        trainer.save_model(str(work))
     if not recipe.output.keep_checkpoints:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
     save_recipe(recipe, work / "recipe.yaml")
     (work / "manifest.json").write_text(json.dumps(manifest.build(recipe, trainer.args, results), indent=2), encoding="utf-8")
     (work / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    curves.plot(trainer.state.log_history, results["main_metric"], work / "training_curves.png", title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})")
+    curves.plot(
+        trainer.state.log_history,
+        results["main_metric"],
+        work / "training_curves.png",
+        title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})",
+    )
     (work / "README.md").write_text(card.render(recipe, results, base_model, Path(recipe.output.dir).name), encoding="utf-8")

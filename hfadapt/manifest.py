@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def build(recipe, args, results: dict[str, Any]) -> dict[str, Any]:
             "processes": args.world_size,
             "parallel_mode": str(args.parallel_mode),
             "device": str(args.device),
-            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+            # the recipe's bf16/fp16, else what an Accelerate config asked for
+            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
         },
         "recipe": recipe.to_dict(),
     }

@@ -38,6 +38,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "per_device_eval_batch_size": 64,
     "num_train_epochs": 3.0,
     "seed": 42,
+    # With it on, transformers 5.24 multiplies the evaluation loss by the number of processes
+    # (the loss is scaled for a cross-device token count that evaluation never takes): eval_loss
+    # under 2 processes read 1.36 where one process reads 0.69 (tests/test_distributed.py).
+    "average_tokens_across_devices": False,
 }
 # The same for masked-LM pretraining (pretrain.training).
 PRETRAIN_DEFAULTS: dict[str, Any] = {
@@ -55,6 +59,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "num_train_epochs": 1.0,
     "seed": 42,
+    "average_tokens_across_devices": False,  # as in TRAINING_DEFAULTS: right evaluation loss on several processes
 }
 # TrainingArguments fields that hfadapt sets itself from other sections.
 TRAINING_OWNED = {

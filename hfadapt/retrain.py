@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from hfadapt import data, output, pretrain
+from hfadapt import data, output, pretrain, ranks
 from hfadapt import model as model_lib
 from hfadapt import tokenizer as tokenizer_lib
 from hfadapt.errors import HfadaptError
@@ -32,29 +32,36 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.corpus is None:
-        raise HfadaptError("corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); for fine-tuning alone use hfadapt finetune")
+        raise HfadaptError(
+            "corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); for fine-tuning alone use hfadapt finetune"
+        )
     root = Path(recipe.output.dir)
     root.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training["seed"])
     results: dict[str, Any] = {}
     if recipe.tokenizer is not None:
         folder = root / "tokenizer"
-        if not _reusable(recipe, root, "tokenizer"):
-            _tokenizer_stage(recipe, folder)
+        with ranks.main_first():  # the main rank trains it; the others then find it and reuse it
+            if not _reusable(recipe, root, "tokenizer"):
+                _tokenizer_stage(recipe, folder)
         results["tokenizer"] = json.loads((folder / "fit.json").read_text())
     if until == "tokenizer":
         return results
     if recipe.pretrain is not None:
         folder = root / "pretrained"
-        if not _reusable(recipe, root, "pretrained"):
-            _pretrain_stage(recipe, root, folder)
+        with ranks.main_first():
+            reuse = _reusable(recipe, root, "pretrained")  # the main rank alone clears a stale stage
+        if not reuse:
+            _pretrain_stage(recipe, root, folder)  # every rank trains
         results["pretrain"] = json.loads((folder / "pretrain.json").read_text())
     if until == "pretrained":
         return results
     from hfadapt.finetune import finetune
 
     folder = root / "finetuned"
-    if not _reusable(recipe, root, "finetuned"):
+    with ranks.main_first():
+        reuse = _reusable(recipe, root, "finetuned")
+    if not reuse:
         raw = recipe.to_dict()
         for section in ("corpus", "tokenizer", "pretrain"):
             raw[section] = None
@@ -64,10 +71,13 @@ def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
             raise HfadaptError("pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)")
         raw["output"] = {**raw["output"], "dir": str(folder), "overwrite": False}
         finetune(load_recipe(raw=raw))
-        _mark(recipe, folder, "finetuned")
+        if ranks.is_main():
+            _mark(recipe, folder, "finetuned")
+        ranks.wait()
     results["finetune"] = json.loads((folder / "metrics.json").read_text())
-    save_recipe(recipe, root / "recipe.yaml")
-    (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    if ranks.is_main():
+        save_recipe(recipe, root / "recipe.yaml")
+        (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results
 
 
@@ -129,7 +139,9 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
             loaded = data.load_source(source)
             part = loaded["train"] if "train" in loaded else loaded[next(iter(loaded))]
             if corpus.text_column not in part.column_names:
-                raise HfadaptError(f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}")
+                raise HfadaptError(
+                    f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}"
+                )
             has_words = corpus.words_column in part.column_names
             columns = [corpus.text_column] + ([corpus.words_column] if has_words else [])
             rows = ((r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns))
@@ -211,7 +223,9 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
             report["vocabulary"]["mode"] = settings.vocabulary
         vocab.check_sizes(model, tokenizer)
     if settings.block_size > model.config.max_position_embeddings:
-        raise HfadaptError(f"pretrain.block_size: {settings.block_size} exceeds the model's {model.config.max_position_embeddings} positions")
+        raise HfadaptError(
+            f"pretrain.block_size: {settings.block_size} exceeds the model's {model.config.max_position_embeddings} positions"
+        )
     stats: dict[str, dict] = {"train": {}, "validation": {}}
     packed = {}
     for split in ("train", "validation"):
@@ -221,18 +235,27 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
             raise HfadaptError(f"corpus: the {split} share of the corpus is empty; give more text or change corpus.validation_fraction")
     real = stats["train"]["blocks"] * settings.block_size
     report["packing"] = {**stats, "non_padding_share": 1 - stats["train"]["padding"] / real}
-    work = output.start(folder)
+    work = output.incomplete_dir(folder)
+    if ranks.is_main():
+        output.start(folder)
+    ranks.wait()
+    args = settings.training_arguments(work / "checkpoints")
+    collator = pretrain.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking)
+    started = time.perf_counter()
+    # The perplexity before training is measured inside train() (eval_on_start): a model that
+    # Accelerate prepared for an evaluation first is marked prepared and never wrapped for DDP,
+    # so the ranks drift apart (seen in tests/test_distributed.py).
+    args.eval_on_start = True
     trainer = Trainer(
         model=model,
-        args=settings.training_arguments(work / "checkpoints"),
+        args=args,
         train_dataset=packed["train"],
         eval_dataset=packed["validation"],
-        data_collator=pretrain.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
+        data_collator=collator,
         processing_class=tokenizer,
     )
-    started = time.perf_counter()
-    before = trainer.evaluate()
     train_metrics = trainer.train().metrics
+    before = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)
     after = trainer.evaluate()
     report.update(
         train=train_metrics,
@@ -243,10 +266,12 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
         steps=trainer.state.global_step,
         seconds=round(time.perf_counter() - started, 1),
     )
-    trainer.save_model(str(work))
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    _mark(recipe, work, "pretrained")
-    output.finish(work, folder)
+    trainer.save_model(str(work))  # every rank takes part; the main one writes
+    if ranks.is_main():
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+        _mark(recipe, work, "pretrained")
+        output.finish(work, folder)
+    ranks.wait()
     logger.info("pretraining: perplexity %.1f -> %.1f", report["perplexity_before"], report["perplexity"])

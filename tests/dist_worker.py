@@ -1,0 +1,39 @@
+"""Run the `hfadapt` command in one rank of `accelerate launch`, and record what this rank trained.
+
+After each `Trainer.train` it writes SIDE/rank{R}-{n}.json: the world size it saw and a digest
+of its model's weights, so the test can check that every rank ends with the same weights.
+Usage (under accelerate launch): python tests/dist_worker.py SIDE_DIR COMMAND RECIPE [key=value ...]
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import transformers
+
+from hfadapt.cli import main
+
+side = Path(sys.argv[1])
+original = transformers.Trainer.train
+
+
+def train_and_record(self, *args, **kwargs):
+    result = original(self, *args, **kwargs)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(self.model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    rank = self.args.process_index
+    done = len(list(side.glob(f"rank{rank}-*.json")))
+    record = {
+        "world_size": self.args.world_size,
+        "digest": digest.hexdigest(),
+        "steps": self.state.global_step,
+        "wrapped": type(self.model_wrapped).__name__,
+    }
+    (side / f"rank{rank}-{done}.json").write_text(json.dumps(record))
+    return result
+
+
+transformers.Trainer.train = train_and_record
+sys.exit(main(sys.argv[2:]))
