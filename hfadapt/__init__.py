@@ -7,6 +7,7 @@ from hfadapt.hub import push
 from hfadapt.predict import evaluate, load_run, predict, read_texts
 from hfadapt.recipe import Recipe, RecipeError, load_recipe
 from hfadapt.retrain import retrain
+from hfadapt.seeds import finetune_seeds
 
-__all__ = ["HfadaptError", "Recipe", "RecipeError", "evaluate", "finetune", "load_recipe", "load_run", "predict", "push", "read_texts", "recipe", "retrain"]
+__all__ = ["HfadaptError", "Recipe", "RecipeError", "evaluate", "finetune", "finetune_seeds", "load_recipe", "load_run", "predict", "push", "read_texts", "recipe", "retrain"]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its newest complete checkpoint")
+    p.add_argument("--seeds", help="run once per seed, e.g. --seeds 1,2,3: OUTPUT_DIR/seed-N/ each, and the mean and sd of every metric in OUTPUT_DIR/seeds.json")
 
     for name, text in (
         ("tokenizer", "train the recipe's tokenizer on its corpus and report its fit beside the checkpoint's"),
@@ -93,6 +94,12 @@ def _run(args) -> int:
             check_accelerate_config(args.accelerate_config)
         print(hfadapt.recipe.dump_recipe(recipe), end="")
         return 0
+    if args.command == "finetune" and args.seeds:
+        from hfadapt.seeds import parse_seeds
+
+        summary = hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), args.overrides + (["output.resume=true"] if args.resume else []))
+        _print_seeds(summary)
+        return 0
     if args.command == "finetune":
         results = hfadapt.finetune(args.recipe, args.overrides + (["output.resume=true"] if args.resume else []))
         main_metric = results["main_metric"]
@@ -127,6 +134,14 @@ def _run(args) -> int:
         print(json.dumps(scores, indent=2))
         return 0
     raise AssertionError(args.command)
+
+
+def _print_seeds(summary: dict) -> None:
+    seeds = summary["seeds"]
+    print(f"{'metric':<28} {'mean':>8} {'sd':>8}  " + "  ".join(f"{'seed ' + str(s):>8}" for s in seeds))
+    for split in ("validation", "test"):
+        for key, row in summary[split].items():
+            print(f"{key:<28} {row['mean']:>8.4f} {row['sd']:>8.4f}  " + "  ".join(f"{v:>8.4f}" for v in row["values"]))
 
 
 def _write_predictions(rows: list[dict], path: str | None) -> None:

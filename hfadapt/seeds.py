@@ -1,0 +1,131 @@
+"""Multi-seed runs: one fine-tuning recipe run once per seed, and the spread of its metrics.
+
+Each seed's run is a normal finished run folder, OUTPUT_DIR/seed-<n>/; OUTPUT_DIR/seeds.json
+holds the mean and standard deviation of every validation and test metric. The whole of
+OUTPUT_DIR follows the single-run rules (hfadapt/output.py): it is written in
+OUTPUT_DIR.incomplete and moved into place when the last seed has finished, and an existing
+folder is replaced only with output.overwrite. A stopped multi-seed run continues with
+output.resume: finished seeds are kept, the stopped one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from hfadapt import checkpoint, output, ranks
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import Recipe, load_recipe
+
+logger = logging.getLogger(__name__)
+
+# Timing figures, not scores: left out of the summary.
+TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
+
+
+def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ...], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run a fine-tuning recipe once per seed and return the summary saved as OUTPUT_DIR/seeds.json.
+
+    The summary has, for `validation` and `test`, every metric's per-seed values, mean and
+    sample standard deviation (n - 1 in the denominator).
+    """
+    from hfadapt.finetune import finetune
+
+    recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    seeds = _check_seeds(seeds)
+    if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
+        raise HfadaptError("--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); multi-seed runs are for hfadapt finetune recipes")
+    if recipe.hub is not None:
+        raise HfadaptError("--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and push one seed's folder with hfadapt push OUTPUT_DIR/seed-N")
+    final = Path(recipe.output.dir)
+    work = output.incomplete_dir(final)
+    _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
+    if ranks.is_main():
+        output.start(final, resume=recipe.output.resume)
+    ranks.wait()
+
+    runs: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        folder = work / f"seed-{seed}"
+        raw = recipe.to_dict()
+        raw["training"]["seed"] = seed
+        raw["output"] = {**raw["output"], "dir": str(folder), "overwrite": False, "resume": False}
+        one = load_recipe(raw=raw)
+        if _finished(one, folder):
+            logger.info("seed %d: reusing the finished run in %s", seed, folder)
+        else:
+            if folder.exists() and ranks.is_main():
+                shutil.rmtree(folder)  # a seed-<n> folder made by another recipe (only possible when resuming)
+            ranks.wait()
+            # the seed that was running when the multi-seed run stopped continues from its checkpoint
+            stopped = checkpoint.latest_complete(output.incomplete_dir(folder) / "checkpoints") is not None
+            logger.info("seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds))
+            finetune(one, ["output.resume=true"] if stopped else [])
+        runs[seed] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+    result = summarize(runs)
+    if ranks.is_main():
+        (work / "seeds.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        output.finish(work, final)
+    ranks.wait()
+    return result
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds written as on the command line, `1,2,3`."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise HfadaptError(f"--seeds: expected whole numbers separated by commas, e.g. --seeds 1,2,3; got {text!r}") from None
+
+
+def summarize(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per-seed values, mean and sample standard deviation of every validation and test metric of `runs` (seed -> metrics.json)."""
+    seeds = list(runs)
+    first = runs[seeds[0]]
+    result: dict[str, Any] = {"seeds": seeds, "runs": {str(s): f"seed-{s}" for s in seeds}, "main_metric": first["main_metric"]}
+    for split in ("validation", "test"):
+        table = {}
+        for key, value in first[split].items():
+            if key.endswith(TIMING_SUFFIXES) or key == "epoch" or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            values = [runs[s][split].get(key) for s in seeds]
+            if any(not isinstance(v, (int, float)) for v in values):
+                continue
+            table[key] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "values": values}
+        result[split] = table
+    return result
+
+
+def _check_seeds(seeds) -> list[int]:
+    if isinstance(seeds, int) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise HfadaptError(f"--seeds: expected a list of whole numbers, e.g. --seeds 1,2,3; got {seeds!r}")
+    seeds = list(seeds)
+    if len(seeds) < 2:
+        raise HfadaptError(f"--seeds: give at least two seeds (a standard deviation needs two runs), e.g. --seeds 1,2,3; got {len(seeds)}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise HfadaptError(f"--seeds: {', '.join(map(str, repeated))} given more than once; each seed runs once")
+    if any(s < 0 for s in seeds):
+        raise HfadaptError("--seeds: seeds must be 0 or more")
+    return seeds
+
+
+def _check_output(final: Path, work: Path, overwrite: bool, resume: bool) -> None:
+    """The single-run rules, and a stopped multi-seed run is never thrown away silently."""
+    output.check(final, overwrite, resume)
+    if work.exists() and any(work.iterdir()) and not resume and not overwrite:
+        raise HfadaptError(
+            f"output.dir: a stopped multi-seed run of {final} is in {work}; continue it with --resume (output.resume=true), or set output.overwrite=true to start over"
+        )
+
+
+def _finished(recipe: Recipe, folder: Path) -> bool:
+    """Whether `folder` holds a finished run of exactly this seed's recipe."""
+    if not (folder / "metrics.json").exists() or not (folder / "recipe.yaml").exists():
+        return False
+    return load_recipe(folder / "recipe.yaml").to_dict() == recipe.to_dict()
