@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own")
     p.add_argument("--split", default="test", help="train, validation or test (made as in training when the source lacks it)")
+
+    p = sub.add_parser("advise", help="how to adapt a checkpoint to a data set: tokenizer fit, short pilots of each strategy, a recipe")
+    p.add_argument("--model", required=True, help="a checkpoint folder, a Hub id, or builtin:minilm")
+    p.add_argument("--data", required=True, help="a file, a folder, a Hub data set id, or builtin:NAME")
+    p.add_argument("--text-column", help="the column of texts (a recipe's data.text_column)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-steps", type=int, help="training steps for all pilots together (at least 50)")
+    budget.add_argument("--budget-minutes", type=float, help="minutes for the pilots, turned into steps by timing one step")
+    p.add_argument("--output", help="write advice.md, advice.json, pilots.png and recommended.yaml in this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the --output folder once the new advice is ready")
+    p.add_argument("overrides", nargs="*", help="key=value for every pilot and the recipe, e.g. data.label_column=stars training.per_device_train_batch_size=16")
     return parser
 
 
@@ -132,6 +143,17 @@ def _run(args) -> int:
     if args.command == "evaluate":
         scores = hfadapt.evaluate(args.model_dir, args.data, args.split)
         print(json.dumps(scores, indent=2))
+        return 0
+    if args.command == "advise":
+        from hfadapt.advice import render
+
+        advice = hfadapt.advise(
+            args.model, args.data, args.output, text_column=args.text_column, budget_steps=args.budget_steps,
+            budget_minutes=args.budget_minutes, overrides=args.overrides, overwrite=args.overwrite,
+        )
+        print(render(advice))
+        if args.output:
+            print(f"written to {args.output}: advice.md, advice.json, recommended.yaml" + (", pilots.png" if advice["pilots"] else ""))
         return 0
     raise AssertionError(args.command)
 

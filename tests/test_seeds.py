@@ -11,6 +11,18 @@ from hfadapt import finetune_seeds, load_recipe
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a 2-core machine busy with other work, two threads run a tiny model's steps about 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FAST = {"max_steps": 6, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 3}
 
 
