@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("recipe")
         p.add_argument("overrides", nargs="*")
 
+    p = sub.add_parser("prepare", help="tokenize the recipe's data (and pack its pretraining corpus) once, ahead of training")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+
     p = sub.add_parser("validate", help="check a recipe and print it resolved, without loading any weight")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from hfadapt.launch import check_accelerate_config, check_environment
 
-    if args.command in ("finetune", "pretrain", "retrain"):
+    if args.command in ("finetune", "pretrain", "retrain", "prepare"):
         check_environment()
     import hfadapt
 
@@ -125,6 +129,9 @@ def _run(args) -> int:
         if "finetune" in results:
             main_metric = results["finetune"]["main_metric"]
             print(f"test {main_metric}: {results['finetune']['test'][f'test_{main_metric}']:.4f}")
+        return 0
+    if args.command == "prepare":
+        print(json.dumps(hfadapt.prepare(args.recipe, args.overrides), indent=2, ensure_ascii=False))
         return 0
     if args.command == "predict":
         if bool(args.texts) == bool(args.file):

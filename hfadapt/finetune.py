@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, ranks, vocab
+from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, prepared, ranks, vocab
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
@@ -45,7 +45,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     model = adapt.apply(model, recipe, fresh)
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
-    tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
+    tokenized = prepared.tokenized(task_data, tokenizer, recipe.data, recipe.task).data  # tokenized once, by the main process
     _warn_if_grouping_skews_labels(recipe, tokenized["train"])
 
     if resume_from is not None:

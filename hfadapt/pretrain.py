@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from hfadapt.errors import HfadaptError
@@ -39,8 +38,9 @@ def segment_with(segmenter: str | None):
 def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_size: int, stats: dict) -> Iterator[dict[str, list[int]]]:
     """Pack documents `(text, words or None)` into blocks of `block_size`: [CLS] tokens... [SEP].
 
-    Every token of every document lands in a block; only the last block is padded. `stats`
-    receives the counts of documents, tokens and padding.
+    Every token of every document lands in a block; only the last block is padded. Word ids
+    count from 0 in each block (masking needs them distinct within a block only), so they stay
+    small whatever the corpus size. `stats` receives the counts of documents, tokens and padding.
     """
     inner = block_size - 2
     ids: list[int] = []
@@ -52,9 +52,10 @@ def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_s
         pad = inner - len(chunk_ids)
         stats["blocks"] += 1
         stats["padding"] += pad
+        first = chunk_words[0]
         return {
             "input_ids": [tokenizer.cls_token_id] + chunk_ids + [tokenizer.sep_token_id] + [tokenizer.pad_token_id] * pad,
-            "word_ids": [-1] + chunk_words + [-1] + [-1] * pad,
+            "word_ids": [-1] + [w - first for w in chunk_words] + [-1] + [-1] * pad,
             "attention_mask": [1] * (len(chunk_ids) + 2) + [0] * pad,
         }
 
@@ -137,10 +138,3 @@ def scratch_model(tokenizer, size: str, max_positions: int):
 
 def perplexity(eval_loss: float) -> float:
     return math.exp(eval_loss) if eval_loss < 50 else float("inf")
-
-
-@dataclass
-class PackedCorpus:
-    train: Any  # datasets.Dataset of blocks
-    validation: Any
-    stats: dict

@@ -7,6 +7,7 @@ on from the stage it reached.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from hfadapt import data, output, pretrain, ranks
+from hfadapt import data, output, prepared, pretrain, ranks
 from hfadapt import model as model_lib
 from hfadapt import tokenizer as tokenizer_lib
 from hfadapt.errors import HfadaptError
@@ -136,8 +137,7 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
             # the fine-tuning data: its training split only, so no test text is ever pretrained on
             rows = ((t, None) for t in data.prepare(recipe.data, recipe.task).splits["train"]["text"])
         else:
-            loaded = data.load_source(source)
-            part = loaded["train"] if "train" in loaded else loaded[next(iter(loaded))]
+            part = _corpus_part(data.load_source(source))
             if corpus.text_column not in part.column_names:
                 raise HfadaptError(
                     f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}"
@@ -160,6 +160,53 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
             yield text, words
         if count == 0:
             raise HfadaptError(f"corpus.sources: {source} has no text; give a corpus with non-empty texts")
+
+
+def _corpus_part(loaded):
+    """The split of a corpus source that pretraining reads: its `train` split, or its only one."""
+    return loaded["train"] if "train" in loaded else loaded[next(iter(loaded))]
+
+
+def _corpus_key(recipe: Recipe) -> dict:
+    """What names the corpus for prepared data: its settings, and what each source holds.
+
+    A source's content is named by the fingerprint `datasets` gives it (a hash of the data, or of
+    the files and their modification times); the fine-tuning data by its own fingerprint.
+    """
+    sources = []
+    for source in recipe.corpus.sources:
+        if source == recipe.data.source:
+            sources.append(data.prepare(recipe.data, recipe.task).report["fingerprint"])
+        else:
+            sources.append(_corpus_part(data.load_source(source))._fingerprint)
+    return {"settings": dataclasses.asdict(recipe.corpus), "sources": sources}
+
+
+def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
+    """The tokenizer pretraining packs and trains with, and the checkpoint's (old) and the trained (new) ones it comes from.
+
+    Scratch: the new one. Continue: the old one, or with a tokenizer section the new one (or the
+    old one extended by it). Old and new are None where the recipe has none.
+    """
+    settings = recipe.pretrain
+    old = model_lib.load_tokenizer(recipe.model) if settings.init == "continue" else None
+    new = None
+    if recipe.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        new = AutoTokenizer.from_pretrained(Path(recipe.output.dir) / "tokenizer")
+    if new is None:
+        return old, old, None
+    if old is None:
+        return new, None, new
+    from hfadapt import vocab
+
+    return (vocab.extend(old, new) if settings.vocabulary == "extend" else new), old, new
+
+
+def pretraining_data(recipe: Recipe, tokenizer) -> prepared.Prepared:
+    """The corpus packed into blocks for `tokenizer`: prepared once (by the main process), then loaded."""
+    return prepared.blocks(_corpus_key(recipe), tokenizer, recipe.pretrain.block_size, lambda split: _documents(recipe, split))
 
 
 def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
@@ -198,27 +245,18 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
 
 
 def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
-    from datasets import Dataset
     from transformers import AutoModelForMaskedLM, Trainer
 
     settings = recipe.pretrain
-    old_tokenizer = model_lib.load_tokenizer(recipe.model) if settings.init == "continue" else None
-    new_tokenizer = None
-    if recipe.tokenizer is not None:
-        from transformers import AutoTokenizer
-
-        new_tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    tokenizer, old_tokenizer, new_tokenizer = pretraining_tokenizers(recipe)
     report: dict[str, Any] = {}
     if settings.init == "scratch":
-        tokenizer = new_tokenizer
         model = pretrain.scratch_model(tokenizer, settings.size, settings.block_size)
     else:
         from hfadapt import vocab
 
         model = AutoModelForMaskedLM.from_pretrained(model_lib.resolve(recipe.model.name_or_path), revision=recipe.model.revision)
-        tokenizer = old_tokenizer
         if new_tokenizer is not None:
-            tokenizer = vocab.extend(old_tokenizer, new_tokenizer) if settings.vocabulary == "extend" else new_tokenizer
             report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=recipe.training["seed"])
             report["vocabulary"]["mode"] = settings.vocabulary
         vocab.check_sizes(model, tokenizer)
@@ -226,15 +264,8 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
         raise HfadaptError(
             f"pretrain.block_size: {settings.block_size} exceeds the model's {model.config.max_position_embeddings} positions"
         )
-    stats: dict[str, dict] = {"train": {}, "validation": {}}
-    packed = {}
-    for split in ("train", "validation"):
-        documents = _documents(recipe, split)
-        packed[split] = Dataset.from_list(list(pretrain.blocks(tokenizer, documents, settings.block_size, stats[split])))
-        if len(packed[split]) == 0:
-            raise HfadaptError(f"corpus: the {split} share of the corpus is empty; give more text or change corpus.validation_fraction")
-    real = stats["train"]["blocks"] * settings.block_size
-    report["packing"] = {**stats, "non_padding_share": 1 - stats["train"]["padding"] / real}
+    packed = pretraining_data(recipe, tokenizer)  # the main process packs the corpus, the others load it
+    report["packing"] = packed.info["packing"]
     work = output.incomplete_dir(folder)
     if ranks.is_main():
         output.start(folder)
@@ -249,8 +280,8 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=packed["train"],
-        eval_dataset=packed["validation"],
+        train_dataset=packed.data["train"],
+        eval_dataset=packed.data["validation"],
         data_collator=collator,
         processing_class=tokenizer,
     )

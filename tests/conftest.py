@@ -42,6 +42,14 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test prepares data in a cache folder of its own: none writes to ~/.cache, none reuses another's."""
+    folder = tmp_path_factory.mktemp("hfadapt-cache")
+    monkeypatch.setenv("HFADAPT_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer trained on the test texts."""
