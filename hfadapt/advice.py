@@ -350,7 +350,7 @@ def _run_pilot(name: str, raw: dict[str, Any], steps: int, folder: Path) -> dict
     schedule = {
         "max_steps": steps,
         "eval_strategy": "steps",
-        "eval_steps": max(1, steps // 4),
+        "eval_steps": max(1, steps // 3),  # three points per curve; each evaluation costs about as much as a few steps
         "logging_steps": max(1, steps // 10),
         "save_strategy": "no",
         "disable_tqdm": True,
@@ -375,6 +375,8 @@ def _run_pilot(name: str, raw: dict[str, Any], steps: int, folder: Path) -> dict
         seconds = time.perf_counter() - began
     metric = results["main_metric"]
     parameters = results["parameters"]
+    history = json.loads((run / "log_history.json").read_text())
+    training = _training_seconds(results["train"]["train_runtime"], history)
     pilot = {
         "name": name,
         "steps": steps,
@@ -383,27 +385,33 @@ def _run_pilot(name: str, raw: dict[str, Any], steps: int, folder: Path) -> dict
         "validation_metric": results["validation"][f"validation_{metric}"],
         "validation_loss": results["validation"]["validation_loss"],
         "validation_size": results["data"]["sizes"]["validation"],
-        "train_samples_per_second": results["train"]["train_samples_per_second"],
-        "seconds_per_step": results["train"]["train_runtime"] / steps,
+        "train_samples_per_second": results["train"]["train_samples_per_second"] * results["train"]["train_runtime"] / training,
+        "seconds_per_step": training / steps,
         "seconds": round(seconds, 1),
         "peak_rss_growth_mb": memory.peak_growth_mb,
         "peak_cuda_mb": memory.cuda_mb,
         # weights (4 bytes each), and for the trainable ones a gradient and AdamW's two moments
         "training_state_mb": (4 * parameters["total"] + 12 * parameters["trainable"]) / 2**20,
         "parameters": parameters,
-        "log_history": json.loads((run / "log_history.json").read_text()),
+        "log_history": history,
         "learning_rate": recipe.training["learning_rate"],
     }
     if pretrained:
         pilot["pretrain"] = {
             "perplexity_before": pretrained["perplexity_before"],
             "perplexity": pretrained["perplexity"],
-            "seconds_per_step": pretrained["train"]["train_runtime"] / max(pretrained["steps"], 1),
+            "seconds_per_step": _training_seconds(pretrained["train"]["train_runtime"], json.loads((folder / "pretrained" / "log_history.json").read_text()))
+            / max(pretrained["steps"], 1),
             "blocks": pretrained["packing"]["train"]["blocks"],
             "vocabulary": pretrained.get("vocabulary"),
         }
     logger.info("pilot %s: validation %s %.4f", name, metric, pilot["validation_metric"])
     return pilot
+
+
+def _training_seconds(train_runtime: float, history: list[dict[str, Any]]) -> float:
+    """Seconds spent in training steps: Trainer's train_runtime includes the evaluations run inside train()."""
+    return train_runtime - sum(h["eval_runtime"] for h in history if "eval_runtime" in h)
 
 
 class _PeakMemory:
@@ -546,7 +554,7 @@ def render(advice: dict[str, Any]) -> str:
             name = p["name"] + (f" ({p['mlm_steps']} masked-LM steps, perplexity {p['pretrain']['perplexity_before']:.0f} -> {p['pretrain']['perplexity']:.0f})" if p["mlm_steps"] else "")
             lines.append(
                 f"| {name} | {p['parameters']['trainable']:,} ({p['parameters']['trainable_percent']:.1f}%) | {p['validation_metric']:.4f} | {p['validation_loss']:.4f} | "
-                f"{p['train_samples_per_second']:.1f} | {p['seconds_per_step']:.3f} | {p['peak_rss_growth_mb']:.0f} | {p['training_state_mb']:.0f} | {p['seconds']:.0f} |"
+                f"{p['train_samples_per_second']:.1f} | {p['seconds_per_step']:.3f} | {p['peak_rss_growth_mb']:.0f} | {p['training_state_mb']:.1f} | {p['seconds']:.0f} |"
             )
     estimate = advice["estimate"]
     lines += ["", "## Cost of the full run", ""]
@@ -557,7 +565,7 @@ def render(advice: dict[str, Any]) -> str:
         if "mlm_steps" in estimate:
             text = f"{estimate['mlm_steps']:,} masked-LM steps x {estimate['mlm_seconds_per_step']:.3f} s + " + text
         lines.append(
-            f"About {estimate['train_seconds'] / 60:.0f} minutes of training on this machine ({text}, the speeds measured in the pilot), plus evaluation and saving."
+            f"About {_duration(estimate['train_seconds'])} of training on this machine ({text}, the speeds measured in the pilot), plus evaluation and saving."
         )
     command = "retrain" if advice["recommended"].get("pretrain") else "finetune"
     lines += [
@@ -572,6 +580,10 @@ def render(advice: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
 
 
 def _strategy_text(strategy: str) -> str:

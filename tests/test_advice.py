@@ -38,6 +38,10 @@ def check_pilots(advice):
         assert p["steps"] == BUDGET // 5
         assert any("eval_loss" in h for h in p["log_history"]) and any("loss" in h for h in p["log_history"])
         assert 0.0 <= p["validation_metric"] <= 1.0 and p["train_samples_per_second"] > 0 and p["seconds_per_step"] > 0
+        # step time leaves out the evaluations that ran inside training
+        runtime = next(h["train_runtime"] for h in p["log_history"] if "train_runtime" in h)
+        evaluations = sum(h["eval_runtime"] for h in p["log_history"] if "eval_runtime" in h)
+        assert evaluations > 0 and p["seconds_per_step"] * p["steps"] == pytest.approx(runtime - evaluations, rel=1e-3)
     assert pilots["retrain"]["mlm_steps"] == BUDGET // 5 and pilots["retrain"]["pretrain"]["vocabulary"]["vocab_size"] == advice["fit"]["new"]["vocab_size"]
     assert pilots["freeze"]["parameters"]["trainable"] < pilots["full"]["parameters"]["trainable"] == pilots["full"]["parameters"]["total"]
     assert pilots["lora"]["parameters"]["trainable"] < pilots["full"]["parameters"]["trainable"]
