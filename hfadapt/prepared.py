@@ -102,11 +102,11 @@ def blocks(corpus_key: dict, tokenizer, block_size: int, documents: Callable[[st
     key = {"kind": "pretrain", "corpus": corpus_key, "block_size": block_size, "tokenizer": tokenizer_fingerprint(tokenizer)}
 
     def build(work: Path) -> dict:
-        from datasets import Features, List, Value
+        from datasets import Features, Sequence, Value
         from datasets.arrow_writer import ArrowWriter
 
         # word ids restart in every block (pretrain.blocks), so 32 bits hold them whatever the corpus size
-        features = Features({"input_ids": List(Value("int32")), "word_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
+        features = Features({"input_ids": Sequence(Value("int32")), "word_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8"))})
         stats: dict[str, dict] = {}
         for split in BLOCK_SPLITS:
             stats[split] = {}

@@ -1,7 +1,8 @@
 """Run the `hfadapt` command in one rank of `accelerate launch`, and record what this rank trained.
 
-After each `Trainer.train` it writes SIDE/rank{R}-{n}.json: the world size it saw and a digest
-of its model's weights, so the test can check that every rank ends with the same weights.
+After each `Trainer.train` it writes SIDE/rank{R}-{n}.json: the world size it saw, a digest of its
+model's weights, so the test can check that every rank ends with the same weights, and how many
+times this rank tokenized fine-tuning data and packed a corpus (prepared data is made once).
 Usage (under accelerate launch): python tests/dist_worker.py SIDE_DIR COMMAND RECIPE [key=value ...]
 """
 
@@ -12,10 +13,24 @@ from pathlib import Path
 
 import transformers
 
+from hfadapt import data, pretrain
 from hfadapt.cli import main
 
 side = Path(sys.argv[1])
 original = transformers.Trainer.train
+calls = {"tokenized": 0, "packed": 0}
+
+
+def counted(name, function):
+    def call(*args, **kwargs):
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return call
+
+
+data.tokenize = counted("tokenized", data.tokenize)
+pretrain.blocks = counted("packed", pretrain.blocks)
 
 
 def train_and_record(self, *args, **kwargs):
@@ -30,6 +45,7 @@ def train_and_record(self, *args, **kwargs):
         "digest": digest.hexdigest(),
         "steps": self.state.global_step,
         "wrapped": type(self.model_wrapped).__name__,
+        **calls,
     }
     (side / f"rank{rank}-{done}.json").write_text(json.dumps(record))
     return result

