@@ -30,7 +30,7 @@ from hfadapt.recipe import DataConfig, Recipe, TaskConfig, load_recipe
 logger = logging.getLogger(__name__)
 
 # Part of every key: raise it when what a folder holds changes, and older folders are not reused.
-FORMAT = 1
+FORMAT = 2  # 2: the corpus's held-out share is drawn by a salted hash
 BLOCK_SPLITS = ("train", "validation")
 
 

@@ -152,7 +152,9 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
             if not text or not text.strip():
                 continue
             count += 1
-            held_out = (int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < share
+            # salted: unsalted, this hash is the one that made the data's splits, and the fine-tuning
+            # texts left in training would never fall in the held-out share
+            held_out = (int(hashlib.sha1(("corpus\x1e" + text).encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < share
             if held_out != (split == "validation"):
                 continue
             if words is None and segment is not None:

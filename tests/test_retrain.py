@@ -186,3 +186,28 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     raw["tokenizer"]["vocab_size"] = 250
     with pytest.raises(HfadaptError, match=r"tokenizer was made with other settings \(tokenizer\)"):
         retrain(load_recipe(raw=raw))
+
+
+def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):
+    from hfadapt.retrain import _documents
+
+    rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": str(tmp_path / "data.jsonl")},
+        "corpus": {"sources": [str(tmp_path / "data.jsonl")], "validation_fraction": 0.1},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    recipe = load_recipe(raw=raw)
+    train = [t for t, _ in _documents(recipe, "train")]
+    held_out = [t for t, _ in _documents(recipe, "validation")]
+    assert held_out and train and not set(held_out) & set(train)
+    assert len(held_out) + len(train) == len(data_prepare_train(recipe))
+
+
+def data_prepare_train(recipe):
+    from hfadapt import data
+
+    return data.prepare(recipe.data, recipe.task).splits["train"]["text"]
