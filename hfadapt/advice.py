@@ -94,8 +94,6 @@ def advise(
     sample = random.Random(base.training["seed"]).sample(texts, min(FIT_TEXTS, len(texts)))
     if budget_minutes is not None:
         steps = _steps_for_minutes(base, tokenizer, task_data, budget_minutes)
-    if not any(o.startswith("corpus.validation_fraction=") for o in overrides):
-        retraining = _held_out(retraining, task_data.report["splits_made_by_hash"])
     # the budget is settled: from here on things are written
 
     started = time.perf_counter()
@@ -245,26 +243,11 @@ def _base_recipes(model: str, data: str, text_column: str | None, overrides: lis
         raise HfadaptError("data.text_pair_column: advise fits the tokenizer on single texts; text pairs are not supported yet")
     raw = base.to_dict()
     positions = model_lib.load_config(base.model).max_position_embeddings
-    raw["corpus"] = {"sources": [data]}  # the data's training split only; its held-out share is set in _held_out
+    raw["corpus"] = {"sources": [data]}  # the data's training split only (pretraining holds out a share of it by a salted hash)
     raw["tokenizer"] = {"algorithm": "wordpiece", "vocab_size": 12000}  # room for the Han characters of a Chinese corpus (about 5,000) and its words
     raw["pretrain"] = {"init": "continue", "vocabulary": "replace", "block_size": min(128, positions)}
     retrain = load_recipe(raw=raw, overrides=[o for o in overrides if o.startswith(retraining)])
     return base, retrain
-
-
-def _held_out(retraining: Recipe, made: list[str]) -> Recipe:
-    """The retraining recipe with a pretraining held-out share that is not empty.
-
-    Pretraining holds out the corpus texts whose hash falls below corpus.validation_fraction, and
-    data.prepare makes the test (then validation) split from the same hash, lowest first: with the
-    fine-tuning data as the only corpus, a share up to those fractions would hold out nothing. So
-    the share reaches 5% of the hash range past the splits made by hash.
-    """
-    data = retraining.data
-    skipped = (data.test_fraction + (data.validation_fraction if "validation" in made else 0.0)) if "test" in made else 0.0
-    raw = retraining.to_dict()
-    raw["corpus"]["validation_fraction"] = round(skipped + 0.05, 6)
-    return load_recipe(raw=raw)
 
 
 def _pilot_settings(base: Recipe, retraining: Recipe, overridden: set[str]) -> dict[str, dict[str, Any]]:

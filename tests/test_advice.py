@@ -99,7 +99,7 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
     assert "the retraining pilot reached" in verdict["reasons"][-1] and ": better" in verdict["reasons"][-1]
     recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
     assert recipe.corpus.sources == [str(csv)] and recipe.tokenizer.algorithm == "wordpiece" and recipe.pretrain.vocabulary == "replace"
-    assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == pytest.approx(0.25)  # past the 10% + 10% made by hash
+    assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == 0.01  # the default: a salted hash holds out a share
     report = (tmp_path / "advice" / "advice.md").read_text()
     assert "hfadapt retrain recommended.yaml" in report and "masked-LM steps x" in report
 
