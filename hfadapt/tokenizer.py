@@ -9,6 +9,7 @@ per token before any merge is learnt, as BERT does for Chinese.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from typing import Iterable, Iterator
 
@@ -80,6 +81,18 @@ class _Counting:
                 yield text
 
 
+HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+
+
+def _segment_han(text: str) -> list[str] | None:
+    try:
+        import jieba
+    except ImportError:
+        return None
+    jieba.setLogLevel(logging.WARNING)
+    return [w for w in jieba.lcut(text) if w.strip()]
+
+
 def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None, top_characters: int = 1000) -> dict[str, float | None]:
     """How well a tokenizer fits a corpus.
 
@@ -87,8 +100,8 @@ def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None
     - tokens_per_char: tokens per non-space character;
     - tokens_per_word and split_3plus: tokens per word, and share of words cut in 3 pieces or
       more; words come from `words` (the corpus's own segmentation, aligned with `texts`, None
-      where a text has none), else from whitespace where a text has it. None when no text has
-      words (Chinese without a segmentation);
+      where a text has none), else from jieba for text with Han characters (when installed:
+      their spaces do not separate words), else from whitespace. None when no text has words;
     - char_coverage: share of the corpus's `top_characters` most frequent characters that the
       tokenizer encodes without the unknown token.
     """
@@ -101,7 +114,9 @@ def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None
     flat: list[str] = []
     for i, text in enumerate(texts):
         segmented = words[i] if words is not None else None
-        if segmented is None and len(text.split()) > 1:
+        if segmented is None and HAN.search(text):
+            segmented = _segment_han(text)
+        elif segmented is None and len(text.split()) > 1:
             segmented = text.split()
         flat.extend(w for w in segmented or [] if w.strip())
     pieces = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []

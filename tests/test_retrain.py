@@ -45,6 +45,9 @@ def test_fit_report_sees_unknown_characters(tiny_checkpoint):
     old_fit, new_fit = tokenizer_lib.fit(old, CHINESE[:5]), tokenizer_lib.fit(new, CHINESE[:5])
     assert new_fit["unk_rate"] == 0.0 and new_fit["char_coverage"] == 1.0
     assert old_fit["unk_rate"] > 0.5 and old_fit["char_coverage"] < 0.5
+    # Chinese words come from jieba, not from the odd space: a Han tokenizer cuts a word in ~2
+    spaced = tokenizer_lib.fit(new, ["这本书的内容 很好看", "今天北京的天气 很好"])
+    assert 1.0 < spaced["tokens_per_word"] < 2.5 and spaced["split_3plus"] < 0.5
 
 
 @pytest.fixture
