@@ -64,12 +64,20 @@ def prepared_folders(cache: Path) -> list[str]:
     return sorted(p.name.split("-")[0] for p in (cache / "prepared").iterdir() if p.suffix != ".lock")
 
 
-def test_finetune_on_two_processes(tiny_recipe, tmp_path, prepared_cache):
+# Frozen layers and LoRA leave parameters without gradients: DDP must not stop on them.
+ADAPT = {
+    "freeze": {"method": "freeze", "freeze": {"embeddings": True, "layers": 1}},
+    "lora": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}},
+}
+
+
+@pytest.mark.parametrize("adapt", ADAPT, ids=list(ADAPT))
+def test_finetune_on_two_processes(adapt, tiny_recipe, tmp_path, prepared_cache):
     from hfadapt import evaluate
 
     # 401 rows: the test split does not divide evenly over two ranks
     data = write_csv(tmp_path / "reviews.csv", sentiment_rows(401, seed=3))
-    raw = tiny_recipe(data={"source": str(data)}, training={"num_train_epochs": 1, "per_device_eval_batch_size": 8})
+    raw = tiny_recipe(data={"source": str(data)}, adapt=ADAPT[adapt], training={"num_train_epochs": 1, "per_device_eval_batch_size": 8})
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     done, records = launch(tmp_path, "finetune", str(tmp_path / "r.yaml"))
 
