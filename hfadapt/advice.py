@@ -28,7 +28,7 @@ from typing import Any
 
 from hfadapt import data as data_lib
 from hfadapt import model as model_lib
-from hfadapt import output
+from hfadapt import curves, output
 from hfadapt import tokenizer as tokenizer_lib
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, dump_recipe, load_recipe, save_recipe
@@ -484,11 +484,7 @@ def plot(pilots: list[dict[str, Any]], metric: str, path: str | Path, title: str
     right.set_ylabel(f"validation {metric}")
     right.legend(fontsize=7)
     right.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return curves.save(figure, title, path)
 
 
 def render(advice: dict[str, Any]) -> str:

@@ -31,6 +31,13 @@ def plot(log_history: list[dict], metric: str, path: str | Path, title: str = ""
     right.set_xlabel("step")
     right.set_ylabel(f"validation {metric}")
     right.grid(alpha=0.3)
+    return save(figure, title, path)
+
+
+def save(figure, title: str, path: str | Path) -> Path:
+    """Title, lay out, write and close a figure."""
+    import matplotlib.pyplot as plt
+
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -42,6 +42,18 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: tiny models' steps are too small to share; on a 2-core machine busy with
+    other work, two threads ran them about 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
     """Each test prepares data in a cache folder of its own: none writes to ~/.cache, none reuses another's."""
