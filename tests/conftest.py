@@ -34,6 +34,27 @@ def ner_rows(n: int) -> list[dict]:
     return [{"tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]} for i in range(n)]
 
 
+CHINESE = ["中共中央总书记发表新年讲话", "这本书的内容很好看", "我们的国家正在发展", "今天北京的天气很好", "酒店的服务非常好"] * 20
+
+
+def chinese_retraining(checkpoint: Path, folder: Path, steps: int) -> dict:
+    """A whole retraining recipe on the tiny model: a Chinese corpus file plus labelled Chinese data."""
+    import json
+
+    (folder / "corpus.txt").write_text("\n".join(f"{t}{i}" for i, t in enumerate(CHINESE * 3)))
+    rows = [{"text": t + str(i), "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE)]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return {
+        "model": {"name_or_path": str(checkpoint)},
+        "data": {"source": str(folder / "data.jsonl"), "max_length": 32},
+        "corpus": {"sources": [str(folder / "corpus.txt"), str(folder / "data.jsonl")], "validation_fraction": 0.1},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "pretrain": {"block_size": 32, "training": {"max_steps": steps, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"}},
+        "training": {"max_steps": steps, "disable_tqdm": True},
+        "output": {"dir": str(folder / "run")},
+    }
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -10,6 +10,7 @@ import yaml
 from transformers import AutoTokenizer
 
 import hfadapt
+from conftest import CHINESE, chinese_retraining
 from hfadapt import data, prepared, pretrain
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
@@ -107,26 +108,12 @@ def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(tiny
     assert list(prepared_cache.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
 
 
-CHINESE = ["中共中央总书记发表新年讲话", "这本书的内容很好看", "我们的国家正在发展", "今天北京的天气很好", "酒店的服务非常好"] * 20
-
-
 def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, tmp_path, prepared_cache, monkeypatch):
     from datasets import Dataset
 
     from hfadapt.retrain import _documents, retrain
 
-    (tmp_path / "corpus.txt").write_text("\n".join(f"{t}{i}" for i, t in enumerate(CHINESE * 3)))
-    rows = [{"text": t + str(i), "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE)]
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    raw = {
-        "model": {"name_or_path": str(tiny_checkpoint)},
-        "data": {"source": str(tmp_path / "data.jsonl"), "max_length": 32},
-        "corpus": {"sources": [str(tmp_path / "corpus.txt"), str(tmp_path / "data.jsonl")], "validation_fraction": 0.1},
-        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
-        "pretrain": {"block_size": 32, "training": {"max_steps": 2, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"}},
-        "training": {"max_steps": 2, "disable_tqdm": True},
-        "output": {"dir": str(tmp_path / "run")},
-    }
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     recipe = load_recipe(raw=raw)
     ahead = prepared.prepare(recipe)
     assert ahead["pretrain"]["made"] and ahead["finetune"]["made"]

@@ -6,11 +6,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
+from conftest import CHINESE, chinese_retraining
 from hfadapt import pretrain, tokenizer as tokenizer_lib, vocab
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig, load_recipe
-
-CHINESE = ["中共中央总书记发表新年讲话", "这本书的内容很好看", "我们的国家正在发展", "今天北京的天气很好", "酒店的服务非常好"] * 20
 
 
 def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path):
@@ -148,18 +147,7 @@ def test_missing_segmenter_is_named(monkeypatch):
 def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     from hfadapt.retrain import retrain
 
-    (tmp_path / "corpus.txt").write_text("\n".join(f"{t}{i}" for i, t in enumerate(CHINESE * 3)))
-    rows = [{"text": t + str(i), "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE)]
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    raw = {
-        "model": {"name_or_path": str(tiny_checkpoint)},
-        "data": {"source": str(tmp_path / "data.jsonl"), "max_length": 32},
-        "corpus": {"sources": [str(tmp_path / "corpus.txt"), str(tmp_path / "data.jsonl")], "validation_fraction": 0.1},
-        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
-        "pretrain": {"block_size": 32, "training": {"max_steps": 3, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"}},
-        "training": {"max_steps": 3, "disable_tqdm": True},
-        "output": {"dir": str(tmp_path / "run")},
-    }
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
     results = retrain(load_recipe(raw=raw))
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {"tokenizer", "pretrained", "finetuned", "recipe.yaml", "results.json"}
