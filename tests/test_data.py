@@ -145,15 +145,48 @@ def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
     assert str(info.value) == message.format(dir=tmp_path)
 
 
-def test_length_label_correlation_flags_length_grouping_skew():
+def _batches(order, size):
+    return [order[k : k + size] for k in range(0, len(order), size)]
+
+
+def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_label():
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from hfadapt.data import train_sampler
+
+    # 300 negative texts of 10-69 tokens and 100 positive ones of 5-44: the short ones are mostly positive (r=-0.38)
+    lengths = [10 + (i * 7) % 60 for i in range(300)] + [5 + (i * 7) % 40 for i in range(100)]
+    labels = [0] * 300 + [1] * 100
+    train = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": labels})
+    size = 8
+
+    torch.manual_seed(0)
+    order = list(train_sampler(train, size))
+    assert sorted(order) == list(range(400))  # every example once per epoch
+    torch.manual_seed(0)
+    assert list(train_sampler(train, size)) == order  # the seed fixes the order
+    for batch in _batches(order, size):
+        assert sum(labels[i] for i in batch) in (1, 2, 3)  # a quarter positive, as in the data: 2 of 8, give or take one
+
+    def padded(order):  # tokens a batch pads to, summed over the epoch
+        return sum(max(lengths[i] for i in batch) * len(batch) for batch in _batches(order, size))
+
+    torch.manual_seed(0)
+    shuffled = torch.randperm(400).tolist()
+    assert padded(order) < 0.75 * padded(shuffled)  # still grouped by length: 16,000 tokens against 24,144
+    # for contrast, transformers' own length grouping: 14 of its 50 batches hold one label only
+    torch.manual_seed(0)
+    theirs = list(LengthGroupedSampler(size, lengths=lengths))
+    assert sum(len({labels[i] for i in batch}) == 1 for batch in _batches(theirs, size)) >= 10
+
+
+def test_length_grouping_by_label_only_for_single_label_classes():
     from datasets import Dataset
 
-    from hfadapt.data import length_label_correlation
+    from hfadapt.data import train_sampler
 
-    # long texts negative, short ones positive: length-grouped batches would hold one class each
-    skewed = Dataset.from_dict({"input_ids": [[1] * (20 + i % 5) for i in range(40)] + [[1] * (5 + i % 5) for i in range(40)], "labels": [0] * 40 + [1] * 40})
-    assert abs(length_label_correlation(skewed)) > 0.9
-    even = Dataset.from_dict({"input_ids": [[1] * (5 + (i // 2) % 10) for i in range(80)], "labels": [i % 2 for i in range(80)]})
-    assert abs(length_label_correlation(even)) < 0.1
-    floats = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]})
-    assert length_label_correlation(floats) is None
+    assert train_sampler(Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]}), 2) is None  # regression
+    tags = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [[0, 1], [1]]})  # token classification
+    assert train_sampler(tags, 2) is None

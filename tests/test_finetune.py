@@ -162,3 +162,19 @@ def test_a_local_evaluate_module_adds_its_metric(tiny_recipe, tmp_path):
     raw = tiny_recipe(task={"evaluate_modules": [str(script)]}, training={"num_train_epochs": 1})
     results = finetune(load_recipe(raw=raw))
     assert results["test"]["test_exact"] == results["test"]["test_accuracy"]  # the same thing, computed by evaluate
+
+
+def test_length_grouping_in_finetuning_uses_the_label_keeping_sampler(tiny_checkpoint, tmp_path):
+    from datasets import Dataset
+    from transformers import BertForSequenceClassification, TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from hfadapt.data import LengthGroupedByLabelSampler
+    from hfadapt.finetune import _Trainer
+
+    model = BertForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none", use_cpu=True)
+    classes = Dataset.from_dict({"input_ids": [[2, 5, 3], [2, 3]], "labels": [0, 1]})
+    assert isinstance(_Trainer(model=model, args=args, train_dataset=classes)._get_train_sampler(), LengthGroupedByLabelSampler)
+    scores = Dataset.from_dict({"input_ids": [[2, 5, 3], [2, 3]], "labels": [0.5, 1.5]})  # regression: transformers' own
+    assert isinstance(_Trainer(model=model, args=args, train_dataset=scores)._get_train_sampler(), LengthGroupedSampler)
