@@ -54,11 +54,12 @@ def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
     task_data = data.prepare(recipe.data, recipe.task)  # bad data fails here, before anything is written
     results: dict[str, Any] = {}
     if recipe.pretrain is not None:
-        from hfadapt.retrain import pretraining_data, pretraining_tokenizers, retrain
+        from hfadapt.retrain import pretraining_data, pretraining_tokenizers, reading_once, retrain
 
-        retrain(recipe, until="tokenizer")
-        tokenizer = pretraining_tokenizers(recipe)[0]
-        packed = pretraining_data(recipe, tokenizer)
+        with reading_once():
+            retrain(recipe, until="tokenizer")
+            tokenizer = pretraining_tokenizers(recipe)[0]
+            packed = pretraining_data(recipe, tokenizer)
         results["pretrain"] = {"folder": str(packed.folder), "made": packed.made, "packing": packed.info["packing"]}
     elif recipe.tokenizer is not None:
         raise HfadaptError("pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)")

@@ -187,9 +187,25 @@ class PretrainConfig:
 
     def training_arguments(self, output_dir: str | Path):
         """`transformers.TrainingArguments` for pretraining; the blocks carry `word_ids`, which the collator needs."""
-        from transformers import TrainingArguments
+        return _training_arguments(output_dir, self.training, remove_unused_columns=False)
 
-        return TrainingArguments(output_dir=str(output_dir), remove_unused_columns=False, **self.training)
+
+def _training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed):
+    from transformers import TrainingArguments
+
+    settings = dict(settings)
+    if settings.get("bf16") and "use_cpu" not in settings and not _has_accelerator():
+        # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
+        # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
+        settings["use_cpu"] = True
+    return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
 
 
 @dataclass
@@ -226,9 +242,7 @@ class Recipe:
 
     def training_arguments(self, output_dir: str | Path | None = None):
         """`transformers.TrainingArguments` from the `training` section, checkpoints in `output_dir`."""
-        from transformers import TrainingArguments
-
-        return TrainingArguments(output_dir=str(output_dir or Path(self.output.dir) / "checkpoints"), **self.training)
+        return _training_arguments(output_dir or Path(self.output.dir) / "checkpoints", self.training)
 
     def lora_config(self, target_modules: list[str] | None = None, modules_to_save: list[str] | None = None):
         """`peft.LoraConfig` from `adapt.lora`, for this recipe's task."""

@@ -7,6 +7,7 @@ on from the stage it reached.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,13 +30,52 @@ STAGES = ("tokenizer", "pretrained", "finetuned")
 
 def retrain(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = (), until: str = "finetuned") -> dict[str, Any]:
     """Run the recipe's stages up to `until` (tokenizer, pretrained or finetuned) and return their results."""
-    from transformers import set_seed
-
     recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.corpus is None:
         raise HfadaptError(
             "corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); for fine-tuning alone use hfadapt finetune"
         )
+    with reading_once():
+        return _retrain(recipe, until)
+
+
+# The corpus sources and fine-tuning data, read once inside `reading_once()`: the tokenizer
+# stage, the name of the packed corpus and the packing itself all read them. Outside it, each
+# read goes to the source.
+_loaded: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def reading_once():
+    global _loaded
+    outer = _loaded
+    _loaded = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _loaded = outer
+
+
+def _once(key: str, read):
+    if _loaded is None:
+        return read()
+    if key not in _loaded:
+        _loaded[key] = read()
+    return _loaded[key]
+
+
+def _task_data(recipe: Recipe) -> data.TaskData:
+    key = json.dumps([dataclasses.asdict(recipe.data), dataclasses.asdict(recipe.task)], sort_keys=True, default=str)
+    return _once("data\x1e" + key, lambda: data.prepare(recipe.data, recipe.task))
+
+
+def _source(source: str):
+    return _once("source\x1e" + source, lambda: _corpus_part(data.load_source(source)))
+
+
+def _retrain(recipe: Recipe, until: str) -> dict[str, Any]:
+    from transformers import set_seed
+
     root = Path(recipe.output.dir)
     root.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training["seed"])
@@ -127,7 +167,7 @@ def _mark(recipe: Recipe, folder: Path, stage: str) -> None:
     (folder / "stage.json").write_text(json.dumps(_stage_key(recipe, stage), ensure_ascii=False), encoding="utf-8")
 
 
-def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | None]]:
+def corpus_documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | None]]:
     """The corpus as `(text, words or None)`, in the `train` or held-out `validation` share (by text hash)."""
     corpus = recipe.corpus
     segment = pretrain.segment_with(corpus.segmenter)
@@ -135,9 +175,9 @@ def _documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | No
     for source in corpus.sources:
         if source == recipe.data.source:
             # the fine-tuning data: its training split only, so no test text is ever pretrained on
-            rows = ((t, None) for t in data.prepare(recipe.data, recipe.task).splits["train"]["text"])
+            rows = ((t, None) for t in _task_data(recipe).splits["train"]["text"])
         else:
-            part = _corpus_part(data.load_source(source))
+            part = _source(source)
             if corpus.text_column not in part.column_names:
                 raise HfadaptError(
                     f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}"
@@ -178,9 +218,9 @@ def _corpus_key(recipe: Recipe) -> dict:
     sources = []
     for source in recipe.corpus.sources:
         if source == recipe.data.source:
-            sources.append(data.prepare(recipe.data, recipe.task).report["fingerprint"])
+            sources.append(_task_data(recipe).report["fingerprint"])
         else:
-            sources.append(_corpus_part(data.load_source(source))._fingerprint)
+            sources.append(_source(source)._fingerprint)
     return {"settings": dataclasses.asdict(recipe.corpus), "sources": sources}
 
 
@@ -208,7 +248,7 @@ def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
 
 def pretraining_data(recipe: Recipe, tokenizer) -> prepared.Prepared:
     """The corpus packed into blocks for `tokenizer`: prepared once (by the main process), then loaded."""
-    return prepared.blocks(_corpus_key(recipe), tokenizer, recipe.pretrain.block_size, lambda split: _documents(recipe, split))
+    return prepared.blocks(_corpus_key(recipe), tokenizer, recipe.pretrain.block_size, lambda split: corpus_documents(recipe, split))
 
 
 def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
@@ -219,7 +259,7 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
 
     def stream() -> Iterator[str]:
         nonlocal count
-        for document in _documents(recipe, "train"):
+        for document in corpus_documents(recipe, "train"):
             count += 1
             if len(sample) < 5000:
                 sample.append(document)

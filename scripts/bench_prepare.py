@@ -57,7 +57,7 @@ def run_arm(arm: str, corpus: str, tokenizer_dir: str, scratch: str) -> dict:
     from transformers import AutoTokenizer
 
     from hfadapt import load_recipe
-    from hfadapt.retrain import _documents, pretraining_data, retrain
+    from hfadapt.retrain import corpus_documents, pretraining_data, retrain
 
     recipe = load_recipe(raw=recipe_raw(corpus, scratch))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -73,7 +73,7 @@ def run_arm(arm: str, corpus: str, tokenizer_dir: str, scratch: str) -> dict:
 
         blocks = 0
         for split in ("train", "validation"):
-            packed = Dataset.from_list(list(pretrain.blocks(tokenizer, _documents(recipe, split), BLOCK, {})))
+            packed = Dataset.from_list(list(pretrain.blocks(tokenizer, corpus_documents(recipe, split), BLOCK, {})))
             blocks += len(packed)
     else:
         blocks = None

@@ -111,7 +111,7 @@ def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(tiny
 def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, tmp_path, prepared_cache, monkeypatch):
     from datasets import Dataset
 
-    from hfadapt.retrain import _documents, retrain
+    from hfadapt.retrain import corpus_documents, retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     recipe = load_recipe(raw=raw)
@@ -120,7 +120,7 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
     # the blocks on disk are the packer's, every token of the corpus in them
     stats: dict = {}
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "tokenizer")
-    expected = list(pretrain.blocks(tokenizer, _documents(recipe, "train"), 32, stats))
+    expected = list(pretrain.blocks(tokenizer, corpus_documents(recipe, "train"), 32, stats))
     assert Dataset.from_file(str(Path(ahead["pretrain"]["folder"]) / "train.arrow")).to_list() == expected
     assert ahead["pretrain"]["packing"]["train"] == stats and stats["tokens"] > 1000
     made = sorted(p.name for p in (prepared_cache / "prepared").iterdir())

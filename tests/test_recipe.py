@@ -105,3 +105,14 @@ def test_not_a_mapping_and_not_yaml(tmp_path):
     listed.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(RecipeError, match=r"\(top level\): expected a mapping of sections, got a list"):
         load_recipe(listed)
+
+
+def test_bf16_works_without_a_gpu():
+    import torch
+
+    # transformers refuses bf16 without a GPU unless told use_cpu; hfadapt tells it, and only then
+    recipe = load_recipe(raw=with_(training={"bf16": True}))
+    args = recipe.training_arguments()
+    assert args.bf16
+    assert args.use_cpu == (not torch.cuda.is_available())
+    assert "use_cpu" not in recipe.training  # the saved recipe stays as written

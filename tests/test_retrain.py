@@ -180,7 +180,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
 
 
 def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):
-    from hfadapt.retrain import _documents
+    from hfadapt.retrain import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -192,8 +192,8 @@ def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkp
         "output": {"dir": str(tmp_path / "run")},
     }
     recipe = load_recipe(raw=raw)
-    train = [t for t, _ in _documents(recipe, "train")]
-    held_out = [t for t, _ in _documents(recipe, "validation")]
+    train = [t for t, _ in corpus_documents(recipe, "train")]
+    held_out = [t for t, _ in corpus_documents(recipe, "validation")]
     assert held_out and train and not set(held_out) & set(train)
     assert len(held_out) + len(train) == len(data_prepare_train(recipe))
 
