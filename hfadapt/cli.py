@@ -75,7 +75,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hfadapt import ranks
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides after an option (`finetune R --seeds 1,2 training.seed=3`): argparse
+    # ends the positionals at the option and leaves the rest over
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     # Under `accelerate launch` the other ranks keep quiet: one log, one set of progress bars.
     logging.basicConfig(
         level=logging.INFO if ranks.is_main() else logging.WARNING,

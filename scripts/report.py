@@ -85,7 +85,7 @@ def hfadapt(*args: str) -> None:
 
 
 def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 def model_row(recipe: str, overrides: list[str], seeds: str, folder: Path) -> dict:

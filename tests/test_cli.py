@@ -82,6 +82,19 @@ def test_validate_prints_the_resolved_recipe(tiny_recipe, tmp_path, capsys):
     assert resolved["training"]["seed"] == 42 and "train_sampling_strategy" not in resolved["training"]  # batches stay random
 
 
+def test_overrides_may_follow_an_option(tiny_recipe, tmp_path, capsys):
+    recipe = str(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
+    config = tmp_path / "one_cpu.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n")
+    config = str(config)
+    assert main(["validate", recipe, "--accelerate-config", config, "training.learning_rate=3e-5", "training.seed=7"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["training"]["learning_rate"] == 3e-5 and resolved["training"]["seed"] == 7
+    with pytest.raises(SystemExit):
+        main(["validate", recipe, "--accelerate-config", config, "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
 def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_path):
     raw = tiny_recipe(training={"num_train_epochs": 1})
     result = run_cli("finetune", write_recipe(tmp_path / "r.yaml", raw), "training.num_train_epochs=2")
