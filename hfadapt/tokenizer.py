@@ -84,13 +84,14 @@ class _Counting:
 HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
 
 
-def _segment_han(text: str) -> list[str] | None:
+def _han_segmenter():
+    """jieba's word segmentation (pretrain.segment_with), or None where jieba is not installed."""
+    from hfadapt.pretrain import segment_with
+
     try:
-        import jieba
-    except ImportError:
+        return segment_with("jieba")
+    except HfadaptError:
         return None
-    jieba.setLogLevel(logging.WARNING)
-    return [w for w in jieba.lcut(text) if w.strip()]
 
 
 def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None, top_characters: int = 1000) -> dict[str, float | None]:
@@ -112,10 +113,11 @@ def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None
         unknown += sum(1 for i in ids if i == unk)
     characters = sum(len(t) - t.count(" ") for t in texts)
     flat: list[str] = []
+    segment_han = _han_segmenter() if any(HAN.search(t) for t in texts) else None
     for i, text in enumerate(texts):
         segmented = words[i] if words is not None else None
         if segmented is None and HAN.search(text):
-            segmented = _segment_han(text)
+            segmented = segment_han(text) if segment_han else None
         elif segmented is None and len(text.split()) > 1:
             segmented = text.split()
         flat.extend(w for w in segmented or [] if w.strip())

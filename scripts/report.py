@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -193,13 +194,8 @@ def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]
                     total += float(model(**batch).loss) * n
                     count += n
             values.append(math.exp(total / count))
-        rows.append((name, {"mean": sum(values) / len(values), "sd": _sd(values), "values": values, "minutes": 0.0, "train_size": None, "test_size": len(documents)}))
+        rows.append((name, {"mean": sum(values) / len(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values, "minutes": 0.0, "train_size": None, "test_size": len(documents)}))
     return rows
-
-
-def _sd(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
 
 
 def chart(results: list[tuple[str, str, list[tuple[str, dict]]]], path: Path) -> None:
