@@ -1,7 +1,9 @@
 """Advice: how to adapt a checkpoint to a data set, from its tokenizer's fit and short pilot runs.
 
 1. Fit: the checkpoint's tokenizer on the training texts, beside a WordPiece tokenizer trained
-   on them (the one retraining would build), measured by `tokenizer.fit`.
+   on them (the one retraining would build), measured by `tokenizer.fit`; and for text
+   classification a linear probe: how well a logistic regression reads the task from each
+   tokenizer's tokens, which shows in seconds what the checkpoint's vocabulary hides.
 2. Pilots, when a budget is given: on the same data and split, a few steps each of frozen layers
    (embeddings and the lower half of the encoder), LoRA, full fine-tuning, and retraining (the
    rebuilt vocabulary, a few masked-LM steps, then fine-tuning). The budget is cut into five equal
@@ -90,7 +92,7 @@ def advise(
 
     tokenizer = model_lib.load_tokenizer(base.model)
     task_data = data_lib.prepare(base.data, base.task)
-    texts = list(task_data.splits["train"]["text"])
+    texts = data_lib.texts(task_data.splits["train"])
     sample = random.Random(base.training["seed"]).sample(texts, min(FIT_TEXTS, len(texts)))
     if budget_minutes is not None:
         steps = _steps_for_minutes(base, tokenizer, task_data, budget_minutes)
@@ -100,6 +102,8 @@ def advise(
     new_tokenizer = tokenizer_lib.train(texts, retraining.tokenizer)
     fit = {"checkpoint": tokenizer_lib.fit(tokenizer, sample), "new": tokenizer_lib.fit(new_tokenizer, sample), "texts": len(sample)}
     logger.info("tokenizer fit, checkpoint vs new WordPiece: %s", fit)
+    probe = token_probe(tokenizer, new_tokenizer, task_data, base)
+    logger.info("linear probe on the tokens, checkpoint vs new WordPiece: %s", probe)
 
     final = Path(output_dir) if output_dir is not None else None
     scratch = None
@@ -113,7 +117,7 @@ def advise(
         pilots = [_run_pilot(name, settings[name], steps, work / "pilots" / name) for name in PILOTS] if steps else []
         # one standard error of an accuracy near 50% on the texts the pilots were scored on
         tolerance = math.sqrt(0.25 / pilots[0]["validation_size"]) if pilots else None
-        verdict = decide(fit["checkpoint"], pilots, tolerance)
+        verdict = decide(fit["checkpoint"], pilots, tolerance, probe)
         chosen = settings[verdict["strategy"]]
         recommended = _recommended(chosen, base)
         advice = {
@@ -123,6 +127,7 @@ def advise(
             "main_metric": _main_metric(base),
             "budget": {"steps": budget_steps, "minutes": budget_minutes, "steps_per_pilot": steps},
             "fit": fit,
+            "probe": probe,
             "pilots": pilots,
             "verdict": verdict,
             "estimate": _estimate(verdict["strategy"], pilots, recommended, task_data.report["sizes"]["train"]),
@@ -144,14 +149,20 @@ def advise(
     return advice
 
 
-def decide(checkpoint_fit: dict[str, Any], pilots: list[dict[str, Any]], tolerance: float | None) -> dict[str, Any]:
+def decide(checkpoint_fit: dict[str, Any], pilots: list[dict[str, Any]], tolerance: float | None, probe: dict[str, Any] | None = None) -> dict[str, Any]:
     """The strategy to recommend, with its reasons.
 
-    Retraining when the checkpoint's tokenizer fits badly ([UNK] rate above UNK_LIMIT, or coverage of
-    the corpus's frequent characters below COVERAGE_LIMIT) and the retraining pilot is not worse
-    than the best fine-tuning pilot by more than `tolerance` (one standard error of the validation
-    metric); otherwise the fine-tuning pilot with the best validation metric, where pilots within
-    `tolerance` of the best count as tied and the one with fewest trainable parameters wins.
+    A checkpoint's tokenizer fits badly when its [UNK] rate is above UNK_LIMIT or it covers fewer
+    than COVERAGE_LIMIT of the corpus's frequent characters. A good fit never retrains: the
+    fine-tuning pilot with the best validation metric wins, where pilots within `tolerance` (one
+    standard error of the validation metric) of the best count as tied and the one with fewest
+    trainable parameters wins. With a bad fit, retraining, when either
+    - the probe shows that the checkpoint's tokens hide what the task needs: a linear model on the
+      new tokenizer's tokens beats the same model on the checkpoint's by more than one standard
+      error. Short pilots cannot show this: they measure the first steps of training, and the
+      retraining pilot's rebuilt embeddings have had only a few masked-LM steps; or
+    - the retraining pilot is not worse than the best fine-tuning pilot by more than `tolerance`;
+    or, with neither a probe nor pilots, the fit alone. Otherwise the best fine-tuning pilot.
     """
     unk, coverage = checkpoint_fit["unk_rate"], checkpoint_fit["char_coverage"]
     bad = []
@@ -160,45 +171,88 @@ def decide(checkpoint_fit: dict[str, Any], pilots: list[dict[str, Any]], toleran
     if coverage < COVERAGE_LIMIT:
         bad.append(f"it encodes only {coverage:.1%} of the corpus's 1,000 most frequent characters without [UNK] (below {COVERAGE_LIMIT:.0%})")
     fits = f"the checkpoint's tokenizer fits the texts: {unk:.2%} [UNK] (at most {UNK_LIMIT:.0%}), {coverage:.1%} of the frequent characters covered (at least {COVERAGE_LIMIT:.0%})"
-    if not pilots:
-        if bad:
-            return {"strategy": "retrain", "reasons": bad + ["no pilots were run (no budget): the fit alone decides"], "tolerance": tolerance}
-        return {
-            "strategy": "full",
-            "reasons": [fits, "no pilots were run (no budget): full fine-tuning is the plain default; give a budget to compare frozen layers, LoRA and full fine-tuning"],
-            "tolerance": tolerance,
-        }
+    hidden = None
+    if probe is not None:
+        gain = probe["new"] - probe["checkpoint"]
+        hidden = gain > probe["tolerance"]
+        probed = (
+            f"a linear model on the tokens reaches a validation accuracy of {probe['new']:.4f} with the new tokenizer's against {probe['checkpoint']:.4f} with the checkpoint's: "
+            + (f"the checkpoint's vocabulary hides {gain * 100:.1f} points of what the task needs, more than one standard error ({probe['tolerance']:.3f})" if hidden
+               else f"the checkpoint's vocabulary hides nothing measurable (the new tokens are not better by more than one standard error, {probe['tolerance']:.3f})")
+        )
     tuned = [p for p in pilots if p["name"] != "retrain"]
-    best = max(p["validation_metric"] for p in tuned)
-    tied = [p for p in tuned if p["validation_metric"] >= best - tolerance]
-    pick = min(tied, key=lambda p: (p["parameters"]["trainable"], PILOTS.index(p["name"])))
-    why_pick = (
-        f"{pick['name']} reached a validation {pick['main_metric']} of {pick['validation_metric']:.4f} against the best fine-tuning pilot's {best:.4f}"
-        + (f"; {', '.join(p['name'] for p in tied)} are within one standard error ({tolerance:.3f}) of the best, and {pick['name']} trains the fewest parameters ({pick['parameters']['trainable']:,})" if len(tied) > 1 else "")
-    )
-    retrain = next(p for p in pilots if p["name"] == "retrain")
+    pick = why_pick = None
+    if tuned:
+        best = max(p["validation_metric"] for p in tuned)
+        tied = [p for p in tuned if p["validation_metric"] >= best - tolerance]
+        pick = min(tied, key=lambda p: (p["parameters"]["trainable"], PILOTS.index(p["name"])))
+        why_pick = (
+            f"{pick['name']} reached a validation {pick['main_metric']} of {pick['validation_metric']:.4f} against the best fine-tuning pilot's {best:.4f}"
+            + (f"; {', '.join(p['name'] for p in tied)} are within one standard error ({tolerance:.3f}) of the best, and {pick['name']} trains the fewest parameters ({pick['parameters']['trainable']:,})" if len(tied) > 1 else "")
+        )
+
+    def verdict(strategy: str, reasons: list[str]) -> dict[str, Any]:
+        return {"strategy": strategy, "reasons": reasons, "tolerance": tolerance}
+
     if not bad:
-        return {"strategy": pick["name"], "reasons": [fits, why_pick], "tolerance": tolerance}
-    gap = best - retrain["validation_metric"]
-    if gap <= tolerance:
-        return {
-            "strategy": "retrain",
-            "reasons": bad
-            + [
-                f"the retraining pilot reached {retrain['validation_metric']:.4f} against the best fine-tuning pilot's {best:.4f}: "
-                + ("better" if gap < 0 else f"not worse by more than one standard error ({tolerance:.3f})")
-            ],
-            "tolerance": tolerance,
-        }
-    return {
-        "strategy": pick["name"],
-        "reasons": bad
-        + [
-            f"but the retraining pilot reached {retrain['validation_metric']:.4f}, worse than the best fine-tuning pilot ({best:.4f}) by more than one standard error ({tolerance:.3f}) after {retrain['mlm_steps']} masked-LM steps; longer pretraining may still pay off",
-            why_pick,
-        ],
-        "tolerance": tolerance,
-    }
+        if pick is None:
+            return verdict("full", [fits, "no pilots were run (no budget): full fine-tuning is the plain default; give a budget to compare frozen layers, LoRA and full fine-tuning"])
+        return verdict(pick["name"], [fits, why_pick])
+    retrain = next((p for p in pilots if p["name"] == "retrain"), None)
+    compared = None
+    if retrain is not None:
+        gap = best - retrain["validation_metric"]
+        compared = f"the retraining pilot reached {retrain['validation_metric']:.4f} against the best fine-tuning pilot's {best:.4f}: " + (
+            "better" if gap < 0
+            else f"not worse by more than one standard error ({tolerance:.3f})" if gap <= tolerance
+            else f"worse by more than one standard error ({tolerance:.3f}) after {retrain['mlm_steps']} masked-LM steps"
+        )
+    if hidden:
+        reasons = bad + [probed]
+        if compared is not None:
+            reasons.append(compared + ("" if gap <= tolerance else "; pilots this short measure the first steps, and the rebuilt embeddings had few masked-LM steps to learn in"))
+        return verdict("retrain", reasons)
+    if compared is not None and gap <= tolerance:
+        return verdict("retrain", bad + ([probed] if probe is not None else []) + [compared])
+    if pick is None:
+        if probe is None:
+            return verdict("retrain", bad + ["no pilots were run (no budget) and no probe could be: the fit alone decides"])
+        return verdict("full", bad + [probed, "no pilots were run (no budget): full fine-tuning is the plain default"])
+    return verdict(pick["name"], bad + ([probed] if probe is not None else []) + [f"but {compared}; longer pretraining may still pay off", why_pick])
+
+
+def token_probe(old, new, task_data, recipe: Recipe) -> dict[str, Any] | None:
+    """What each tokenizer's tokens let a model read, in seconds: the validation accuracy of a
+    logistic regression on TF-IDF weights of the token ids and id bigrams (the texts cut at
+    data.max_length tokens, as the model sees them), trained on the training split.
+
+    [UNK] is one id, so whatever the checkpoint's vocabulary turns into it is lost to the linear
+    model as it is to the network. None where the task is not single-label text classification.
+    """
+    if recipe.task.type != "sequence_classification" or recipe.task.problem_type not in (None, "single_label_classification"):
+        return None
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    splits = task_data.splits
+    labels = {name: list(splits[name]["label"]) for name in ("train", "validation")}
+    if len(set(labels["train"])) < 2:
+        return None
+    began = time.perf_counter()
+    scores = {}
+    for side, tokenizer in (("checkpoint", old), ("new", new)):
+
+        def ids(name):
+            encoded = tokenizer(list(splits[name]["text"]), add_special_tokens=False, truncation=True, max_length=recipe.data.max_length)
+            return [[str(i) for i in row] for row in encoded["input_ids"]]
+
+        vectorizer = TfidfVectorizer(analyzer=lambda row: row + [f"{a} {b}" for a, b in zip(row, row[1:])], sublinear_tf=True)
+        classifier = LogisticRegression(C=4.0, max_iter=2000).fit(vectorizer.fit_transform(ids("train")), labels["train"])
+        predicted = classifier.predict(vectorizer.transform(ids("validation")))
+        scores[side] = sum(int(p == y) for p, y in zip(predicted, labels["validation"])) / len(predicted)
+    size = len(labels["validation"])
+    # one standard error of an accuracy near 50% on these validation texts
+    return {**scores, "validation_size": size, "tolerance": math.sqrt(0.25 / size), "seconds": round(time.perf_counter() - began, 1)}
 
 
 # --- checks and recipes ------------------------------------------------------------------------
@@ -237,8 +291,6 @@ def _base_recipes(model: str, data: str, text_column: str | None, overrides: lis
         raw["data"]["text_column"] = text_column
     retraining = ("corpus.", "tokenizer.", "pretrain.")
     base = load_recipe(raw=raw, overrides=[o for o in overrides if not o.startswith(retraining)])
-    if base.task.type != "sequence_classification":
-        raise HfadaptError("task.type: advise handles sequence classification; token classification is not supported yet")
     if base.data.text_pair_column:
         raise HfadaptError("data.text_pair_column: advise fits the tokenizer on single texts; text pairs are not supported yet")
     raw = base.to_dict()
@@ -298,6 +350,7 @@ def _steps_for_minutes(base: Recipe, tokenizer, task_data, minutes: float) -> in
 
 def _time_one_step(base: Recipe, tokenizer, task_data) -> float:
     """Seconds of one full fine-tuning step (forward, backward, AdamW) on a training batch; nothing is written."""
+    import datasets
     import torch
 
     config = model_lib.task_config(base.model, base.task, task_data.label_names)
@@ -305,13 +358,14 @@ def _time_one_step(base: Recipe, tokenizer, task_data) -> float:
     model.train()
     size = base.training["per_device_train_batch_size"]
     train = task_data.splits["train"].select(range(min(size, len(task_data.splits["train"]))))
-    encoded = tokenizer(list(train["text"]), truncation=True, max_length=base.data.max_length, padding=True, return_tensors="pt")
-    labels = torch.tensor(list(train["label"]))
+    one = data_lib.TaskData(datasets.DatasetDict({"train": train}), task_data.label_names)
+    rows = data_lib.tokenize(one, tokenizer, base.data, base.task)["train"]
+    batch = data_lib.collator(tokenizer, base.task)([rows[i] for i in range(len(rows))])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     times = []
     for _ in range(3):  # the first step warms up allocators and kernels
         began = time.perf_counter()
-        loss = model(**encoded, labels=labels).loss
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -513,6 +567,20 @@ def render(advice: dict[str, Any]) -> str:
     for label, key, form in rows:
         values = [fit[side][key] for side in ("checkpoint", "new")]
         lines.append(f"| {label} | " + " | ".join("n/a" if v is None else form.format(v) for v in values) + " |")
+    probe = advice["probe"]
+    if probe is not None:
+        lines += [
+            "",
+            "## What the tokens let a model read",
+            "",
+            f"A logistic regression on TF-IDF weights of token ids and id bigrams, trained on the {advice['data_report']['sizes']['train']:,} training texts "
+            f"and scored on {probe['validation_size']:,} validation texts ({probe['seconds']:.0f} s; one standard error about {probe['tolerance']:.3f}). "
+            "[UNK] is a single id: what a vocabulary cannot spell is lost to this model as it is to the network.",
+            "",
+            "| | checkpoint's tokenizer | WordPiece trained on these texts |",
+            "|---|---|---|",
+            f"| validation accuracy | {probe['checkpoint']:.4f} | {probe['new']:.4f} |",
+        ]
     pilots = advice["pilots"]
     lines += ["", "## Pilots", ""]
     if not pilots:

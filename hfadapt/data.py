@@ -35,6 +35,26 @@ class TaskData:
     report: dict[str, Any] = field(default_factory=dict)  # what was removed, and the split sizes
 
 
+def texts(split) -> list[str]:
+    """A split's texts as plain strings: its `text` column, or for token tasks its words joined
+    back into a sentence (with a space between words, none beside a Han character: MSRA's
+    character tokens read as the sentence they came from)."""
+    if "text" in split.column_names:
+        return list(split["text"])
+    return [join_words(words) for words in split["tokens"]]
+
+
+def join_words(words: list[str]) -> str:
+    from hfadapt.tokenizer import HAN
+
+    text = ""
+    for word in words:
+        if text and not (HAN.match(text[-1]) or HAN.match(word[:1])):
+            text += " "
+        text += word
+    return text
+
+
 def load_source(source: str, revision: str | None = None):
     """Any supported source as a `datasets.DatasetDict`."""
     import datasets

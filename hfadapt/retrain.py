@@ -175,7 +175,7 @@ def corpus_documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str
     for source in corpus.sources:
         if source == recipe.data.source:
             # the fine-tuning data: its training split only, so no test text is ever pretrained on
-            rows = ((t, None) for t in _task_data(recipe).splits["train"]["text"])
+            rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
         else:
             part = _source(source)
             if corpus.text_column not in part.column_names:

@@ -89,11 +89,49 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
     best = max(pilots[n]["validation_metric"] for n in ("freeze", "lora", "full"))
     assert best < 0.7 < pilots["retrain"]["validation_metric"]
     assert "the retraining pilot reached" in verdict["reasons"][-1] and ": better" in verdict["reasons"][-1]
+    # the probe: a linear model reads the labels from the new tokens, and from the checkpoint's [UNK]s hardly at all
+    probe = advice["probe"]
+    assert probe["new"] > 0.9 and probe["new"] - probe["checkpoint"] > probe["tolerance"] == pytest.approx(math.sqrt(0.25 / probe["validation_size"]))
+    assert "hides" in verdict["reasons"][-2]
     recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
     assert recipe.corpus.sources == [str(csv)] and recipe.tokenizer.algorithm == "wordpiece" and recipe.pretrain.vocabulary == "replace"
     assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == 0.01  # the default: a salted hash holds out a share
     report = (tmp_path / "advice" / "advice.md").read_text()
     assert "hfadapt retrain recommended.yaml" in report and "masked-LM steps x" in report
+
+
+def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint, tmp_path):
+    # Chinese sentences, one character a token as in MSRA, with a city (B-LOC I-LOC) at a varying
+    # place; none of these characters is in the tiny vocabulary, so to the checkpoint all are [UNK]
+    import random
+
+    rng = random.Random(3)
+    filler, cities = list("我们你他去了在的很好看说到这那天"), ["巴黎", "伦敦", "柏林", "罗马", "东京"]
+    rows = []
+    for i in range(400):
+        before, after = rng.choices(filler, k=rng.randint(0, 6)), rng.choices(filler, k=rng.randint(1, 6))
+        city = list(rng.choice(cities))
+        rows.append({"tokens": before + city + after, "tags": ["O"] * len(before) + ["B-LOC", "I-LOC"] + ["O"] * len(after)})
+    path = tmp_path / "ner.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    overrides = TINY + ["task.type=token_classification", "data.text_column=tokens", "data.label_column=tags"]
+    advice = advise(str(tiny_checkpoint), str(path), tmp_path / "advice", budget_steps=BUDGET, overrides=overrides)
+    assert advice["main_metric"] == "f1"
+    assert advice["fit"]["checkpoint"]["unk_rate"] > 0.9 and advice["fit"]["new"]["unk_rate"] == 0.0
+    pilots = check_pilots(advice)
+    assert advice["verdict"]["strategy"] == "retrain", advice["verdict"]
+    best = max(pilots[n]["validation_metric"] for n in ("freeze", "lora", "full"))
+    assert best < 0.5 < pilots["retrain"]["validation_metric"]
+    recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
+    assert recipe.task.type == "token_classification" and recipe.corpus.sources == [str(path)]
+
+
+def test_token_words_join_into_the_sentence_they_came_from():
+    from hfadapt.data import join_words
+
+    assert join_words(["我", "们", "在", "Paris", "2024", "年"]) == "我们在Paris 2024年"
+    assert join_words(["EU", "rejects", "German", "call"]) == "EU rejects German call"
+    assert join_words([]) == ""
 
 
 def test_a_budget_too_small_for_the_pilots_is_refused_before_anything_is_written(tiny_checkpoint, sentiment_csv, tmp_path):
@@ -133,19 +171,40 @@ GOOD_FIT = {"unk_rate": 0.001, "char_coverage": 0.99}
 BAD_FIT = {"unk_rate": 0.30, "char_coverage": 0.40}
 
 
+HIDES = {"checkpoint": 0.70, "new": 0.85, "tolerance": 0.02}  # the checkpoint's tokens hide 15 points
+HIDES_NOTHING = {"checkpoint": 0.84, "new": 0.85, "tolerance": 0.02}
+
+
 @pytest.mark.parametrize(
-    "fit, scores, expected",
+    "fit, scores, probe, expected",
     [
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.80, "full": 0.81, "retrain": 0.90}, "lora"),  # a tie within 0.02: fewer parameters
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, "full"),  # a good fit never retrains
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, "retrain"),  # not worse by more than 0.02
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, "full"),  # clearly worse: fine-tune
-        ({"unk_rate": 0.01, "char_coverage": 0.50}, {"freeze": 0.5, "lora": 0.5, "full": 0.5, "retrain": 0.5}, "retrain"),  # low coverage alone
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.80, "full": 0.81, "retrain": 0.90}, None, "lora"),  # a tie within 0.02: fewer parameters
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, None, "full"),  # a good fit never retrains
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, HIDES, "full"),  # ... whatever the probe says
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, None, "retrain"),  # not worse by more than 0.02
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, None, "full"),  # clearly worse: fine-tune
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES, "retrain"),  # the probe shows what the short pilot cannot
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES_NOTHING, "full"),
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, HIDES_NOTHING, "retrain"),  # the pilot alone suffices
+        ({"unk_rate": 0.01, "char_coverage": 0.50}, {"freeze": 0.5, "lora": 0.5, "full": 0.5, "retrain": 0.5}, None, "retrain"),  # low coverage alone
     ],
 )
-def test_decision_rules(fit, scores, expected):
+def test_decision_rules(fit, scores, probe, expected):
     trainable = {"freeze": 500, "lora": 100, "full": 1000, "retrain": 1000}
-    verdict = decide(fit, [pilot(n, scores[n], trainable[n]) for n in PILOTS], tolerance=0.02)
+    verdict = decide(fit, [pilot(n, scores[n], trainable[n]) for n in PILOTS], tolerance=0.02, probe=probe)
     assert verdict["strategy"] == expected, verdict["reasons"]
     if fit is BAD_FIT and expected == "full":
-        assert "worse than the best fine-tuning pilot (0.8100) by more than one standard error (0.020)" in verdict["reasons"][2]
+        assert "but the retraining pilot reached 0.7000 against the best fine-tuning pilot's 0.8100: worse by more than one standard error (0.020)" in verdict["reasons"][-2]
+    if probe is HIDES and fit is BAD_FIT:
+        assert "the checkpoint's vocabulary hides 15.0 points of what the task needs" in verdict["reasons"][-2]
+        assert "pilots this short measure the first steps" in verdict["reasons"][-1]
+
+
+@pytest.mark.parametrize(
+    "fit, probe, expected",
+    [(GOOD_FIT, None, "full"), (BAD_FIT, None, "retrain"), (BAD_FIT, HIDES, "retrain"), (BAD_FIT, HIDES_NOTHING, "full")],
+)
+def test_decision_rules_without_pilots(fit, probe, expected):
+    verdict = decide(fit, [], tolerance=None, probe=probe)
+    assert verdict["strategy"] == expected, verdict["reasons"]
+    assert "no pilots were run (no budget)" in verdict["reasons"][-1] or probe is HIDES
