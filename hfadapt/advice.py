@@ -361,14 +361,21 @@ def _time_one_step(base: Recipe, tokenizer, task_data) -> float:
     one = data_lib.TaskData(datasets.DatasetDict({"train": train}), task_data.label_names)
     rows = data_lib.tokenize(one, tokenizer, base.data, base.task)["train"]
     batch = data_lib.collator(tokenizer, base.task)([rows[i] for i in range(len(rows))])
+    # where the pilots will train: the GPU when there is one, in bf16 autocast when the recipe asks
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     times = []
     for _ in range(3):  # the first step warms up allocators and kernels
         began = time.perf_counter()
-        loss = model(**batch).loss
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bool(base.training.get("bf16"))):
+            loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
     del model, optimizer
     gc.collect()
