@@ -60,10 +60,12 @@ def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_s
         }
 
     for text, segmented in documents:
+        # verbose=False: a document longer than the model's maximum length is expected here (it
+        # spans several blocks), so transformers' "Token indices sequence length" warning is noise
         if segmented is not None:
-            enc = tokenizer(segmented, is_split_into_words=True, add_special_tokens=False)
+            enc = tokenizer(segmented, is_split_into_words=True, add_special_tokens=False, verbose=False)
         else:
-            enc = tokenizer(text, add_special_tokens=False)
+            enc = tokenizer(text, add_special_tokens=False, verbose=False)
         if not enc["input_ids"]:
             continue
         stats["documents"] += 1

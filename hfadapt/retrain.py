@@ -167,12 +167,16 @@ def _mark(recipe: Recipe, folder: Path, stage: str) -> None:
     (folder / "stage.json").write_text(json.dumps(_stage_key(recipe, stage), ensure_ascii=False), encoding="utf-8")
 
 
-def corpus_documents(recipe: Recipe, split: str) -> Iterator[tuple[str, list[str] | None]]:
-    """The corpus as `(text, words or None)`, in the `train` or held-out `validation` share (by text hash)."""
+def corpus_documents(recipe: Recipe, split: str, repeated: bool = False) -> Iterator[tuple[str, list[str] | None]]:
+    """The corpus as `(text, words or None)`, in the `train` or held-out `validation` share (by text hash).
+
+    `repeated`: the training share as masked-LM pretraining reads it, each source `pretrain.repeat` times.
+    """
     corpus = recipe.corpus
     segment = pretrain.segment_with(corpus.segmenter)
     share = corpus.validation_fraction
-    for source in corpus.sources:
+    repeat = recipe.pretrain.repeat if repeated and split == "train" and recipe.pretrain is not None else {}
+    for source in (s for s in corpus.sources for _ in range(repeat.get(s, 1))):
         if source == recipe.data.source:
             # the fine-tuning data: its training split only, so no test text is ever pretrained on
             rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
@@ -248,7 +252,10 @@ def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
 
 def pretraining_data(recipe: Recipe, tokenizer) -> prepared.Prepared:
     """The corpus packed into blocks for `tokenizer`: prepared once (by the main process), then loaded."""
-    return prepared.blocks(_corpus_key(recipe), tokenizer, recipe.pretrain.block_size, lambda split: corpus_documents(recipe, split))
+    key = _corpus_key(recipe)
+    if recipe.pretrain.repeat:
+        key["repeat"] = recipe.pretrain.repeat
+    return prepared.blocks(key, tokenizer, recipe.pretrain.block_size, lambda split: corpus_documents(recipe, split, repeated=True))
 
 
 def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:

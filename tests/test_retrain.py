@@ -202,3 +202,52 @@ def data_prepare_train(recipe):
     from hfadapt import data
 
     return data.prepare(recipe.data, recipe.task).splits["train"]["text"]
+
+
+def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    from hfadapt.retrain import corpus_documents, pretraining_data
+
+    rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"第{i}段其他的文字。\n" for i in range(50)))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": str(tmp_path / "data.jsonl")},
+        "corpus": {"sources": [str(other), str(tmp_path / "data.jsonl")], "validation_fraction": 0.1},
+        "pretrain": {"init": "continue", "block_size": 32},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    once = load_recipe(raw=raw)
+    thrice = load_recipe(raw=raw, overrides=[f"pretrain.repeat={{{tmp_path / 'data.jsonl'}: 3}}"])
+    train_once = list(corpus_documents(once, "train"))
+    reviews = [d for d in train_once if d[0] in set(data_prepare_train(once))]
+    assert reviews and len(reviews) < len(train_once)
+    # pretraining reads the fine-tuning texts three times and the other source once ...
+    assert list(corpus_documents(thrice, "train", repeated=True)) == [d for d in train_once if d not in reviews] + reviews * 3
+    # ... while the tokenizer's stream and the held-out share are unchanged
+    assert list(corpus_documents(thrice, "train")) == train_once
+    assert list(corpus_documents(thrice, "validation", repeated=True)) == list(corpus_documents(once, "validation"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    packed_once, packed_thrice = pretraining_data(once, tokenizer), pretraining_data(thrice, tokenizer)
+    packing_once, packing_thrice = packed_once.info["packing"], packed_thrice.info["packing"]
+    assert packing_thrice["train"]["documents"] == packing_once["train"]["documents"] + 2 * len(reviews)
+    assert packing_thrice["train"]["blocks"] > packing_once["train"]["blocks"]
+    assert packing_thrice["validation"] == packing_once["validation"]
+
+
+def test_repeat_must_name_a_corpus_source_and_a_whole_number(tiny_checkpoint, tmp_path):
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": "x.csv"},
+        "corpus": {"sources": ["a.txt"]},
+        "pretrain": {"repeat": {"b.txt": 2}},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    with pytest.raises(HfadaptError, match=r"pretrain.repeat: b.txt is not one of corpus.sources \(a.txt\); name a source exactly as corpus.sources does"):
+        load_recipe(raw=raw)
+    raw["pretrain"]["repeat"] = {"a.txt": 0}
+    with pytest.raises(HfadaptError, match=r"pretrain.repeat: a.txt: 0 is not a whole number of 1 or more"):
+        load_recipe(raw=raw)
