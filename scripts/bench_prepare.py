@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,7 +85,7 @@ def child(arm: str, corpus: str, tokenizer_dir: str) -> dict:
         env = {**os.environ, "HFADAPT_CACHE": str(Path(scratch) / "cache")}
         command = [sys.executable, __file__, "--arm", arm, "--corpus", corpus, "--tokenizer", tokenizer_dir, "--scratch", str(Path(scratch) / "run")]
         done = subprocess.run(command, capture_output=True, text=True, env=env)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((row for row in done.stdout.splitlines() if row.startswith("RESULT ")), None)
     if done.returncode or line is None:
         sys.exit(f"{arm} failed:\n{done.stderr[-3000:]}")
     return json.loads(line[len("RESULT ") :])

@@ -89,7 +89,7 @@ def main() -> None:
         for arm in ("hfadapt", "plain"):  # hfadapt first: it trains the tokenizer both arms use
             command = [sys.executable, __file__, "--arm", arm, "--folder", scratch, "--steps", str(args.steps), "--texts", str(args.texts)]
             done = subprocess.run(command, capture_output=True, text=True)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+            line = next((row for row in done.stdout.splitlines() if row.startswith("RESULT ")), None)
             if done.returncode or line is None:
                 sys.exit(f"{arm} arm failed:\n{done.stderr[-3000:]}")
             rows[arm] = json.loads(line[len("RESULT ") :])

@@ -128,7 +128,9 @@ def tfidf_row(recipe: str, overrides: list[str], analyzer: str, ngrams: tuple[in
 
 
 def window_features(chars: list[str], i: int) -> dict:
-    get = lambda k: chars[i + k] if 0 <= i + k < len(chars) else ("<s>" if i + k < 0 else "</s>")
+    def get(k: int) -> str:
+        return chars[i + k] if 0 <= i + k < len(chars) else ("<s>" if i + k < 0 else "</s>")
+
     features = {f"c{k}={get(k)}": 1 for k in range(-2, 3)}
     features.update({f"b{k}={get(k)}{get(k + 1)}": 1 for k in (-2, -1, 0, 1)})
     return features
