@@ -171,6 +171,11 @@ class TokenizerConfig:
     lowercase: bool = True
     strip_accents: bool = False
     split_han: bool = True  # one token per Han character, as BERT does for Chinese
+    # Also keep the corpus's frequent Han words as whole tokens (wordpiece with split_han): words
+    # come from the corpus's own segmentation or corpus.segmenter, and text is matched against
+    # them longest first, so no segmenter is needed when the tokenizer is used. Needs a larger
+    # vocab_size: every Han character is also kept as a continuation (##字), every word twice.
+    words: bool = False
 
 
 @dataclass
@@ -580,6 +585,11 @@ def _check_combinations(recipe: Recipe, problems: list[str]) -> None:
         problems.append("corpus: the tokenizer and pretrain stages read a corpus; add a corpus section with its sources")
     if recipe.corpus is not None and not recipe.corpus.sources:
         problems.append("corpus.sources: empty; name at least one file, folder, Hub id or builtin:NAME")
+    if recipe.tokenizer is not None and recipe.tokenizer.words and (recipe.tokenizer.algorithm != "wordpiece" or not recipe.tokenizer.split_han):
+        problems.append(
+            f"tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters; set tokenizer.algorithm: wordpiece "
+            f"and tokenizer.split_han: true (got {recipe.tokenizer.algorithm}, split_han {recipe.tokenizer.split_han}), or tokenizer.words: false"
+        )
     if recipe.pretrain is not None and recipe.pretrain.init == "scratch" and recipe.tokenizer is None:
         problems.append("pretrain.init: scratch needs a tokenizer section to build the vocabulary from")
     if recipe.pretrain is not None:

@@ -15,6 +15,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,11 +264,14 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
     sample: list[tuple[str, list[str] | None]] = []  # a uniform sample of 5,000 texts for the fit report
     chooser = random.Random(recipe.training["seed"])
     count = 0
+    word_counts: Counter = Counter()  # for tokenizer.words: the Han words of the corpus's segmentation
 
     def stream() -> Iterator[str]:
         nonlocal count
         for document in corpus_documents(recipe, "train"):
             count += 1
+            if recipe.tokenizer.words and document[1] is not None:
+                word_counts.update(tokenizer_lib.han_words(document[1]))
             if len(sample) < 5000:
                 sample.append(document)
             elif (slot := chooser.randrange(count)) < 5000:
@@ -275,7 +279,7 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
             yield document[0]
 
     started = time.perf_counter()
-    new = tokenizer_lib.train(stream(), recipe.tokenizer)
+    new = tokenizer_lib.train(stream(), recipe.tokenizer, word_counts)
     seconds = time.perf_counter() - started
     texts = [t for t, _ in sample]
     words = [w for _, w in sample]

@@ -4,6 +4,13 @@ WordPiece is trained by `WordPieceTrainer` itself (transformers' `train_new_from
 BPE behind a WordPiece name). Normalisation: Unicode NFKC (People's Daily writes digits and Latin
 letters full width), optional lower-casing and accent stripping, and Han characters split one
 per token before any merge is learnt, as BERT does for Chinese.
+
+With `tokenizer.words`, the corpus's frequent Han words (from its own segmentation or a segmenter)
+join the vocabulary as whole tokens, each as a word start and as a continuation (`##词`), beside
+every Han character in both forms. Han text is then kept in runs, and WordPiece's greedy longest
+match inside a run is forward maximum matching against that lexicon: the tokenizer needs no
+segmenter when it is used, and a Han character the vocabulary lacks is cut off on its own, so
+it alone becomes `[UNK]`, not its whole run.
 """
 
 from __future__ import annotations
@@ -42,8 +49,12 @@ def build(config: TokenizerConfig):
     return tokenizer, trainer
 
 
-def train(texts: Iterable[str], config: TokenizerConfig):
-    """Train on `texts` (any iterable: a stream is never held whole in memory) and return a `PreTrainedTokenizerFast`."""
+def train(texts: Iterable[str], config: TokenizerConfig, word_counts: Counter | None = None):
+    """Train on `texts` (any iterable: a stream is never held whole in memory) and return a `PreTrainedTokenizerFast`.
+
+    `word_counts`: for `config.words`, how often each word of the corpus occurs; read once `texts`
+    is exhausted, so the stream may fill it as it goes.
+    """
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -60,12 +71,72 @@ def train(texts: Iterable[str], config: TokenizerConfig):
         raise HfadaptError(
             f"tokenizer.vocab_size: {config.vocab_size} is smaller than the special tokens plus the corpus's alphabet ({size} tokens); raise it above {size}"
         )
+    if config.words:
+        tokenizer = _with_words(tokenizer, config, word_counts or Counter())
+        size = tokenizer.get_vocab_size()
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     logger.info("trained a %s tokenizer of %d tokens on %d texts", config.algorithm, size, seen.count)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=512
     )
+
+
+def han_words(words: Iterable[str]) -> Iterator[str]:
+    """The words of two or more characters that are all Han: the candidates `tokenizer.words` keeps."""
+    return (w for w in words if len(w) > 1 and HAN_WORD.fullmatch(w))
+
+
+def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
+    """The trained character-level WordPiece, given the corpus's frequent Han words as whole tokens."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    if not word_counts:
+        raise HfadaptError(
+            "tokenizer.words: the corpus has no word segmentation; set corpus.segmenter: jieba (pip install jieba), "
+            "or use a corpus with a words column (builtin:peoples_daily has one), or set tokenizer.words: false"
+        )
+    vocab = trained.get_vocab()
+    entries = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    characters = [t for t in entries if len(t) == 1 and HAN.match(t)]
+    if not characters:
+        raise HfadaptError("tokenizer.words: the corpus has no Han characters, so there are no Han words to keep; set tokenizer.words: false")
+    known = set(entries)
+    for c in characters:  # inside a run of Han text every character after the first is a continuation
+        if "##" + c not in known:
+            entries.append("##" + c)
+            known.add("##" + c)
+    if len(entries) > config.vocab_size:
+        raise HfadaptError(
+            f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(characters)} Han characters as word starts and continuations "
+            f"with the rest ({len(entries)} tokens) before any word; raise it above {len(entries)}, or set tokenizer.words: false"
+        )
+    alphabet = set(characters)
+    for word, count in word_counts.most_common():
+        if len(entries) + 2 > config.vocab_size or count < config.min_frequency:
+            break
+        if not set(word) <= alphabet:
+            continue
+        for token in (word, "##" + word):
+            if token not in known:
+                entries.append(token)
+                known.add(token)
+    # runs of Han text up to 1,000 characters are matched whole (WordPiece's default is 100, past which a run is [UNK])
+    model = models.WordPiece(vocab={t: i for i, t in enumerate(entries)}, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=1000)
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=config.strip_accents, lowercase=config.lowercase)]
+    )
+    han = "\u3400-\u4dbf\u4e00-\u9fff"
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.BertPreTokenizer(),
+            pre_tokenizers.Split(Regex(f"[{han}]+"), "isolated"),  # Han runs apart from Latin letters and digits beside them
+            pre_tokenizers.Split(Regex(f"[{han}&&[^{''.join(characters)}]]"), "isolated"),  # a character the vocabulary lacks alone
+        ]
+    )
+    tokenizer.decoder = trained.decoder
+    return tokenizer
 
 
 class _Counting:
@@ -82,6 +153,7 @@ class _Counting:
 
 
 HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+HAN_WORD = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+")
 
 
 def _han_segmenter():

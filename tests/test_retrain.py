@@ -38,6 +38,67 @@ def test_bad_tokenizer_input_is_named():
         tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=30, min_frequency=1))
 
 
+SEGMENTED = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这", "本", "书", "的", "内容", "很", "好看"], ["我们", "的", "国家", "正在", "发展"],
+             ["今天", "北京", "的", "天气", "很", "好"], ["酒店", "的", "服务", "非常", "好"]] * 20
+
+
+def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_path):
+    from collections import Counter
+
+    counts = Counter(w for words in SEGMENTED for w in tokenizer_lib.han_words(words))
+    assert counts["北京"] == 20 and "的" not in counts  # words of two Han characters or more
+    tokenizer = tokenizer_lib.train(CHINESE + ["hello world 12月"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), counts)
+    # greedy longest match in a run of Han text: the words, then characters as continuations
+    assert tokenizer.tokenize("今天北京的天气很好") == ["今天", "##北京", "##的", "##天气", "##很", "##好"]
+    assert tokenizer.tokenize("北京今天") == ["北京", "##今天"]
+    assert tokenizer.tokenize("hello北京") == ["hello", "北京"]  # a Han run stands apart from the Latin beside it
+    # a character the vocabulary lacks is [UNK] alone; the rest of its run is read
+    assert tokenizer.tokenize("今天鑫北京") == ["今天", "[UNK]", "北京"]
+    assert len(tokenizer) <= 300
+    tokenizer.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)  # tokenizer.json alone: no segmenter
+    assert again("我们的国家很好")["input_ids"] == tokenizer("我们的国家很好")["input_ids"]
+    assert again.decode(again("我们的国家很好", add_special_tokens=False)["input_ids"]) == "我们的国家很好"
+    # without the option the same corpus gives one token per character
+    plain = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1))
+    assert plain.tokenize("北京今天") == ["北", "京", "今", "天"]
+
+
+def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_path, one_torch_thread):
+    from hfadapt.retrain import retrain
+
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
+    raw["corpus"]["segmenter"] = "jieba"
+    raw["tokenizer"].update(words=True, vocab_size=400)
+    results = retrain(load_recipe(raw=raw), until="pretrained")
+    new, old = results["tokenizer"]["new"], results["tokenizer"]["old"]
+    assert new["tokens_per_char"] < 0.8 and new["unk_rate"] == 0.0  # whole words: fewer tokens than characters
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "pretrained")
+    assert tokenizer.tokenize("今天北京")[0] in ("今天", "今天北京")
+    assert results["pretrain"]["vocabulary"]["vocab_size"] == len(tokenizer) <= 400
+
+
+def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path):
+    from collections import Counter
+
+    with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 60 cannot hold the \d+ Han characters as word starts and continuations .* raise it above \d+"):
+        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=60, min_frequency=1, words=True), Counter({"北京": 5}))
+    with pytest.raises(HfadaptError, match="tokenizer.words: the corpus has no word segmentation; set corpus.segmenter: jieba"):
+        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), Counter())
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=1)
+    raw["tokenizer"]["words"] = True
+    raw["tokenizer"]["algorithm"] = "bpe"
+    with pytest.raises(HfadaptError, match="tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters"):
+        load_recipe(raw=raw)
+    # through the pipeline: a corpus file has no words column, and no segmenter is set; nothing is written
+    raw["tokenizer"]["algorithm"] = "wordpiece"
+    from hfadapt.retrain import retrain
+
+    with pytest.raises(HfadaptError, match="tokenizer.words: the corpus has no word segmentation"):
+        retrain(load_recipe(raw=raw), until="tokenizer")
+    assert not (tmp_path / "run" / "tokenizer").exists()
+
+
 def test_fit_report_sees_unknown_characters(tiny_checkpoint):
     old = AutoTokenizer.from_pretrained(tiny_checkpoint)  # trained on English reviews
     new = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
