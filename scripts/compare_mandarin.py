@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,19 @@ ARMS = {
 def run(command: list[str]) -> None:
     print("+ hfadapt " + " ".join(command), flush=True)
     subprocess.run([sys.executable, "-m", "hfadapt", *command, "training.disable_tqdm=true"], check=True, cwd=REPO)
+
+
+def made_by(saved: Path, recipe: Path, overrides: list[str]) -> None:
+    """Refuse to reuse a finished run that another version of its recipe made."""
+    from hfadapt import load_recipe
+
+    now = load_recipe(REPO / recipe, [*overrides, "training.disable_tqdm=true"]).to_dict()
+    then = load_recipe(saved).to_dict()
+    for raw in (now, then):
+        raw["output"].pop("overwrite", None)
+    if now != then:
+        changed = sorted(k for k in now if now[k] != then.get(k))
+        sys.exit(f"{saved.parent} was made by another version of {recipe} ({', '.join(changed)} differ); remove it to rerun that arm, or pass another --root")
 
 
 def finetuned_dir(kind: str, out: Path) -> Path:
@@ -77,6 +91,7 @@ def main() -> None:
         out = root / folder
         if not (finetuned_dir(kind, out) / "metrics.json").exists():
             run([kind, path, f"output.dir={out}"])
+        made_by(out / "recipe.yaml", Path(path), [f"output.dir={out}"])
         rows[arm] = {"name": name, **arm_figures(kind, out, test_texts)}
     ner = {}
     if not args.no_ner:
@@ -86,8 +101,12 @@ def main() -> None:
         if best is not None:
             runs[f"arm {best} (pretrained stage)"] = (root / f"ner_arm{best}", [f"model.name_or_path={root / ARMS[best][3] / 'pretrained'}"])
         for label, (out, extra) in runs.items():
+            stale = extra and (out / "metrics.json").exists() and (out / "metrics.json").stat().st_mtime < (root / ARMS[best][3] / "pretrained" / "stage.json").stat().st_mtime
+            if stale:  # the arm's pretrained stage was made again since: so is this run
+                shutil.rmtree(out)
             if not (out / "metrics.json").exists():
                 run(["finetune", "recipes/msra_ner_minilm.yaml", f"output.dir={out}", *extra])
+            made_by(out / "recipe.yaml", Path("recipes/msra_ner_minilm.yaml"), [f"output.dir={out}", *extra])
             metrics = json.loads((out / "metrics.json").read_text())
             ner[label] = {"f1": metrics["test"]["test_f1"], "minutes": metrics["compute_seconds"] / 60}
 
