@@ -180,7 +180,7 @@ def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None
     """
     unk = tokenizer.unk_token_id
     tokens = unknown = 0
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+    for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
         tokens += len(ids)
         unknown += sum(1 for i in ids if i == unk)
     characters = sum(len(t) - t.count(" ") for t in texts)
