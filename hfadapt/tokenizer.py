@@ -30,7 +30,7 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 def build(config: TokenizerConfig):
     """An untrained `tokenizers.Tokenizer` and its trainer, for `config`."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if config.algorithm == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
@@ -43,10 +43,17 @@ def build(config: TokenizerConfig):
     else:
         tokenizer = Tokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]")
-    steps = [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=config.split_han, strip_accents=config.strip_accents, lowercase=config.lowercase)]
-    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.normalizer = _normalizer(config, split_han=config.split_han)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tokenizer, trainer
+
+
+def _normalizer(config: TokenizerConfig, split_han: bool):
+    """NFKC, then BERT's cleaning, casing and accents; `split_han` puts spaces around each Han character."""
+    from tokenizers import normalizers
+
+    bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=split_han, strip_accents=config.strip_accents, lowercase=config.lowercase)
+    return normalizers.Sequence([normalizers.NFKC(), bert])
 
 
 def train(texts: Iterable[str], config: TokenizerConfig, word_counts: Counter | None = None):
@@ -89,7 +96,7 @@ def han_words(words: Iterable[str]) -> Iterator[str]:
 
 def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
     """The trained character-level WordPiece, given the corpus's frequent Han words as whole tokens."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
     if not word_counts:
         raise HfadaptError(
@@ -124,15 +131,12 @@ def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
     # runs of Han text up to 1,000 characters are matched whole (WordPiece's default is 100, past which a run is [UNK])
     model = models.WordPiece(vocab={t: i for i, t in enumerate(entries)}, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=1000)
     tokenizer = Tokenizer(model)
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=config.strip_accents, lowercase=config.lowercase)]
-    )
-    han = "\u3400-\u4dbf\u4e00-\u9fff"
+    tokenizer.normalizer = _normalizer(config, split_han=False)  # Han text stays in runs
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.BertPreTokenizer(),
-            pre_tokenizers.Split(Regex(f"[{han}]+"), "isolated"),  # Han runs apart from Latin letters and digits beside them
-            pre_tokenizers.Split(Regex(f"[{han}&&[^{''.join(characters)}]]"), "isolated"),  # a character the vocabulary lacks alone
+            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}]+"), "isolated"),  # Han runs apart from Latin letters and digits beside them
+            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}&&[^{''.join(characters)}]]"), "isolated"),  # a character the vocabulary lacks alone
         ]
     )
     tokenizer.decoder = trained.decoder
@@ -152,8 +156,9 @@ class _Counting:
                 yield text
 
 
-HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
-HAN_WORD = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+")
+HAN_RANGES = "\u4e00-\u9fff\u3400-\u4dbf"  # CJK unified ideographs and extension A
+HAN = re.compile(f"[{HAN_RANGES}]")
+HAN_WORD = re.compile(f"[{HAN_RANGES}]+")
 
 
 def _han_segmenter():

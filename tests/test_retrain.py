@@ -71,7 +71,7 @@ def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_pa
     raw["corpus"]["segmenter"] = "jieba"
     raw["tokenizer"].update(words=True, vocab_size=400)
     results = retrain(load_recipe(raw=raw), until="pretrained")
-    new, old = results["tokenizer"]["new"], results["tokenizer"]["old"]
+    new = results["tokenizer"]["new"]
     assert new["tokens_per_char"] < 0.8 and new["unk_rate"] == 0.0  # whole words: fewer tokens than characters
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "pretrained")
     assert tokenizer.tokenize("今天北京")[0] in ("今天", "今天北京")
