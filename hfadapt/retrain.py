@@ -171,42 +171,51 @@ def _mark(recipe: Recipe, folder: Path, stage: str) -> None:
 def corpus_documents(recipe: Recipe, split: str, repeated: bool = False) -> Iterator[tuple[str, list[str] | None]]:
     """The corpus as `(text, words or None)`, in the `train` or held-out `validation` share (by text hash).
 
-    `repeated`: the training share as masked-LM pretraining reads it, each source `pretrain.repeat` times.
+    `repeated`: the training share as masked-LM pretraining reads it, each source `pretrain.repeat`
+    times. A repeated source is read and segmented once and held in memory for its further passes
+    (repeat is for small in-domain sources); every other source streams.
     """
-    corpus = recipe.corpus
-    segment = pretrain.segment_with(corpus.segmenter)
-    share = corpus.validation_fraction
+    segment = pretrain.segment_with(recipe.corpus.segmenter)
     repeat = recipe.pretrain.repeat if repeated and split == "train" and recipe.pretrain is not None else {}
-    for source in (s for s in corpus.sources for _ in range(repeat.get(s, 1))):
-        if source == recipe.data.source:
-            # the fine-tuning data: its training split only, so no test text is ever pretrained on
-            rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
-        else:
-            part = _source(source)
-            if corpus.text_column not in part.column_names:
-                raise HfadaptError(
-                    f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}"
-                )
-            has_words = corpus.words_column in part.column_names
-            columns = [corpus.text_column] + ([corpus.words_column] if has_words else [])
-            rows = ((r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns))
-        count = 0
-        for text, words in rows:
-            if corpus.max_texts is not None and count >= corpus.max_texts:
-                break
-            if not text or not text.strip():
-                continue
-            count += 1
-            # salted: unsalted, this hash is the one that made the data's splits, and the fine-tuning
-            # texts left in training would never fall in the held-out share
-            held_out = (int(hashlib.sha1(("corpus\x1e" + text).encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < share
-            if held_out != (split == "validation"):
-                continue
-            if words is None and segment is not None:
-                words = segment(text)
-            yield text, words
-        if count == 0:
-            raise HfadaptError(f"corpus.sources: {source} has no text; give a corpus with non-empty texts")
+    for source in recipe.corpus.sources:
+        documents = _source_documents(recipe, source, split, segment)
+        times = repeat.get(source, 1)
+        if times > 1:
+            documents = list(documents)
+        for _ in range(times):
+            yield from documents
+
+
+def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Iterator[tuple[str, list[str] | None]]:
+    """One corpus source's `(text, words or None)` in the `split` share."""
+    corpus = recipe.corpus
+    if source == recipe.data.source:
+        # the fine-tuning data: its training split only, so no test text is ever pretrained on
+        rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
+    else:
+        part = _source(source)
+        if corpus.text_column not in part.column_names:
+            raise HfadaptError(f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}")
+        has_words = corpus.words_column in part.column_names
+        columns = [corpus.text_column] + ([corpus.words_column] if has_words else [])
+        rows = ((r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns))
+    count = 0
+    for text, words in rows:
+        if corpus.max_texts is not None and count >= corpus.max_texts:
+            break
+        if not text or not text.strip():
+            continue
+        count += 1
+        # salted: unsalted, this hash is the one that made the data's splits, and the fine-tuning
+        # texts left in training would never fall in the held-out share
+        held_out = (int(hashlib.sha1(("corpus\x1e" + text).encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < corpus.validation_fraction
+        if held_out != (split == "validation"):
+            continue
+        if words is None and segment is not None:
+            words = segment(text)
+        yield text, words
+    if count == 0:
+        raise HfadaptError(f"corpus.sources: {source} has no text; give a corpus with non-empty texts")
 
 
 def _corpus_part(loaded):

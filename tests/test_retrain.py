@@ -299,6 +299,29 @@ def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path)
     assert packing_thrice["validation"] == packing_once["validation"]
 
 
+def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monkeypatch):
+    from hfadapt import pretrain
+    from hfadapt.retrain import corpus_documents
+
+    rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": str(tmp_path / "data.jsonl")},
+        "corpus": {"sources": [str(tmp_path / "data.jsonl")], "segmenter": "jieba", "validation_fraction": 0.1},
+        "pretrain": {"init": "continue", "block_size": 32, "repeat": {str(tmp_path / "data.jsonl"): 3}},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    segmented = []
+    jieba_words = pretrain.segment_with("jieba")
+    monkeypatch.setattr(pretrain, "segment_with", lambda name: lambda text: segmented.append(text) or jieba_words(text))
+    documents = list(corpus_documents(load_recipe(raw=raw), "train", repeated=True))
+    once = documents[: len(segmented)]
+    assert once and documents == once * 3  # three passes, with jieba's words
+    assert sorted(segmented) == sorted(text for text, _ in once)  # each text segmented once, not three times
+    assert all(words == jieba_words(text) for text, words in once)
+
+
 def test_repeat_must_name_a_corpus_source_and_a_whole_number(tiny_checkpoint, tmp_path):
     raw = {
         "model": {"name_or_path": str(tiny_checkpoint)},
