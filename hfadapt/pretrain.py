@@ -13,6 +13,8 @@ import logging
 import math
 from typing import Any, Iterable, Iterator
 
+from transformers import Trainer
+
 from hfadapt.errors import HfadaptError
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,45 @@ class WholeWordMaskCollator:
         input_ids[to_mask] = self.tokenizer.mask_token_id
         input_ids[to_random] = torch.randint(len(self.special), self.vocab_size, (int(to_random.sum()),))
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+class MaskedLMTrainer(Trainer):
+    """`Trainer` for masked-LM that projects onto the vocabulary at the masked positions alone.
+
+    A masked-LM's loss reads only the ~15% of positions that were masked, yet the model's head
+    projects every position onto the whole vocabulary: for a small encoder with a large vocabulary
+    that projection and its softmax are a large share of a step. A pre-hook on the output
+    embeddings (the decoder that the head ends in) keeps only the masked positions' hidden states,
+    and the labels are cut to the same positions, so the model's own loss is the same mean over
+    the same tokens; loss scaling, gradient accumulation and the model wrappers of DDP, FSDP and
+    DeepSpeed are Trainer's own. Evaluation goes through the same path (its logits are the masked
+    positions'). A model without output embeddings is trained the usual way.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._positions = None
+        decoder = self.model.get_output_embeddings()
+        if decoder is not None:
+            decoder.register_forward_pre_hook(self._masked_only)
+            self._sparse = True
+        else:
+            self._sparse = False
+
+    def _masked_only(self, module, args):
+        if self._positions is None:
+            return None
+        return (args[0][self._positions],) + tuple(args[1:])
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if not self._sparse or "labels" not in inputs:
+            return super().compute_loss(model, inputs, *args, **kwargs)
+        labels = inputs["labels"]
+        self._positions = labels != -100
+        try:
+            return super().compute_loss(model, {**inputs, "labels": labels[self._positions]}, *args, **kwargs)
+        finally:
+            self._positions = None
 
 
 def scratch_model(tokenizer, size: str, max_positions: int):

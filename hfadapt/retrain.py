@@ -307,7 +307,7 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
 
 
 def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
-    from transformers import AutoModelForMaskedLM, Trainer
+    from transformers import AutoModelForMaskedLM
 
     settings = recipe.pretrain
     tokenizer, old_tokenizer, new_tokenizer = pretraining_tokenizers(recipe)
@@ -339,7 +339,8 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
     # Accelerate prepared for an evaluation first is marked prepared and never wrapped for DDP,
     # so the ranks drift apart (seen in tests/test_distributed.py).
     args.eval_on_start = True
-    trainer = Trainer(
+    args.prediction_loss_only = True  # perplexity is all evaluation reports: no logits are gathered
+    trainer = pretrain.MaskedLMTrainer(
         model=model,
         args=args,
         train_dataset=packed.data["train"],

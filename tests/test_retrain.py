@@ -197,6 +197,37 @@ def test_whole_word_masking_never_masks_part_of_a_word():
     assert 0.12 < masked_tokens / real < 0.25
 
 
+def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
+    from transformers import TrainingArguments
+
+    tokenizer = tokenizer_lib.train(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
+    model = pretrain.scratch_model(tokenizer, "tiny", 32)
+    documents = [(t, None) for t in CHINESE * 4]
+    torch.manual_seed(0)
+    batch = pretrain.WholeWordMaskCollator(tokenizer, 0.15)(list(pretrain.blocks(tokenizer, documents, 32, {}))[:4])
+    masked = int((batch["labels"] != -100).sum())
+    assert 0 < masked < batch["labels"].numel() // 4
+    model.train()
+    torch.manual_seed(1)  # the same dropout in both passes
+    full = model(**batch)
+    full.loss.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
+    trainer = pretrain.MaskedLMTrainer(model=model, args=args)
+    torch.manual_seed(1)
+    loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
+    assert outputs.logits.shape == (masked, len(tokenizer))  # the vocabulary projection at masked positions only
+    assert full.logits.shape[:2] == batch["input_ids"].shape
+    torch.testing.assert_close(loss, full.loss)
+    loss.backward()
+    assert expected.keys() == {name for name, p in model.named_parameters() if p.grad is not None}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, expected[name], msg=name)
+    assert model(**batch).logits.shape[:2] == batch["input_ids"].shape  # outside the trainer's loss the model is whole
+
+
 def test_missing_segmenter_is_named(monkeypatch):
     import sys
 
