@@ -140,11 +140,9 @@ class MaskedLMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._positions = None
         decoder = self.model.get_output_embeddings()
-        if decoder is not None:
+        self._sparse = decoder is not None
+        if self._sparse:
             decoder.register_forward_pre_hook(self._masked_only)
-            self._sparse = True
-        else:
-            self._sparse = False
 
     def _masked_only(self, module, args):
         if self._positions is None:
