@@ -331,7 +331,6 @@ def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path)
 
 
 def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monkeypatch):
-    from hfadapt import pretrain
     from hfadapt.retrain import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
