@@ -91,6 +91,7 @@ class WholeWordMaskCollator:
         self.whole_words = whole_words
         self.special = set(tokenizer.all_special_ids)
         self.vocab_size = len(tokenizer)
+        self.generator = None  # None: torch's global random state; a seeded one repeats the same masks
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -105,7 +106,7 @@ class WholeWordMaskCollator:
             real = words[row] >= 0
             budget = max(1, round(self.probability * int(real.sum())))
             candidates = torch.unique(words[row][real])
-            order = candidates[torch.randperm(len(candidates))]
+            order = candidates[torch.randperm(len(candidates), generator=self.generator)]
             count = 0
             for word in order.tolist():
                 if count >= budget:
@@ -114,12 +115,12 @@ class WholeWordMaskCollator:
                 masked[row] |= span
                 count += int(span.sum())
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
-        chance = torch.rand(input_ids.shape)
+        chance = torch.rand(input_ids.shape, generator=self.generator)
         to_mask = masked & (chance < 0.8)
         to_random = masked & (chance >= 0.8) & (chance < 0.9)
         input_ids = input_ids.clone()
         input_ids[to_mask] = self.tokenizer.mask_token_id
-        input_ids[to_random] = torch.randint(len(self.special), self.vocab_size, (int(to_random.sum()),))
+        input_ids[to_random] = torch.randint(len(self.special), self.vocab_size, (int(to_random.sum()),), generator=self.generator)
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
@@ -143,6 +144,20 @@ class MaskedLMTrainer(Trainer):
         self._sparse = decoder is not None
         if self._sparse:
             decoder.register_forward_pre_hook(self._masked_only)
+
+    def evaluate(self, *args, **kwargs):
+        """Held-out loss under the same masks at every evaluation (seeded by `args.seed`), so the
+        perplexities along a run, and those of runs with one seed, differ by the model alone."""
+        collator = self.data_collator
+        if not isinstance(collator, WholeWordMaskCollator):
+            return super().evaluate(*args, **kwargs)
+        import torch
+
+        collator.generator = torch.Generator().manual_seed(self.args.seed)
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            collator.generator = None
 
     def _masked_only(self, module, args):
         if self._positions is None:

@@ -228,6 +228,23 @@ def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
     assert model(**batch).logits.shape[:2] == batch["input_ids"].shape  # outside the trainer's loss the model is whole
 
 
+def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
+    from transformers import TrainingArguments
+
+    tokenizer = tokenizer_lib.train(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
+    model = pretrain.scratch_model(tokenizer, "tiny", 32)
+    held_out = list(pretrain.blocks(tokenizer, [(t, None) for t in CHINESE * 4], 32, {}))
+    collator = pretrain.WholeWordMaskCollator(tokenizer, 0.15)
+    args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_eval_batch_size=2)
+    trainer = pretrain.MaskedLMTrainer(model=model, args=args, eval_dataset=held_out, data_collator=collator)
+    first = trainer.evaluate()["eval_loss"]
+    torch.manual_seed(123)  # another global random state: the evaluation masks do not follow it
+    assert trainer.evaluate()["eval_loss"] == first
+    assert collator.generator is None  # training batches are drawn afresh, as before
+    draws = {tuple(collator(held_out[:2])["labels"].flatten().tolist()) for _ in range(5)}
+    assert len(draws) > 1
+
+
 def test_missing_segmenter_is_named(monkeypatch):
     import sys
 
