@@ -207,6 +207,8 @@ def _training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixe
         # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
         # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
         settings["use_cpu"] = True
+    if "dataloader_pin_memory" not in settings and not _has_accelerator():
+        settings["dataloader_pin_memory"] = False  # nothing to pin for; torch warns at every data loader
     return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
 
 

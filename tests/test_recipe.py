@@ -116,3 +116,10 @@ def test_bf16_works_without_a_gpu():
     assert args.bf16
     assert args.use_cpu == (not torch.cuda.is_available())
     assert "use_cpu" not in recipe.training  # the saved recipe stays as written
+
+
+def test_memory_is_pinned_only_for_an_accelerator():
+    from hfadapt.recipe import _has_accelerator
+
+    assert load_recipe(raw=with_()).training_arguments().dataloader_pin_memory == _has_accelerator()
+    assert load_recipe(raw=with_(training={"dataloader_pin_memory": True})).training_arguments().dataloader_pin_memory
