@@ -307,9 +307,13 @@ def _tokenizer_stage(recipe: Recipe, folder: Path) -> None:
 
 
 def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
-    from transformers import AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM, set_seed
 
     settings = recipe.pretrain
+    # Everything random in this stage (new head weights, drawn embedding rows, masks, order) follows
+    # the pretraining seed, which the stage is keyed on; the fine-tuning seed leaves it alone.
+    seed = settings.training["seed"]
+    set_seed(seed)
     tokenizer, old_tokenizer, new_tokenizer = pretraining_tokenizers(recipe)
     report: dict[str, Any] = {}
     if settings.init == "scratch":
@@ -319,7 +323,7 @@ def _pretrain_stage(recipe: Recipe, root: Path, folder: Path) -> None:
 
         model = AutoModelForMaskedLM.from_pretrained(model_lib.resolve(recipe.model.name_or_path), revision=recipe.model.revision)
         if new_tokenizer is not None:
-            report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=recipe.training["seed"])
+            report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=seed)
             report["vocabulary"]["mode"] = settings.vocabulary
         vocab.check_sizes(model, tokenizer)
     if settings.block_size > model.config.max_position_embeddings:

@@ -245,6 +245,25 @@ def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
     assert len(draws) > 1
 
 
+def test_pretrained_stage_follows_the_pretraining_seed_alone(tiny_checkpoint, tmp_path):
+    """The stage is keyed on pretrain settings, not fine-tuning ones: the fine-tuning seed must not change it."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from hfadapt.retrain import retrain
+
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
+    retrain(load_recipe(raw=raw), until="pretrained")
+    other = {**raw, "training": {**raw["training"], "seed": 7}, "output": {"dir": str(tmp_path / "other")}}
+    shutil.copytree(tmp_path / "run" / "tokenizer", tmp_path / "other" / "tokenizer")  # tokenizer training breaks ties by hash order
+    assert retrain(load_recipe(raw=other), until="pretrained")["pretrain"]["vocabulary"]["drawn"] > 0
+    first, second = (load_file(tmp_path / d / "pretrained" / "model.safetensors") for d in ("run", "other"))
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], msg=name)
+
+
 def test_missing_segmenter_is_named(monkeypatch):
     import sys
 
