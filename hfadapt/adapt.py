@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from hfadapt import model as model_lib
+from hfadapt import pretrained
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
 
@@ -14,7 +14,17 @@ logger = logging.getLogger(__name__)
 
 # LoRA targets for BERT-style families that peft has no default for (peft's own table covers
 # bert, roberta, xlm-roberta, electra, deberta-v2): the attention query and value projections.
-LORA_TARGETS = {"distilbert": ["q_lin", "v_lin"], "albert": ["query", "value"], "mpnet": ["q", "v"], "camembert": ["query", "value"]}
+LORA_DEFAULT_TARGETS = {
+    "distilbert": ["q_lin", "v_lin"],
+    "albert": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "camembert": ["query", "value"],
+}
+# LoRA on attention and feed-forward, for the families whose linear layers have these names: what
+# advise's LoRA pilot and the shipped LoRA recipe use (query and value alone underfit a 6-layer model).
+LORA_WIDE_TARGETS = {
+    family: ["query", "key", "value", "dense"] for family in ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+}
 
 
 def apply(model, recipe: Recipe, fresh: list[str]):
@@ -39,9 +49,9 @@ def freeze(model, embeddings: bool = False, layers: int = 0, patterns: list[str]
     """
     targets: list = []
     if embeddings:
-        targets.append(model_lib.embeddings_module(model)[1])
+        targets.append(pretrained.embeddings_module(model)[1])
     if layers:
-        name, stack = model_lib.encoder_layers(model)
+        name, stack = pretrained.encoder_layers(model)
         if layers > len(stack):
             raise HfadaptError(f"adapt.freeze.layers: {layers} layers asked, but the model has {len(stack)} ({name}); use at most {len(stack)}")
         targets.extend(stack[:layers])
@@ -67,7 +77,7 @@ def add_lora(model, recipe: Recipe, fresh: list[str]):
 
     targets = recipe.adapt.lora.get("target_modules")
     if targets is not None:
-        available = model_lib.linear_module_names(model)
+        available = pretrained.linear_module_names(model)
         wanted = [targets] if isinstance(targets, str) else list(targets)
         if not (isinstance(targets, str) and targets == "all-linear"):
             names = {n for n, _ in model.named_modules()}
@@ -81,10 +91,10 @@ def add_lora(model, recipe: Recipe, fresh: list[str]):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
 
         if model.config.model_type not in PEFT_TARGETS:
-            default = LORA_TARGETS.get(model.config.model_type)
+            default = LORA_DEFAULT_TARGETS.get(model.config.model_type)
             if default is None:
                 raise HfadaptError(
-                    f"adapt.lora.target_modules: no default for the {model.config.model_type} family; name them, from its linear layers: {', '.join(model_lib.linear_module_names(model))}"
+                    f"adapt.lora.target_modules: no default for the {model.config.model_type} family; name them, from its linear layers: {', '.join(pretrained.linear_module_names(model))}"
                 )
     config = recipe.lora_config(target_modules=default, modules_to_save=fresh or None)
     try:

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except HfadaptError as e:
-        from hfadapt.checkpoint import Interrupted
+        from hfadapt.resume import Interrupted
 
         print(f"hfadapt: {'stopped' if isinstance(e, Interrupted) else 'error'}: {e}", file=sys.stderr)
         return 130 if isinstance(e, Interrupted) else 2
@@ -114,7 +114,9 @@ def _run(args) -> int:
         recipe = hfadapt.load_recipe(args.recipe, args.overrides)
         if args.accelerate_config:
             check_accelerate_config(args.accelerate_config)
-        print(hfadapt.recipe.dump_recipe(recipe), end="")
+        from hfadapt.recipe import dump_recipe
+
+        print(dump_recipe(recipe, comments=True), end="")
         return 0
     if args.command == "finetune" and args.seeds:
         from hfadapt.seeds import parse_seeds
@@ -159,7 +161,7 @@ def _run(args) -> int:
         print(json.dumps(scores, indent=2))
         return 0
     if args.command == "advise":
-        from hfadapt.advice import render
+        from hfadapt.advise.report import render
 
         advice = hfadapt.advise(
             args.model, args.data, args.output, text_column=args.text_column, budget_steps=args.budget_steps,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,11 @@ def texts(split) -> list[str]:
     return [join_words(words) for words in split["tokens"]]
 
 
-def join_words(words: list[str]) -> str:
-    from hfadapt.tokenizer import HAN
+HAN_RANGES = "\u4e00-\u9fff\u3400-\u4dbf"  # CJK unified ideographs and extension A
+HAN = re.compile(f"[{HAN_RANGES}]")
 
+
+def join_words(words: list[str]) -> str:
     text = ""
     for word in words:
         if text and not (HAN.match(text[-1]) or HAN.match(word[:1])):
@@ -89,7 +92,7 @@ def _load(loader, source: str):
         raise HfadaptError(f"data.source: could not load {source}{hint}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
-def prepare(data: DataConfig, task: TaskConfig, label_names: list[str] | None = None) -> TaskData:
+def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | None = None) -> TaskData:
     """Load `data.source` and return deduplicated, leak-free train, validation and test splits.
 
     `label_names` fixes the label ids (those of a trained model); by default they come from the

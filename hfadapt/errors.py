@@ -1,4 +1,6 @@
-"""The one exception type that means "the user's input is wrong"."""
+"""The exception types that mean "the user's input is wrong"."""
+
+from __future__ import annotations
 
 
 class HfadaptError(Exception):
@@ -7,3 +9,12 @@ class HfadaptError(Exception):
     The CLI prints the message and exits with status 2, without a traceback. Anything else
     that escapes is a bug in hfadapt, and keeps its traceback.
     """
+
+
+class RecipeError(HfadaptError):
+    """Every problem found in a recipe, each as `dotted.path: problem (hint)`."""
+
+    def __init__(self, problems: list[str], source: str = "recipe"):
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}\n{lines}")

@@ -12,12 +12,14 @@ from typing import Any
 
 from transformers import Trainer
 
-from hfadapt import adapt, builtin, card, checkpoint, curves, data, hub, manifest, metrics, output, prepared, ranks, vocab
-from hfadapt import model as model_lib
+from hfadapt import adapt, builtin, cache, card, curves, data, hub, manifest, metrics, output, pretrained, ranks, resume
 from hfadapt.errors import HfadaptError
-from hfadapt.recipe import Recipe, load_recipe, save_recipe
+from hfadapt.recipe import Recipe, as_recipe, load_recipe, save_recipe
 
 logger = logging.getLogger(__name__)
+
+# Sections a checkpoint depends on: resuming under other values would mix two runs.
+RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
 
 
 def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -26,54 +28,53 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     Every check on the input (the recipe, the output folder, the model, the data, the labels,
     the adaptation) runs before training starts, and nothing is written until they pass. With
     `output.resume`, a stopped run continues from its newest complete checkpoint.
+
+    Args:
+        recipe: a `Recipe`, or the path of a YAML recipe.
+        overrides: `key=value` strings applied to the recipe, e.g. `training.learning_rate=3e-5`.
+
+    Returns:
+        `train`, `validation` and `test` metrics, the `main_metric`, parameter counts, the data
+        report, the label names, the device and the compute time.
+
+    Raises:
+        HfadaptError: bad input (recipe, output folder, model, data), before any training.
     """
     from transformers import set_seed
 
-    recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
-    if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
+    recipe = as_recipe(recipe, overrides)
+    if recipe.retraining:
         raise HfadaptError("this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain")
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
     resume_from = _resume_point(recipe) if recipe.output.resume else None
     if recipe.hub is not None:
         hub.token()  # a push that cannot happen fails now, not after training
     set_seed(recipe.training["seed"])  # before the head is initialised
-
-    model_lib.load_config(recipe.model)  # an unknown model fails here, before the data is read
-    tokenizer = model_lib.load_tokenizer(recipe.model)
-    task_data = data.prepare(recipe.data, recipe.task)
-    config = model_lib.task_config(recipe.model, recipe.task, task_data.label_names)
-    model, fresh = model_lib.load_task_model(recipe.model, recipe.task, config)
-    vocab.check_sizes(model, tokenizer)
-    model = adapt.apply(model, recipe, fresh)
+    tokenizer, task_data, model = _load(recipe)
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
-    tokenized = prepared.tokenized(task_data, tokenizer, recipe.data, recipe.task).data  # tokenized once, by the main process
-
+    # tokenized once, by the main process
+    tokenized = cache.tokenized(task_data, tokenizer, recipe.data, recipe.task).data
     if resume_from is not None:
         _check_resumable(resume_from, model)
-    ranks.wait()  # every rank has checked the output folder before the main one starts writing
-    work = output.incomplete_dir(recipe.output.dir)
-    if ranks.is_main():
-        output.start(recipe.output.dir, resume=resume_from is not None)
-        save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
-    ranks.wait()
-    args = recipe.training_arguments(output_dir=str(work / "checkpoints"))
-    collator = data.collator(tokenizer, recipe.task)
+
+    work = _start(recipe, resume_from)
     trainer = _Trainer(
         model=model,
-        args=args,
+        args=recipe.training_arguments(output_dir=str(work / "checkpoints")),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=collator,
+        data_collator=data.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
-        callbacks=[stop := checkpoint.StopOnSignal()],
+        callbacks=[stop := resume.StopOnSignal()],
     )
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stop.signal is not None:
-        raise checkpoint.Interrupted(
-            f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
+        raise resume.Interrupted(
+            f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, "
+            f"after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
         )
     results: dict[str, Any] = {
         "train": train_result.metrics,
@@ -83,22 +84,24 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         "parameters": parameters,
         "data": task_data.report,
         "label_names": task_data.label_names,
-        "device": str(args.device),
+        "device": str(trainer.args.device),
         "compute_seconds": round(time.perf_counter() - started, 1),
         "resumed_from": resume_from.name if resume_from else None,
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
-    if recipe.adapt.method != "lora":
-        trainer.save_model(str(work))  # every rank takes part (FSDP, DeepSpeed ZeRO-3 gather the weights); the main one writes
-    if trainer.is_world_process_zero():
-        _save(trainer, recipe, tokenizer, results, work)
-        output.finish(work, recipe.output.dir)
-        if recipe.hub is not None:
-            results["hub_commit"] = hub.push(
-                recipe.output.dir, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision
-            )
-    ranks.wait()  # no rank reports done before the output folder is in place
+    _finish(trainer, recipe, tokenizer, results, work)
     return results
+
+
+def _load(recipe: Recipe):
+    """The checkpoint's tokenizer, the data split and checked, and the task model ready to train."""
+    pretrained.load_config(recipe.model)  # an unknown model fails here, before the data is read
+    tokenizer = pretrained.load_tokenizer(recipe.model)
+    task_data = data.load_splits(recipe.data, recipe.task)
+    config = pretrained.task_config(recipe.model, recipe.task, task_data.label_names)
+    model, fresh = pretrained.load_task_model(recipe.model, recipe.task, config)
+    pretrained.check_sizes(model, tokenizer)
+    return tokenizer, task_data, adapt.apply(model, recipe, fresh)
 
 
 class _Trainer(Trainer):
@@ -113,14 +116,21 @@ class _Trainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
 
-# Sections a checkpoint depends on: resuming under other values would mix two runs.
-RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
+def _start(recipe: Recipe, resume_from: Path | None) -> Path:
+    """The side folder the run writes into, made by the main process once every rank has checked."""
+    ranks.wait()  # every rank has checked the output folder before the main one starts writing
+    work = output.incomplete_dir(recipe.output.dir)
+    if ranks.is_main():
+        output.start(recipe.output.dir, resume=resume_from is not None)
+        save_recipe(recipe, work / "recipe.yaml")  # a later --resume checks it continues the same recipe
+    ranks.wait()
+    return work
 
 
 def _resume_point(recipe: Recipe) -> Path:
     """The newest complete checkpoint of the stopped run, after checking it is this recipe's."""
     work = output.incomplete_dir(recipe.output.dir)
-    latest = checkpoint.latest_complete(work / "checkpoints")
+    latest = resume.latest_complete(work / "checkpoints")
     if latest is None:
         raise HfadaptError(f"--resume: no complete checkpoint in {work / 'checkpoints'}; run without --resume to start")
     saved = load_recipe(work / "recipe.yaml").to_dict()
@@ -143,7 +153,23 @@ def _check_resumable(latest: Path, model) -> None:
         )
 
 
+def _finish(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
+    """Save the model and the run's files, move the run folder into place, and push if asked."""
+    if recipe.adapt.method != "lora":
+        trainer.save_model(str(work))  # every rank takes part (FSDP, DeepSpeed ZeRO-3 gather the weights); the main one writes
+    if trainer.is_world_process_zero():
+        _save(trainer, recipe, tokenizer, results, work)
+        output.finish(work, recipe.output.dir)
+        if recipe.hub is not None:
+            hub_config = recipe.hub
+            results["hub_commit"] = hub.push(
+                recipe.output.dir, hub_config.repo_id, private=hub_config.private, revision=hub_config.revision
+            )
+    ranks.wait()  # no rank reports done before the output folder is in place
+
+
 def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
+    """The run's files in `work`: model (or adapter), recipe, manifest, metrics, log, curves, card."""
     model = trainer.model
     base_model = builtin.hub_id(recipe.model.name_or_path)
     if recipe.adapt.method == "lora":

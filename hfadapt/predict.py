@@ -6,9 +6,10 @@ import functools
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from hfadapt import data, metrics
+from hfadapt import data, metrics, pretrained
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
 
@@ -25,26 +26,23 @@ def load_run(run_dir: str | Path):
     if not (run_dir / "recipe.yaml").exists():
         raise HfadaptError(f"{run_dir} is not a finished hfadapt run (it has no recipe.yaml); give the output.dir of a run that completed")
     recipe = load_recipe(run_dir / "recipe.yaml")
-    from hfadapt.model import task_class
-
+    task_class = pretrained.task_class(recipe.task)
     if (run_dir / "config.json").exists():
-        model = task_class(recipe.task).from_pretrained(run_dir)
+        model = task_class.from_pretrained(run_dir)
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
     elif (run_dir / "adapter" / "adapter_config.json").exists():
         from peft import PeftModel
 
-        from hfadapt.model import load_config
-
         adapter = run_dir / "adapter"
         config = json.loads((adapter / "adapter_config.json").read_text())
-        base_config = load_config(recipe.model)
+        base_config = pretrained.load_config(recipe.model)
         saved = json.loads((run_dir / "metrics.json").read_text())
         names = saved.get("label_names")
         if names is not None:
             base_config.num_labels = len(names)
             base_config.id2label = dict(enumerate(names))
             base_config.label2id = {n: i for i, n in enumerate(names)}
-        base = task_class(recipe.task).from_pretrained(config["base_model_name_or_path"], config=base_config)
+        base = task_class.from_pretrained(config["base_model_name_or_path"], config=base_config)
         model = PeftModel.from_pretrained(base, adapter)
         tokenizer = AutoTokenizer.from_pretrained(adapter)
     else:
@@ -140,7 +138,7 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
     if split not in data.SPLITS:
         raise HfadaptError(f"split {split!r}: choose one of {', '.join(data.SPLITS)}")
     trained_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if recipe.task.problem_type != "regression" else None
-    task_data = data.prepare(recipe.data, recipe.task, label_names=trained_labels)
+    task_data = data.load_splits(recipe.data, recipe.task, label_names=trained_labels)
     tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
     collator = data.collator(tokenizer, recipe.task)
     with tempfile.TemporaryDirectory() as scratch:

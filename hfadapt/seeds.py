@@ -17,9 +17,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hfadapt import checkpoint, output, ranks
+from hfadapt import output, ranks, resume
 from hfadapt.errors import HfadaptError
-from hfadapt.recipe import Recipe, load_recipe
+from hfadapt.finetune import finetune
+from hfadapt.recipe import Recipe, as_recipe, load_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,9 @@ def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ..
     The summary has, for `validation` and `test`, every metric's per-seed values, mean and
     sample standard deviation (n - 1 in the denominator).
     """
-    from hfadapt.finetune import finetune
-
-    recipe = load_recipe(raw=recipe.to_dict(), overrides=overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    recipe = as_recipe(recipe, overrides)
     seeds = _check_seeds(seeds)
-    if recipe.corpus is not None or recipe.tokenizer is not None or recipe.pretrain is not None:
+    if recipe.retraining:
         raise HfadaptError("--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); multi-seed runs are for hfadapt finetune recipes")
     if recipe.hub is not None:
         raise HfadaptError("--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and push one seed's folder with hfadapt push OUTPUT_DIR/seed-N")
@@ -51,10 +50,7 @@ def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ..
     runs: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         folder = work / f"seed-{seed}"
-        raw = recipe.to_dict()
-        raw["training"]["seed"] = seed
-        raw["output"] = {**raw["output"], "dir": str(folder), "overwrite": False, "resume": False}
-        one = load_recipe(raw=raw)
+        one = recipe.with_seed(seed).with_output(folder)
         if _finished(one, folder):
             logger.info("seed %d: reusing the finished run in %s", seed, folder)
         else:
@@ -62,7 +58,7 @@ def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ..
                 shutil.rmtree(folder)  # a seed-<n> folder made by another recipe (only possible when resuming)
             ranks.wait()
             # the seed that was running when the multi-seed run stopped continues from its checkpoint
-            stopped = checkpoint.latest_complete(output.incomplete_dir(folder) / "checkpoints") is not None
+            stopped = resume.latest_complete(output.incomplete_dir(folder) / "checkpoints") is not None
             logger.info("seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds))
             finetune(one, ["output.resume=true"] if stopped else [])
         runs[seed] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import transformers
 
-from hfadapt import data, pretrain
+from hfadapt import data
+from hfadapt.retrain import mlm
 from hfadapt.cli import main
 
 side = Path(sys.argv[1])
@@ -30,7 +31,7 @@ def counted(name, function):
 
 
 data.tokenize = counted("tokenized", data.tokenize)
-pretrain.blocks = counted("packed", pretrain.blocks)
+mlm.blocks = counted("packed", mlm.blocks)
 
 
 def train_and_record(self, *args, **kwargs):

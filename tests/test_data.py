@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import sentiment_rows, write_csv
-from hfadapt.data import prepare, tokenize
+from hfadapt.data import load_splits, tokenize
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -20,7 +20,7 @@ def test_splits_are_deduplicated_leak_free_and_deterministic(tmp_path):
     rows = sentiment_rows(300)
     dup = rows + rows[:100] + [{"text": rows[0]["text"] + " conflict", "label": "positive"}, {"text": rows[0]["text"] + " conflict", "label": "negative"}]
     path = write_csv(tmp_path / "d.csv", dup)
-    first = prepare(DataConfig(source=str(path)), SEQ)
+    first = load_splits(DataConfig(source=str(path)), SEQ)
     assert first.report["duplicates_removed"] == 100
     assert first.report["conflicting_texts_removed"] == 1
     all_texts = [t for s in ("train", "validation", "test") for t in texts(first, s)]
@@ -28,7 +28,7 @@ def test_splits_are_deduplicated_leak_free_and_deterministic(tmp_path):
     assert set(first.report["splits_made_by_hash"]) == {"test", "validation"}
     # the same text lands in the same split whatever the order of the file
     shuffled = write_csv(tmp_path / "shuffled.csv", list(reversed(dup)))
-    second = prepare(DataConfig(source=str(shuffled)), SEQ)
+    second = load_splits(DataConfig(source=str(shuffled)), SEQ)
     for split in ("train", "validation", "test"):
         assert set(texts(first, split)) == set(texts(second, split))
     assert 15 <= len(texts(first, "test")) <= 45
@@ -40,7 +40,7 @@ def test_given_test_split_is_kept_and_its_texts_leave_training(tmp_path):
     folder.mkdir()
     write_csv(folder / "train.csv", rows)
     write_csv(folder / "test.csv", rows[:20])
-    data = prepare(DataConfig(source=str(folder)), SEQ)
+    data = load_splits(DataConfig(source=str(folder)), SEQ)
     assert set(texts(data, "test")) == {r["text"] for r in rows[:20]}
     assert not set(texts(data, "test")) & set(texts(data, "train"))
     assert data.report["cross_split_duplicates_removed"] == 20
@@ -48,7 +48,7 @@ def test_given_test_split_is_kept_and_its_texts_leave_training(tmp_path):
 
 
 def test_label_names_are_kept(tmp_path):
-    data = prepare(DataConfig(source=str(write_csv(tmp_path / "d.csv", sentiment_rows(50)))), SEQ)
+    data = load_splits(DataConfig(source=str(write_csv(tmp_path / "d.csv", sentiment_rows(50)))), SEQ)
     assert data.label_names == ["negative", "positive"]
 
 
@@ -72,13 +72,13 @@ def test_every_format_loads(tmp_path, suffix):
         frame.to_parquet(path)
     else:
         Dataset.from_list(rows).save_to_disk(str(path))
-    data = prepare(DataConfig(source=str(path)), SEQ)
+    data = load_splits(DataConfig(source=str(path)), SEQ)
     assert sum(len(data.splits[s]) for s in ("train", "validation", "test")) == 60
 
 
 def test_text_pairs_and_regression(tmp_path):
     rows = [{"a": f"first {i}", "b": f"second {i}", "score": i / 10} for i in range(40)]
-    data = prepare(DataConfig(source=str(write_csv(tmp_path / "p.csv", rows)), text_column="a", text_pair_column="b", label_column="score"), TaskConfig(problem_type="regression"))
+    data = load_splits(DataConfig(source=str(write_csv(tmp_path / "p.csv", rows)), text_column="a", text_pair_column="b", label_column="score"), TaskConfig(problem_type="regression"))
     row = data.splits["train"][0]
     assert row["text"].startswith("first") and row["text_pair"].startswith("second") and isinstance(row["label"], float)
     assert data.label_names is None
@@ -87,7 +87,7 @@ def test_text_pairs_and_regression(tmp_path):
 def test_multi_label(tmp_path):
     rows = [{"text": f"text {i}", "tags": ["a", "b"] if i % 3 == 0 else ["c"]} for i in range(40)]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = prepare(DataConfig(source=str(tmp_path / "m.jsonl"), label_column="tags"), TaskConfig(problem_type="multi_label_classification"))
+    data = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), label_column="tags"), TaskConfig(problem_type="multi_label_classification"))
     assert data.label_names == ["a", "b", "c"]
     assert {tuple(v) for v in data.splits["train"]["label"]} <= {(1.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
 
@@ -99,7 +99,7 @@ def test_token_labels_align_to_the_first_piece(tiny_checkpoint, tmp_path):
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = DataConfig(source=str(tmp_path / "t.jsonl"), text_column="tokens", label_column="tags")
     task = TaskConfig(type="token_classification")
-    data = prepare(config, task)
+    data = load_splits(config, task)
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     encoded = tokenize(data, tokenizer, config, task)["train"][0]
     words = tokenizer(["the", "wonderful", "film", "x"], is_split_into_words=True).word_ids()
@@ -141,7 +141,7 @@ def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
         "hub_id_offline": DataConfig(source="someorg/someds"),
     }[case]
     with pytest.raises(HfadaptError) as info:
-        prepare(config, SEQ)
+        load_splits(config, SEQ)
     assert str(info.value) == message.format(dir=tmp_path)
 
 

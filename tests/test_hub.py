@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hfadapt import finetune, load_recipe
-from hfadapt.data import prepare
+from hfadapt.data import load_splits
 from hub_server import HubServer
 
 TOKEN = "hf_secretTestToken0123456789abcdef"
@@ -58,7 +58,7 @@ print(json.dumps({"accuracy": sum(p == g for p, g in zip(predicted, test["gold"]
 
 
 def write_test_split(recipe, path):
-    split = prepare(recipe.data, recipe.task)
+    split = load_splits(recipe.data, recipe.task)
     names = split.label_names
     test = split.splits["test"]
     path.write_text(json.dumps({"texts": list(test["text"]), "gold": [names[i] for i in test["label"]], "labels": names}))

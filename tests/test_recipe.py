@@ -119,7 +119,7 @@ def test_bf16_works_without_a_gpu():
 
 
 def test_memory_is_pinned_only_for_an_accelerator():
-    from hfadapt.recipe import _has_accelerator
+    from hfadapt.recipe.arguments import has_accelerator
 
-    assert load_recipe(raw=with_()).training_arguments().dataloader_pin_memory == _has_accelerator()
+    assert load_recipe(raw=with_()).training_arguments().dataloader_pin_memory == has_accelerator()
     assert load_recipe(raw=with_(training={"dataloader_pin_memory": True})).training_arguments().dataloader_pin_memory

@@ -7,13 +7,15 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from conftest import CHINESE, chinese_retraining
-from hfadapt import pretrain, tokenizer as tokenizer_lib, vocab
+from hfadapt import pretrained
+from hfadapt.retrain import corpus, mlm, vocab
+from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig, load_recipe
 
 
 def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path):
-    tokenizer = tokenizer_lib.train(CHINESE + ["hello world wonderful 12月31日"] * 10, TokenizerConfig(vocab_size=200, min_frequency=1))
+    tokenizer = train_tokenizer(CHINESE + ["hello world wonderful 12月31日"] * 10, TokenizerConfig(vocab_size=200, min_frequency=1))
     assert type(tokenizer.backend_tokenizer.model).__name__ == "WordPiece"
     assert tokenizer.tokenize("中共") == ["中", "共"]  # one token per Han character
     assert tokenizer.tokenize("１２月") == tokenizer.tokenize("12月")  # NFKC: full-width digits are digits
@@ -27,15 +29,15 @@ def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path)
 
 @pytest.mark.parametrize("algorithm", ["bpe", "unigram"])
 def test_other_algorithms_train(algorithm):
-    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(algorithm=algorithm, vocab_size=100, min_frequency=1))
+    tokenizer = train_tokenizer(CHINESE, TokenizerConfig(algorithm=algorithm, vocab_size=100, min_frequency=1))
     assert tokenizer.unk_token_id is not None and len(tokenizer) <= 100
 
 
 def test_bad_tokenizer_input_is_named():
     with pytest.raises(HfadaptError, match="tokenizer: the corpus has no text; give a corpus with non-empty texts"):
-        tokenizer_lib.train(["", "  "], TokenizerConfig(vocab_size=100))
+        train_tokenizer(["", "  "], TokenizerConfig(vocab_size=100))
     with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 30 is smaller than the special tokens plus the corpus's alphabet \(\d+ tokens\); raise it above \d+"):
-        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=30, min_frequency=1))
+        train_tokenizer(CHINESE, TokenizerConfig(vocab_size=30, min_frequency=1))
 
 
 SEGMENTED = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这", "本", "书", "的", "内容", "很", "好看"], ["我们", "的", "国家", "正在", "发展"],
@@ -45,9 +47,9 @@ SEGMENTED = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这"
 def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_path):
     from collections import Counter
 
-    counts = Counter(w for words in SEGMENTED for w in tokenizer_lib.han_words(words))
+    counts = Counter(w for words in SEGMENTED for w in han_words(words))
     assert counts["北京"] == 20 and "的" not in counts  # words of two Han characters or more
-    tokenizer = tokenizer_lib.train(CHINESE + ["hello world 12月"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), counts)
+    tokenizer = train_tokenizer(CHINESE + ["hello world 12月"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), counts)
     # greedy longest match in a run of Han text: the words, then characters as continuations
     assert tokenizer.tokenize("今天北京的天气很好") == ["今天", "##北京", "##的", "##天气", "##很", "##好"]
     assert tokenizer.tokenize("北京今天") == ["北京", "##今天"]
@@ -60,7 +62,7 @@ def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_
     assert again("我们的国家很好")["input_ids"] == tokenizer("我们的国家很好")["input_ids"]
     assert again.decode(again("我们的国家很好", add_special_tokens=False)["input_ids"]) == "我们的国家很好"
     # without the option the same corpus gives one token per character
-    plain = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1))
+    plain = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1))
     assert plain.tokenize("北京今天") == ["北", "京", "今", "天"]
 
 
@@ -82,9 +84,9 @@ def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path)
     from collections import Counter
 
     with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 60 cannot hold the \d+ Han characters as word starts and continuations .* raise it above \d+"):
-        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=60, min_frequency=1, words=True), Counter({"北京": 5}))
+        train_tokenizer(CHINESE, TokenizerConfig(vocab_size=60, min_frequency=1, words=True), Counter({"北京": 5}))
     with pytest.raises(HfadaptError, match="tokenizer.words: the corpus has no word segmentation; set corpus.segmenter: jieba"):
-        tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), Counter())
+        train_tokenizer(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), Counter())
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=1)
     raw["tokenizer"]["words"] = True
     raw["tokenizer"]["algorithm"] = "bpe"
@@ -101,12 +103,12 @@ def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path)
 
 def test_fit_report_sees_unknown_characters(tiny_checkpoint):
     old = AutoTokenizer.from_pretrained(tiny_checkpoint)  # trained on English reviews
-    new = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
-    old_fit, new_fit = tokenizer_lib.fit(old, CHINESE[:5]), tokenizer_lib.fit(new, CHINESE[:5])
+    new = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    old_fit, new_fit = tokenizer_fit(old, CHINESE[:5]), tokenizer_fit(new, CHINESE[:5])
     assert new_fit["unk_rate"] == 0.0 and new_fit["char_coverage"] == 1.0
     assert old_fit["unk_rate"] > 0.5 and old_fit["char_coverage"] < 0.5
     # Chinese words come from jieba, not from the odd space: a Han tokenizer cuts a word in ~2
-    spaced = tokenizer_lib.fit(new, ["这本书的内容 很好看", "今天北京的天气 很好"])
+    spaced = tokenizer_fit(new, ["这本书的内容 很好看", "今天北京的天气 很好"])
     assert 1.0 < spaced["tokens_per_word"] < 2.5 and spaced["split_3plus"] < 0.5
 
 
@@ -122,7 +124,7 @@ def source(tiny_checkpoint):
 def test_rebuilt_rows_are_copied_composed_or_drawn(source):
     model, old = source
     before = model.get_input_embeddings().weight.detach().clone()
-    new = tokenizer_lib.train(CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5, TokenizerConfig(vocab_size=300, min_frequency=1))
+    new = train_tokenizer(CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5, TokenizerConfig(vocab_size=300, min_frequency=1))
     report = vocab.rebuild(model, old, new, seed=0)
     after = model.get_input_embeddings().weight
     assert after.shape[0] == len(new) == report["vocab_size"]
@@ -148,7 +150,7 @@ def test_rebuilt_rows_are_copied_composed_or_drawn(source):
 
 def test_extend_keeps_old_ids_and_adds_new_tokens(source):
     model, old = source
-    new = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    new = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
     extended = vocab.extend(old, new)
     assert all(extended.get_vocab()[t] == i for t, i in old.get_vocab().items())
     assert "中" in extended.get_vocab() and extended.tokenize("中共") == ["中", "共"]
@@ -161,14 +163,14 @@ def test_mismatched_tokenizer_and_model_are_caught(source):
     model, old = source
     model.resize_token_embeddings(50)  # a model saved for another, smaller vocabulary
     with pytest.raises(HfadaptError, match=rf"the tokenizer has {len(old)} tokens but the model's embedding matrix has 50 rows; rebuild the vocabulary"):
-        vocab.check_sizes(model, old)
+        pretrained.check_sizes(model, old)
 
 
 def test_packing_drops_nothing_and_pads_only_the_last_block():
-    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    tokenizer = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
     documents = [(t, None) for t in CHINESE]
     stats = {}
-    packed = list(pretrain.blocks(tokenizer, documents, 32, stats))
+    packed = list(mlm.blocks(tokenizer, documents, 32, stats))
     expected = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in CHINESE)
     inner = [i for b in packed for i, m, w in zip(b["input_ids"], b["attention_mask"], b["word_ids"]) if m and w >= 0]
     assert len(inner) == expected == stats["tokens"]
@@ -177,11 +179,11 @@ def test_packing_drops_nothing_and_pads_only_the_last_block():
 
 
 def test_whole_word_masking_never_masks_part_of_a_word():
-    tokenizer = tokenizer_lib.train(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
+    tokenizer = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
     words = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这", "本", "书", "的", "内容", "很", "好看"]] * 10
     documents = [("".join(w), w) for w in words]
-    packed = list(pretrain.blocks(tokenizer, documents, 24, {}))
-    collate = pretrain.WholeWordMaskCollator(tokenizer, 0.15)
+    packed = list(mlm.blocks(tokenizer, documents, 24, {}))
+    collate = mlm.WholeWordMaskCollator(tokenizer, 0.15)
     torch.manual_seed(0)
     masked_tokens = 0
     for _ in range(20):
@@ -200,11 +202,11 @@ def test_whole_word_masking_never_masks_part_of_a_word():
 def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
     from transformers import TrainingArguments
 
-    tokenizer = tokenizer_lib.train(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
-    model = pretrain.scratch_model(tokenizer, "tiny", 32)
+    tokenizer = train_tokenizer(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
+    model = mlm.scratch_model(tokenizer, "tiny", 32)
     documents = [(t, None) for t in CHINESE * 4]
     torch.manual_seed(0)
-    batch = pretrain.WholeWordMaskCollator(tokenizer, 0.15)(list(pretrain.blocks(tokenizer, documents, 32, {}))[:4])
+    batch = mlm.WholeWordMaskCollator(tokenizer, 0.15)(list(mlm.blocks(tokenizer, documents, 32, {}))[:4])
     masked = int((batch["labels"] != -100).sum())
     assert 0 < masked < batch["labels"].numel() // 4
     model.train()
@@ -214,7 +216,7 @@ def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
     expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
-    trainer = pretrain.MaskedLMTrainer(model=model, args=args)
+    trainer = mlm.MaskedLMTrainer(model=model, args=args)
     torch.manual_seed(1)
     loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
     assert outputs.logits.shape == (masked, len(tokenizer))  # the vocabulary projection at masked positions only
@@ -231,12 +233,12 @@ def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
 def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
     from transformers import TrainingArguments
 
-    tokenizer = tokenizer_lib.train(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
-    model = pretrain.scratch_model(tokenizer, "tiny", 32)
-    held_out = list(pretrain.blocks(tokenizer, [(t, None) for t in CHINESE * 4], 32, {}))
-    collator = pretrain.WholeWordMaskCollator(tokenizer, 0.15)
+    tokenizer = train_tokenizer(CHINESE * 4, TokenizerConfig(vocab_size=200, min_frequency=1))
+    model = mlm.scratch_model(tokenizer, "tiny", 32)
+    held_out = list(mlm.blocks(tokenizer, [(t, None) for t in CHINESE * 4], 32, {}))
+    collator = mlm.WholeWordMaskCollator(tokenizer, 0.15)
     args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_eval_batch_size=2)
-    trainer = pretrain.MaskedLMTrainer(model=model, args=args, eval_dataset=held_out, data_collator=collator)
+    trainer = mlm.MaskedLMTrainer(model=model, args=args, eval_dataset=held_out, data_collator=collator)
     first = trainer.evaluate()["eval_loss"]
     torch.manual_seed(123)  # another global random state: the evaluation masks do not follow it
     assert trainer.evaluate()["eval_loss"] == first
@@ -269,7 +271,7 @@ def test_missing_segmenter_is_named(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "jieba", None)
     with pytest.raises(HfadaptError, match="corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null"):
-        pretrain.segment_with("jieba")
+        corpus.segment_with("jieba")
 
 
 def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
@@ -286,7 +288,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     card = (run / "finetuned" / "README.md").read_text()
     assert "| vocabulary (replace) |" in card and "copied from the checkpoint" in card and "| masked-LM pretraining |" in card
     # the pretrained stage is a plain masked-LM checkpoint: it fills masks without hfadapt
-    from test_model import pipeline_without_hfadapt
+    from test_pretrained import pipeline_without_hfadapt
 
     filled = pipeline_without_hfadapt("fill-mask", run / "pretrained", "今天[MASK]京的天气很好")
     assert len(filled) == 5 and all(isinstance(f["token_str"], str) for f in filled)
@@ -308,7 +310,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
 
 
 def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):
-    from hfadapt.retrain import corpus_documents
+    from hfadapt.retrain.corpus import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -329,13 +331,13 @@ def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkp
 def data_prepare_train(recipe):
     from hfadapt import data
 
-    return data.prepare(recipe.data, recipe.task).splits["train"]["text"]
+    return data.load_splits(recipe.data, recipe.task).splits["train"]["text"]
 
 
 def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path):
     from transformers import AutoTokenizer
 
-    from hfadapt.retrain import corpus_documents, pretraining_data
+    from hfadapt.retrain.corpus import corpus_documents, pretraining_data
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -367,7 +369,7 @@ def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path)
 
 
 def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monkeypatch):
-    from hfadapt.retrain import corpus_documents
+    from hfadapt.retrain.corpus import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -379,7 +381,7 @@ def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monke
         "output": {"dir": str(tmp_path / "run")},
     }
     segmented = []
-    jieba_words = pretrain.segment_with("jieba")
+    jieba_words = corpus.segment_with("jieba")
     monkeypatch.setattr(pretrain, "segment_with", lambda name: lambda text: segmented.append(text) or jieba_words(text))
     documents = list(corpus_documents(load_recipe(raw=raw), "train", repeated=True))
     once = documents[: len(segmented)]

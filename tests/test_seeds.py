@@ -48,7 +48,7 @@ def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, ca
 
 
 def test_a_stopped_multi_seed_run_leaves_no_folder_and_resumes(tiny_recipe, tmp_path, monkeypatch):
-    finetune_module = sys.modules["hfadapt.finetune"]  # the package's `finetune` attribute is the function
+    finetune_module = sys.modules["hfadapt.seeds"]  # where finetune_seeds looks up `finetune`
     real = finetune_module.finetune
     calls = []
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import sentiment_rows, write_csv
 
 from hfadapt import advise, finetune, load_recipe
-from hfadapt.advice import PILOTS, decide
+from hfadapt.advise.verdict import PILOTS, decide
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 

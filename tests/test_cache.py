@@ -11,7 +11,8 @@ from transformers import AutoTokenizer
 
 import hfadapt
 from conftest import CHINESE, chinese_retraining
-from hfadapt import data, prepared, pretrain
+from hfadapt import cache, data
+from hfadapt.retrain import mlm
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
@@ -51,11 +52,11 @@ def test_another_max_length_or_tokenizer_gives_another_folder(tiny_recipe, tiny_
     assert len({base, shorter, other}) == 3
     # the same tokenizer has the same fingerprint, saved and reloaded, whatever its last call truncated to
     original = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    print_before = prepared.tokenizer_fingerprint(original)
+    print_before = cache.tokenizer_fingerprint(original)
     original(["a wonderful film"], truncation=True, max_length=4)
-    assert prepared.tokenizer_fingerprint(original) == print_before
+    assert cache.tokenizer_fingerprint(original) == print_before
     original.save_pretrained(tmp_path / "again")
-    assert prepared.tokenizer_fingerprint(AutoTokenizer.from_pretrained(tmp_path / "again")) == print_before
+    assert cache.tokenizer_fingerprint(AutoTokenizer.from_pretrained(tmp_path / "again")) == print_before
 
 
 def test_a_killed_or_failed_preparation_is_never_taken_for_prepared(tiny_recipe, monkeypatch):
@@ -89,7 +90,7 @@ def test_finetuning_from_prepared_data_gives_the_metrics_of_tokenizing_in_memory
         patched.setattr(data, "tokenize", fail)  # training loads what prepare made
         from_disk = hfadapt.finetune(load_recipe(raw=raw))
     # as before prepared data existed: tokenized in memory, nothing on disk
-    monkeypatch.setattr(prepared, "tokenized", lambda *args: SimpleNamespace(data=data.tokenize(*args)))
+    monkeypatch.setattr(cache, "tokenized", lambda *args: SimpleNamespace(data=data.tokenize(*args)))
     raw["output"]["dir"] = str(tmp_path / "in-memory")
     in_memory = hfadapt.finetune(load_recipe(raw=raw))
     for split in ("train", "validation", "test"):
@@ -111,21 +112,22 @@ def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(tiny
 def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, tmp_path, prepared_cache, monkeypatch):
     from datasets import Dataset
 
-    from hfadapt.retrain import corpus_documents, retrain
+    from hfadapt.retrain import retrain
+    from hfadapt.retrain.corpus import corpus_documents
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     recipe = load_recipe(raw=raw)
-    ahead = prepared.prepare(recipe)
+    ahead = hfadapt.prepare(recipe)
     assert ahead["pretrain"]["made"] and ahead["finetune"]["made"]
     # the blocks on disk are the packer's, every token of the corpus in them
     stats: dict = {}
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "tokenizer")
-    expected = list(pretrain.blocks(tokenizer, corpus_documents(recipe, "train"), 32, stats))
+    expected = list(mlm.blocks(tokenizer, corpus_documents(recipe, "train"), 32, stats))
     assert Dataset.from_file(str(Path(ahead["pretrain"]["folder"]) / "train.arrow")).to_list() == expected
     assert ahead["pretrain"]["packing"]["train"] == stats and stats["tokens"] > 1000
     made = sorted(p.name for p in (prepared_cache / "prepared").iterdir())
     # pretraining and fine-tuning (on the pretrained checkpoint's tokenizer) load them: nothing is packed or tokenized again
-    monkeypatch.setattr(pretrain, "blocks", fail)
+    monkeypatch.setattr(mlm, "blocks", fail)
     monkeypatch.setattr(data, "tokenize", fail)
     results = retrain(recipe)
     assert results["pretrain"]["packing"] == ahead["pretrain"]["packing"]
@@ -134,7 +136,7 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
 
 
 def test_an_empty_validation_share_is_named_and_leaves_nothing(tiny_checkpoint, sentiment_csv, tmp_path, prepared_cache):
-    from hfadapt.retrain import pretraining_data
+    from hfadapt.retrain.corpus import pretraining_data
 
     (tmp_path / "corpus.txt").write_text("\n".join(CHINESE))
     raw = {

@@ -12,22 +12,16 @@ The masked-LM output layer stays tied to the embeddings, and its bias is rebuilt
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from hfadapt.errors import HfadaptError
+from hfadapt.pretrained import load_tokenizer
+from hfadapt.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token")
-
-
-def check_sizes(model, tokenizer) -> None:
-    """Refuse a tokenizer with more tokens than the model has embedding rows (the classic `index out of range in self`)."""
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:
-        raise HfadaptError(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; rebuild the vocabulary for this tokenizer (the recipe's vocabulary stage) or use the tokenizer saved with the model"
-        )
 
 
 def extend(old_tokenizer, new_tokenizer):
@@ -95,3 +89,22 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any
     logger.info("vocabulary rebuilt: %s", report)
     return report
 
+
+def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
+    """The tokenizer pretraining packs and trains with, and the checkpoint's (old) and the trained (new) ones it comes from.
+
+    Scratch: the new one. Continue: the old one, or with a tokenizer section the new one (or the
+    old one extended by it). Old and new are None where the recipe has none.
+    """
+    settings = recipe.pretrain
+    old = load_tokenizer(recipe.model) if settings.init == "continue" else None
+    new = None
+    if recipe.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        new = AutoTokenizer.from_pretrained(Path(recipe.output.dir) / "tokenizer")
+    if new is None:
+        return old, old, None
+    if old is None:
+        return new, None, new
+    return (extend(old, new) if settings.vocabulary == "extend" else new), old, new

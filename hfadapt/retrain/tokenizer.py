@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
+from hfadapt.data import HAN, HAN_RANGES
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig
+from hfadapt.retrain.corpus import segment_with
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def _normalizer(config: TokenizerConfig, split_han: bool):
     return normalizers.Sequence([normalizers.NFKC(), bert])
 
 
-def train(texts: Iterable[str], config: TokenizerConfig, word_counts: Counter | None = None):
+def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, word_counts: Counter | None = None):
     """Train on `texts` (any iterable: a stream is never held whole in memory) and return a `PreTrainedTokenizerFast`.
 
     `word_counts`: for `config.words`, how often each word of the corpus occurs; read once `texts`
@@ -156,22 +158,20 @@ class _Counting:
                 yield text
 
 
-HAN_RANGES = "\u4e00-\u9fff\u3400-\u4dbf"  # CJK unified ideographs and extension A
-HAN = re.compile(f"[{HAN_RANGES}]")
 HAN_WORD = re.compile(f"[{HAN_RANGES}]+")
 
 
 def _han_segmenter():
-    """jieba's word segmentation (pretrain.segment_with), or None where jieba is not installed."""
-    from hfadapt.pretrain import segment_with
-
+    """jieba's word segmentation (corpus.segment_with), or None where jieba is not installed."""
     try:
         return segment_with("jieba")
     except HfadaptError:
         return None
 
 
-def fit(tokenizer, texts: list[str], words: list[list[str] | None] | None = None, top_characters: int = 1000) -> dict[str, float | None]:
+def tokenizer_fit(
+    tokenizer, texts: list[str], words: list[list[str] | None] | None = None, top_characters: int = 1000
+) -> dict[str, float | None]:
     """How well a tokenizer fits a corpus.
 
     - unk_rate: share of tokens that are the unknown token;

@@ -1,4 +1,4 @@
-"""Masked-LM pretraining: pack texts into blocks, mask whole words, train with `Trainer`.
+"""Masked-LM pretraining: pack texts into blocks (cached on disk), mask whole words, train with `Trainer`.
 
 Texts are packed end to end into fixed-length blocks across document boundaries; only the very
 last block is padded, so nothing is dropped and almost every position is a real token. Each
@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from transformers import Trainer
 
+from hfadapt import cache
 from hfadapt.errors import HfadaptError
 
 logger = logging.getLogger(__name__)
 
 # Encoder sizes for pretraining from scratch: layers, hidden size, attention heads (feed-forward 4x hidden).
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "medium": (8, 512, 8), "base": (12, 768, 12)}
-
-
-def segment_with(segmenter: str | None):
-    """A function text -> words, or None to use the tokenizer's own words."""
-    if segmenter is None:
-        return None
-    if segmenter == "jieba":
-        try:
-            import jieba
-        except ImportError:
-            raise HfadaptError("corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null") from None
-        jieba.setLogLevel(logging.WARNING)
-        return lambda text: jieba.lcut(text)
-    raise HfadaptError(f"corpus.segmenter: unknown segmenter {segmenter!r}; use jieba, or null")
 
 
 def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_size: int, stats: dict) -> Iterator[dict[str, list[int]]]:
@@ -80,6 +69,59 @@ def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_s
             ids, words = ids[inner:], words[inner:]
     if ids:
         yield emit(ids, words)
+
+
+BLOCK_SPLITS = ("train", "validation")
+
+
+def packed(
+    corpus_key: dict,
+    tokenizer,
+    block_size: int,
+    documents: Callable[[str], Iterable[tuple[str, list[str] | None]]],
+) -> cache.Cached:
+    """The corpus packed into blocks (`blocks`), train and validation, packed once into the cache.
+
+    `corpus_key` names the corpus (its settings and what its sources hold); `documents(split)`
+    streams it. Blocks go from the packer straight into Arrow files, so the corpus is never in
+    memory; every process reads them memory-mapped.
+    """
+    key = {
+        "kind": "pretrain",
+        "corpus": corpus_key,
+        "block_size": block_size,
+        "tokenizer": cache.tokenizer_fingerprint(tokenizer),
+    }
+
+    def build(work: Path) -> dict:
+        from datasets import Features, Sequence, Value
+        from datasets.arrow_writer import ArrowWriter
+
+        # word ids restart in every block (`blocks`), so 32 bits hold them whatever the corpus size
+        columns = {"input_ids": "int32", "word_ids": "int32", "attention_mask": "int8"}
+        features = Features({name: Sequence(Value(kind)) for name, kind in columns.items()})
+        stats: dict[str, dict] = {}
+        for split in BLOCK_SPLITS:
+            stats[split] = {}
+            with ArrowWriter(features=features, path=str(work / f"{split}.arrow")) as writer:
+                for block in blocks(tokenizer, documents(split), block_size, stats[split]):
+                    writer.write(block)
+                writer.finalize()
+            if stats[split]["blocks"] == 0:
+                raise HfadaptError(
+                    f"corpus: the {split} share of the corpus is empty; "
+                    "give more text or change corpus.validation_fraction"
+                )
+        real = stats["train"]["blocks"] * block_size
+        return {"packing": {**stats, "non_padding_share": 1 - stats["train"]["padding"] / real}}
+
+    def load(folder: Path):
+        from datasets import Dataset, DatasetDict
+
+        return DatasetDict({split: Dataset.from_file(str(folder / f"{split}.arrow")) for split in BLOCK_SPLITS})
+
+    return cache.ensure(key, build, load)
+
 
 
 class WholeWordMaskCollator:

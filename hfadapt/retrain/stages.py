@@ -1,0 +1,194 @@
+"""The retraining stages, each in its own folder under OUTPUT_DIR, and when a finished one is reused.
+
+`tokenizer/` (trained on the corpus, with its fit report), `pretrained/` (the vocabulary rebuilt,
+masked-LM pretraining) and `finetuned/` (a normal fine-tuning run). A stage folder records the
+recipe sections it was made from (stage.json); a rerun reuses it when they are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hfadapt import output, pretrained, ranks
+from hfadapt.errors import HfadaptError
+from hfadapt.recipe import Recipe
+from hfadapt.retrain import corpus, mlm, vocab
+from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("tokenizer", "pretrained", "finetuned")
+# The recipe sections each stage's result depends on: a stage is reused when they are unchanged.
+DEPENDS = {
+    "tokenizer": ("model", "corpus", "tokenizer"),
+    "pretrained": ("model", "corpus", "tokenizer", "pretrain"),
+    "finetuned": ("model", "corpus", "tokenizer", "pretrain", "task", "data", "adapt", "training"),
+}
+# Training settings that change what is shown, not what is trained: a rerun that differs only in
+# them reuses the stage.
+COSMETIC = ("disable_tqdm", "report_to", "logging_steps", "logging_strategy")
+FIT_SAMPLE = 5000  # texts of the corpus, drawn uniformly, that the fit report measures
+
+
+def stage_key(recipe: Recipe, stage: str) -> dict:
+    """The recipe sections `stage` depends on, as JSON reads them back, less the cosmetic settings."""
+    raw = recipe.to_dict()
+    for training in (raw["training"], (raw.get("pretrain") or {}).get("training") or {}):
+        for name in COSMETIC:
+            training.pop(name, None)
+    return json.loads(json.dumps({section: raw[section] for section in DEPENDS[stage]}))
+
+
+def reusable(recipe: Recipe, root: Path, stage: str) -> bool:
+    """Whether ROOT/stage holds this recipe's result; a stage made by other settings is redone only on request."""
+    folder = root / stage
+    if not folder.exists():
+        return False
+    saved = folder / "stage.json"
+    key = json.loads(saved.read_text()) if saved.exists() else None
+    wanted = stage_key(recipe, stage)
+    if key == wanted:
+        return True
+    if not recipe.output.overwrite:
+        changed = sorted(s for s in DEPENDS[stage] if key is None or key.get(s) != wanted[s])
+        raise HfadaptError(
+            f"output.dir: {folder} was made with other settings ({', '.join(changed)}); choose another "
+            "output.dir, or set output.overwrite=true to redo it and the stages after it"
+        )
+    shutil.rmtree(folder)
+    for later in STAGES[STAGES.index(stage) + 1 :]:
+        shutil.rmtree(root / later, ignore_errors=True)
+    return False
+
+
+def mark(recipe: Recipe, folder: Path, stage: str) -> None:
+    """Record in `folder` the recipe sections the stage was made from."""
+    text = json.dumps(stage_key(recipe, stage), ensure_ascii=False)
+    (folder / "stage.json").write_text(text, encoding="utf-8")
+
+
+def tokenizer_stage(recipe: Recipe, folder: Path) -> None:
+    """Train the tokenizer on the corpus as a stream (it never sits whole in memory) and report its fit."""
+    sample: list[tuple[str, list[str] | None]] = []  # a uniform sample of the texts for the fit report
+    chooser = random.Random(recipe.training["seed"])
+    count = 0
+    word_counts: Counter = Counter()  # for tokenizer.words: the Han words of the corpus's segmentation
+
+    def stream() -> Iterator[str]:
+        nonlocal count
+        for document in corpus.corpus_documents(recipe, "train"):
+            count += 1
+            if recipe.tokenizer.words and document[1] is not None:
+                word_counts.update(han_words(document[1]))
+            if len(sample) < FIT_SAMPLE:
+                sample.append(document)
+            elif (slot := chooser.randrange(count)) < FIT_SAMPLE:
+                sample[slot] = document
+            yield document[0]
+
+    started = time.perf_counter()
+    new = train_tokenizer(stream(), recipe.tokenizer, word_counts)
+    seconds = time.perf_counter() - started
+    texts = [t for t, _ in sample]
+    words = [w for _, w in sample]
+    report = {"new": tokenizer_fit(new, texts, words), "seconds": round(seconds, 2), "texts": count}
+    try:
+        report["old"] = tokenizer_fit(pretrained.load_tokenizer(recipe.model), texts, words)
+    except HfadaptError:
+        report["old"] = None  # a recipe from scratch may name no usable checkpoint
+    work = output.start(folder)
+    new.save_pretrained(work)
+    (work / "fit.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    mark(recipe, work, "tokenizer")
+    output.finish(work, folder)
+    logger.info("tokenizer fit (new vs old): %s", report)
+
+
+def pretraining_model(recipe: Recipe) -> tuple[Any, Any, dict[str, Any]]:
+    """The masked-LM that pretraining starts from, its tokenizer, and the vocabulary report.
+
+    Everything random here (new head weights, drawn embedding rows) follows the pretraining seed,
+    which the stage is keyed on; the fine-tuning seed leaves it alone.
+    """
+    from transformers import AutoModelForMaskedLM, set_seed
+
+    settings = recipe.pretrain
+    seed = settings.training["seed"]
+    set_seed(seed)
+    tokenizer, old_tokenizer, new_tokenizer = vocab.pretraining_tokenizers(recipe)
+    report: dict[str, Any] = {}
+    if settings.init == "scratch":
+        model = mlm.scratch_model(tokenizer, settings.size, settings.block_size)
+    else:
+        path = pretrained.resolve(recipe.model.name_or_path)
+        model = AutoModelForMaskedLM.from_pretrained(path, revision=recipe.model.revision)
+        if new_tokenizer is not None:
+            report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=seed)
+            report["vocabulary"]["mode"] = settings.vocabulary
+        pretrained.check_sizes(model, tokenizer)
+    positions = model.config.max_position_embeddings
+    if settings.block_size > positions:
+        raise HfadaptError(f"pretrain.block_size: {settings.block_size} exceeds the model's {positions} positions")
+    return model, tokenizer, report
+
+
+def pretrain_stage(recipe: Recipe, folder: Path) -> None:
+    """Masked-LM pretraining from `pretraining_model`, on the packed corpus, saved in `folder`."""
+    settings = recipe.pretrain
+    model, tokenizer, report = pretraining_model(recipe)
+    packed = corpus.pretraining_data(recipe, tokenizer)  # the main process packs the corpus, the others load it
+    report["packing"] = packed.info["packing"]
+    work = output.incomplete_dir(folder)
+    if ranks.is_main():
+        output.start(folder)
+    ranks.wait()
+    args = settings.training_arguments(work / "checkpoints")
+    # The perplexity before training is measured inside train() (eval_on_start): a model that
+    # Accelerate prepared for an evaluation first is marked prepared and never wrapped for DDP,
+    # so the ranks drift apart (seen in tests/test_distributed.py).
+    args.eval_on_start = True
+    args.prediction_loss_only = True  # perplexity is all evaluation reports: no logits are gathered
+    trainer = mlm.MaskedLMTrainer(
+        model=model,
+        args=args,
+        train_dataset=packed.data["train"],
+        eval_dataset=packed.data["validation"],
+        data_collator=mlm.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    report.update(_pretrain(trainer, settings.block_size))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    trainer.save_model(str(work))  # every rank takes part; the main one writes
+    if ranks.is_main():
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+        mark(recipe, work, "pretrained")
+        output.finish(work, folder)
+    ranks.wait()
+    logger.info("pretraining: perplexity %.1f -> %.1f", report["perplexity_before"], report["perplexity"])
+
+
+def _pretrain(trainer, block_size: int) -> dict[str, Any]:
+    """Train, then the held-out perplexity before and after, and what was read."""
+    train_metrics = trainer.train().metrics
+    before = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)
+    after = trainer.evaluate()
+    state, args = trainer.state, trainer.args
+    return {
+        "train": train_metrics,
+        "perplexity_before": mlm.perplexity(before["eval_loss"]),
+        "perplexity": mlm.perplexity(after["eval_loss"]),
+        "eval_loss": after["eval_loss"],
+        "tokens_seen": state.global_step * args.train_batch_size * args.world_size * block_size,
+        "steps": state.global_step,
+    }
