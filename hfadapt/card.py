@@ -14,66 +14,47 @@ PIPELINE_TAGS = {"sequence_classification": "text-classification", "token_classi
 
 
 def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) -> str:
-    """The card's text: YAML metadata that `huggingface_hub.ModelCard` parses, then the lineage."""
-    task = recipe.task
+    """The card's text: YAML metadata that `huggingface_hub.ModelCard` parses, then the lineage and results.
+
+    Args:
+        recipe: the run's resolved recipe.
+        metrics: the run's metrics, as `finetune` returns them.
+        base_model: the Hub id (or path) of the checkpoint it started from.
+        name: the model's name (the run folder's).
+
+    Returns:
+        The whole README.md.
+    """
     test = metrics.get("test", {})
-    metric_names = [k for k in test if k.startswith("test_") and isinstance(test[k], float) and not k.endswith(("_runtime", "_per_second", "_loss"))]
-    source = recipe.data.source
-    metadata: dict[str, Any] = {
-        "library_name": "transformers",
-        "base_model": base_model,
-        "pipeline_tag": PIPELINE_TAGS[task.type],
-        "tags": ["hfadapt", recipe.adapt.method] + (["lora", "peft"] if recipe.adapt.method == "lora" else []),
-        "model-index": [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": PIPELINE_TAGS[task.type], "name": task.type.replace("_", " ")},
-                        "dataset": {"name": source, "type": source, "split": "test"},
-                        "metrics": [{"type": k[len("test_") :], "value": round(test[k], 4), "name": f"test {k[len('test_'):]}"} for k in metric_names],
-                    }
-                ],
-            }
-        ],
-    }
-    if not source.startswith(("builtin:", "/", ".")):
-        metadata["datasets"] = [source]
-    params = metrics.get("parameters", {})
-    adapt = recipe.adapt
-    if adapt.method == "lora":
-        how = f"LoRA adapters (`{yaml.safe_dump(adapt.lora, default_flow_style=True).strip()}`), the new task head trained in full"
-    elif adapt.method == "freeze":
-        parts = (["embeddings"] if adapt.freeze.embeddings else []) + ([f"encoder layers 0-{adapt.freeze.layers - 1}"] if adapt.freeze.layers else [])
-        parts += [f"parameters matching `{p}`" for p in adapt.freeze.patterns]
-        how = "frozen: " + ", ".join(parts) + "; everything else trained"
-    else:
-        how = "full fine-tuning: every weight trained"
-    report = metrics.get("data", {})
-    sizes = report.get("sizes", {})
-    lineage = _retraining_lineage(recipe.model.name_or_path)
-    rows = "\n".join(f"| {k[len('test_'):]} | {metrics.get('validation', {}).get('validation_' + k[len('test_'):], float('nan')):.4f} | {test[k]:.4f} |" for k in metric_names)
-    training = recipe.training
-    load = (
-        f'from transformers import pipeline\n\nclassifier = pipeline("{PIPELINE_TAGS[task.type]}", model="PATH_OR_REPO_ID")\n'
-        if (adapt.method != "lora" or adapt.merge_lora)
-        else "from peft import AutoPeftModelForSequenceClassification\n\nmodel = AutoPeftModelForSequenceClassification.from_pretrained(\"PATH_OR_REPO_ID/adapter\")\n"
+    names = [
+        k[len("test_") :]
+        for k in test
+        if k.startswith("test_") and isinstance(test[k], float) and not k.endswith(("_runtime", "_per_second", "_loss"))
+    ]
+    validation = metrics.get("validation", {})
+    rows = "\n".join(
+        f"| {k} | {validation.get('validation_' + k, float('nan')):.4f} | {test['test_' + k]:.4f} |" for k in names
     )
+    params = metrics.get("parameters", {})
+    training = recipe.training
+    source = recipe.data.source
     body = f"""
 # {name}
 
-`{base_model}` adapted to {task.type.replace('_', ' ')} on `{source}` with hfadapt.
+`{base_model}` adapted to {recipe.task.type.replace("_", " ")} on `{source}` with hfadapt.
 
 ## Lineage
 | step | what |
 |---|---|
 | base checkpoint | `{base_model}` |
-{lineage}| adaptation | {how} |
-| parameters trained | {params.get('trainable', 0):,} of {params.get('total', 0):,} ({params.get('trainable_percent', 0)}%) |
-| data | `{source}`; split sizes train {sizes.get('train')}, validation {sizes.get('validation')}, test {sizes.get('test')}; splits made by text hash: {', '.join(report.get('splits_made_by_hash', [])) or 'none'}; duplicates removed {report.get('duplicates_removed', 0)}, conflicting texts removed {report.get('conflicting_texts_removed', 0)} |
-| labels | {', '.join(metrics.get('label_names') or ['(regression)'])} |
-| training | {training.get('num_train_epochs')} epochs, learning rate {training.get('learning_rate', 'default')}, batch {training.get('per_device_train_batch_size')}, seed {training.get('seed')}, max length {recipe.data.max_length} |
-| compute | {metrics.get('train', {}).get('train_runtime', 0):.0f} s of training on {metrics.get('device', 'unknown')} |
+{_retraining_lineage(recipe.model.name_or_path)}| adaptation | {_adaptation(recipe)} |
+| parameters trained | {params.get("trainable", 0):,} of {params.get("total", 0):,} \
+({params.get("trainable_percent", 0)}%) |
+| data | {_data(source, metrics.get("data", {}))} |
+| labels | {", ".join(metrics.get("label_names") or ["(regression)"])} |
+| training | {training.get("num_train_epochs")} epochs, learning rate {training.get("learning_rate", "default")}, \
+batch {training.get("per_device_train_batch_size")}, seed {training.get("seed")}, max length {recipe.data.max_length} |
+| compute | {metrics.get("train", {}).get("train_runtime", 0):.0f} s of training on {metrics.get("device", "unknown")} |
 
 ## Results
 | metric | validation | test |
@@ -82,11 +63,68 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
 
 ## How to load
 ```python
-{load}```
+{_loading(recipe)}```
 
-The full recipe that produced this model is `recipe.yaml` beside this card; `training_curves.png` shows its loss and validation {metrics.get('main_metric', '')}.
+The full recipe that produced this model is `recipe.yaml` beside this card; `training_curves.png` shows its loss \
+and validation {metrics.get("main_metric", "")}.
 """
+    metadata = _metadata(recipe, test, names, base_model, name)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _metadata(recipe: Recipe, test: dict[str, Any], names: list[str], base_model: str, name: str) -> dict[str, Any]:
+    """The card's YAML header: what the Hub indexes (base model, task, test metrics)."""
+    source, kind = recipe.data.source, PIPELINE_TAGS[recipe.task.type]
+    scores = [{"type": k, "value": round(test["test_" + k], 4), "name": f"test {k}"} for k in names]
+    result = {
+        "task": {"type": kind, "name": recipe.task.type.replace("_", " ")},
+        "dataset": {"name": source, "type": source, "split": "test"},
+        "metrics": scores,
+    }
+    metadata: dict[str, Any] = {
+        "library_name": "transformers",
+        "base_model": base_model,
+        "pipeline_tag": kind,
+        "tags": ["hfadapt", recipe.adapt.method] + (["lora", "peft"] if recipe.adapt.method == "lora" else []),
+        "model-index": [{"name": name, "results": [result]}],
+    }
+    if not source.startswith(("builtin:", "/", ".")):
+        metadata["datasets"] = [source]
+    return metadata
+
+
+def _adaptation(recipe: Recipe) -> str:
+    adapt = recipe.adapt
+    if adapt.method == "lora":
+        settings = yaml.safe_dump(adapt.lora, default_flow_style=True).strip()
+        return f"LoRA adapters (`{settings}`), the new task head trained in full"
+    if adapt.method == "freeze":
+        frozen = (["embeddings"] if adapt.freeze.embeddings else []) + (
+            [f"encoder layers 0-{adapt.freeze.layers - 1}"] if adapt.freeze.layers else []
+        )
+        frozen += [f"parameters matching `{p}`" for p in adapt.freeze.patterns]
+        return "frozen: " + ", ".join(frozen) + "; everything else trained"
+    return "full fine-tuning: every weight trained"
+
+
+def _data(source: str, report: dict[str, Any]) -> str:
+    sizes = report.get("sizes", {})
+    made = ", ".join(report.get("splits_made_by_hash", [])) or "none"
+    return (
+        f"`{source}`; split sizes train {sizes.get('train')}, validation {sizes.get('validation')}, "
+        f"test {sizes.get('test')}; splits made by text hash: {made}; duplicates removed "
+        f"{report.get('duplicates_removed', 0)}, conflicting texts removed {report.get('conflicting_texts_removed', 0)}"
+    )
+
+
+def _loading(recipe: Recipe) -> str:
+    if recipe.adapt.method != "lora" or recipe.adapt.merge_lora:
+        kind = PIPELINE_TAGS[recipe.task.type]
+        return f'from transformers import pipeline\n\nclassifier = pipeline("{kind}", model="PATH_OR_REPO_ID")\n'
+    return (
+        "from peft import AutoPeftModelForSequenceClassification\n\n"
+        'model = AutoPeftModelForSequenceClassification.from_pretrained("PATH_OR_REPO_ID/adapter")\n'
+    )
 
 
 def _retraining_lineage(model_path: str) -> str:
@@ -102,15 +140,21 @@ def _retraining_lineage(model_path: str) -> str:
         fit = json.loads(fit_path.read_text())
         new, old = fit["new"], fit.get("old") or {}
         rows += (
-            f"| tokenizer | trained on the corpus: {new['vocab_size']:,} tokens; [UNK] rate {100 * new['unk_rate']:.2f}%"
-            f" (the checkpoint's: {100 * old.get('unk_rate', float('nan')):.2f}%), tokens per character {new['tokens_per_char']:.3f},"
-            f" coverage of the 1,000 most frequent characters {100 * new['char_coverage']:.1f}% |\n"
+            f"| tokenizer | trained on the corpus: {new['vocab_size']:,} tokens; [UNK] rate "
+            f"{100 * new['unk_rate']:.2f}%"
+            f" (the checkpoint's: {100 * old.get('unk_rate', float('nan')):.2f}%), tokens per character "
+            f"{new['tokens_per_char']:.3f}, coverage of the 1,000 most frequent characters "
+            f"{100 * new['char_coverage']:.1f}% |\n"
         )
     vocab = report.get("vocabulary")
     if vocab:
-        rows += f"| vocabulary ({vocab['mode']}) | {vocab['vocab_size']:,} rows: {vocab['copied']:,} copied from the checkpoint, {vocab['composed']:,} composed from old pieces, {vocab['drawn']:,} drawn |\n"
+        rows += (
+            f"| vocabulary ({vocab['mode']}) | {vocab['vocab_size']:,} rows: {vocab['copied']:,} copied from the "
+            f"checkpoint, {vocab['composed']:,} composed from old pieces, {vocab['drawn']:,} drawn |\n"
+        )
     rows += (
-        f"| masked-LM pretraining | {report['steps']:,} steps, {report['tokens_seen']:,} tokens, {100 * report['packing']['non_padding_share']:.2f}% real tokens per block;"
-        f" held-out perplexity {report['perplexity_before']:.1f} -> {report['perplexity']:.1f}; {report['seconds'] / 60:.0f} min |\n"
+        f"| masked-LM pretraining | {report['steps']:,} steps, {report['tokens_seen']:,} tokens, "
+        f"{100 * report['packing']['non_padding_share']:.2f}% real tokens per block; held-out perplexity "
+        f"{report['perplexity_before']:.1f} -> {report['perplexity']:.1f}; {report['seconds'] / 60:.0f} min |\n"
     )
     return rows

@@ -13,14 +13,27 @@ from hfadapt.errors import HfadaptError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfadapt", description="Adapt pretrained language models to a new task or language.")
+    parser = argparse.ArgumentParser(
+        prog="hfadapt", description="Adapt pretrained language models to a new task or language."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    _recipe_commands(sub)
+    _run_commands(sub)
+    _advise_command(sub)
+    return parser
 
+
+def _recipe_commands(sub) -> None:
+    """The commands that take a recipe."""
     p = sub.add_parser("finetune", help="fine-tune a checkpoint as a recipe says")
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its newest complete checkpoint")
-    p.add_argument("--seeds", help="run once per seed, e.g. --seeds 1,2,3: OUTPUT_DIR/seed-N/ each, and the mean and sd of every metric in OUTPUT_DIR/seeds.json")
+    p.add_argument(
+        "--seeds",
+        help="run once per seed, e.g. --seeds 1,2,3: OUTPUT_DIR/seed-N/ each, and the mean and "
+        "sd of every metric in OUTPUT_DIR/seeds.json",
+    )
 
     for name, text in (
         ("tokenizer", "train the recipe's tokenizer on its corpus and report its fit beside the checkpoint's"),
@@ -31,15 +44,23 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("recipe")
         p.add_argument("overrides", nargs="*")
 
-    p = sub.add_parser("prepare", help="tokenize the recipe's data (and pack its pretraining corpus) once, ahead of training")
+    p = sub.add_parser(
+        "prepare", help="tokenize the recipe's data (and pack its pretraining corpus) once, ahead of training"
+    )
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
 
     p = sub.add_parser("validate", help="check a recipe and print it resolved, without loading any weight")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--accelerate-config", help="also check that this machine can run this Accelerate config (see recipes/accelerate/)")
+    p.add_argument(
+        "--accelerate-config",
+        help="also check that this machine can run this Accelerate config (see recipes/accelerate/)",
+    )
 
+
+def _run_commands(sub) -> None:
+    """The commands that use a finished run."""
     p = sub.add_parser("predict", help="label texts with a finished run")
     p.add_argument("model_dir", help="the output folder of a finished run")
     p.add_argument("texts", nargs="*", help="texts to label (or use --file)")
@@ -48,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the predictions here (.jsonl or .csv) instead of standard output")
     p.add_argument("--batch-size", type=int, default=64)
 
-    p = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)")
+    p = sub.add_parser(
+        "push", help="upload a finished run to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)"
+    )
     p.add_argument("model_dir", help="the output folder of a finished run")
     p.add_argument("--repo-id", required=True, help="NAME or ORG/NAME; created if missing")
     p.add_argument("--private", action="store_true", help="create the repo private")
@@ -56,20 +79,34 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a finished run on a data set")
     p.add_argument("model_dir")
-    p.add_argument("data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own")
-    p.add_argument("--split", default="test", help="train, validation or test (made as in training when the source lacks it)")
+    p.add_argument(
+        "data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own"
+    )
+    p.add_argument(
+        "--split", default="test", help="train, validation or test (made as in training when the source lacks it)"
+    )
 
-    p = sub.add_parser("advise", help="how to adapt a checkpoint to a data set: tokenizer fit, short pilots of each strategy, a recipe")
+
+def _advise_command(sub) -> None:
+    p = sub.add_parser(
+        "advise", help="how to adapt a checkpoint to a data set: tokenizer fit, short pilots of each strategy, a recipe"
+    )
     p.add_argument("--model", required=True, help="a checkpoint folder, a Hub id, or builtin:minilm")
     p.add_argument("--data", required=True, help="a file, a folder, a Hub data set id, or builtin:NAME")
     p.add_argument("--text-column", help="the column of texts (a recipe's data.text_column)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-steps", type=int, help="training steps for all pilots together (at least 50)")
-    budget.add_argument("--budget-minutes", type=float, help="minutes for the pilots, turned into steps by timing one step")
+    budget.add_argument(
+        "--budget-minutes", type=float, help="minutes for the pilots, turned into steps by timing one step"
+    )
     p.add_argument("--output", help="write advice.md, advice.json, pilots.png and recommended.yaml in this folder")
     p.add_argument("--overwrite", action="store_true", help="replace the --output folder once the new advice is ready")
-    p.add_argument("overrides", nargs="*", help="key=value for every pilot and the recipe, e.g. data.label_column=stars training.per_device_train_batch_size=16")
-    return parser
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value for every pilot and the recipe, e.g. data.label_column=stars "
+        "training.per_device_train_batch_size=16",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,74 +141,108 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from hfadapt.launch import check_accelerate_config, check_environment
+    from hfadapt.launch import check_environment
 
     if args.command in ("finetune", "pretrain", "retrain", "prepare"):
         check_environment()
+    commands = {
+        "validate": _validate,
+        "finetune": _finetune,
+        "tokenizer": _retrain,
+        "pretrain": _retrain,
+        "retrain": _retrain,
+        "prepare": _prepare,
+        "predict": _predict,
+        "push": _push,
+        "evaluate": _evaluate,
+        "advise": _advise,
+    }
+    commands[args.command](args)
+    return 0
+
+
+def _validate(args) -> None:
+    from hfadapt.launch import check_accelerate_config
+    from hfadapt.recipe import dump_recipe, load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.accelerate_config:
+        check_accelerate_config(args.accelerate_config)
+    print(dump_recipe(recipe, comments=True), end="")
+
+
+def _finetune(args) -> None:
     import hfadapt
 
-    if args.command == "validate":
-        recipe = hfadapt.load_recipe(args.recipe, args.overrides)
-        if args.accelerate_config:
-            check_accelerate_config(args.accelerate_config)
-        from hfadapt.recipe import dump_recipe
-
-        print(dump_recipe(recipe, comments=True), end="")
-        return 0
-    if args.command == "finetune" and args.seeds:
+    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    if args.seeds:
         from hfadapt.seeds import parse_seeds
 
-        summary = hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), args.overrides + (["output.resume=true"] if args.resume else []))
-        _print_seeds(summary)
-        return 0
-    if args.command == "finetune":
-        results = hfadapt.finetune(args.recipe, args.overrides + (["output.resume=true"] if args.resume else []))
-        main_metric = results["main_metric"]
-        print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
-        return 0
-    if args.command in ("tokenizer", "pretrain", "retrain"):
-        from hfadapt.retrain import retrain
+        _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
+        return
+    results = hfadapt.finetune(args.recipe, overrides)
+    main_metric = results["main_metric"]
+    print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
 
-        until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
-        results = retrain(args.recipe, args.overrides, until=until)
-        print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
-        if "finetune" in results:
-            main_metric = results["finetune"]["main_metric"]
-            print(f"test {main_metric}: {results['finetune']['test'][f'test_{main_metric}']:.4f}")
-        return 0
-    if args.command == "prepare":
-        print(json.dumps(hfadapt.prepare(args.recipe, args.overrides), indent=2, ensure_ascii=False))
-        return 0
-    if args.command == "predict":
-        if bool(args.texts) == bool(args.file):
-            raise HfadaptError("predict: give texts as arguments or --file FILE (one of the two)")
-        texts = args.texts or hfadapt.read_texts(args.file, args.column)
-        if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv"):
-            raise HfadaptError(f"--output {args.output}: write predictions to a .jsonl or .csv file")
-        rows = hfadapt.predict(args.model_dir, texts, batch_size=args.batch_size)
-        _write_predictions(rows, args.output)
-        return 0
-    if args.command == "push":
-        from hfadapt.hub import push
 
-        print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
-        return 0
-    if args.command == "evaluate":
-        scores = hfadapt.evaluate(args.model_dir, args.data, args.split)
-        print(json.dumps(scores, indent=2))
-        return 0
-    if args.command == "advise":
-        from hfadapt.advise.report import render
+def _retrain(args) -> None:
+    from hfadapt.retrain import retrain
 
-        advice = hfadapt.advise(
-            args.model, args.data, args.output, text_column=args.text_column, budget_steps=args.budget_steps,
-            budget_minutes=args.budget_minutes, overrides=args.overrides, overwrite=args.overwrite,
-        )
-        print(render(advice))
-        if args.output:
-            print(f"written to {args.output}: advice.md, advice.json, recommended.yaml" + (", pilots.png" if advice["pilots"] else ""))
-        return 0
-    raise AssertionError(args.command)
+    until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
+    results = retrain(args.recipe, args.overrides, until=until)
+    print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
+    if "finetune" in results:
+        main_metric = results["finetune"]["main_metric"]
+        print(f"test {main_metric}: {results['finetune']['test'][f'test_{main_metric}']:.4f}")
+
+
+def _prepare(args) -> None:
+    from hfadapt.prepare import prepare
+
+    print(json.dumps(prepare(args.recipe, args.overrides), indent=2, ensure_ascii=False))
+
+
+def _predict(args) -> None:
+    from hfadapt.predict import predict, read_texts
+
+    if bool(args.texts) == bool(args.file):
+        raise HfadaptError("predict: give texts as arguments or --file FILE (one of the two)")
+    texts = args.texts or read_texts(args.file, args.column)
+    if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv"):
+        raise HfadaptError(f"--output {args.output}: write predictions to a .jsonl or .csv file")
+    _write_predictions(predict(args.model_dir, texts, batch_size=args.batch_size), args.output)
+
+
+def _push(args) -> None:
+    from hfadapt.hub import push
+
+    print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
+
+
+def _evaluate(args) -> None:
+    from hfadapt.predict import evaluate
+
+    print(json.dumps(evaluate(args.model_dir, args.data, args.split), indent=2))
+
+
+def _advise(args) -> None:
+    from hfadapt.advise import advise
+    from hfadapt.advise.report import render
+
+    advice = advise(
+        args.model,
+        args.data,
+        args.output,
+        text_column=args.text_column,
+        budget_steps=args.budget_steps,
+        budget_minutes=args.budget_minutes,
+        overrides=args.overrides,
+        overwrite=args.overwrite,
+    )
+    print(render(advice))
+    if args.output:
+        written = "advice.md, advice.json, recommended.yaml" + (", pilots.png" if advice["pilots"] else "")
+        print(f"written to {args.output}: {written}")
 
 
 def _print_seeds(summary: dict) -> None:
@@ -196,7 +267,12 @@ def _write_predictions(rows: list[dict], path: str | None) -> None:
             keys = list(rows[0]) if rows else ["text"]
             writer.writerow(keys)
             for row in rows:
-                writer.writerow([json.dumps(row[k], ensure_ascii=False) if isinstance(row[k], (list, dict)) else row[k] for k in keys])
+                writer.writerow(
+                    [
+                        json.dumps(row[k], ensure_ascii=False) if isinstance(row[k], (list, dict)) else row[k]
+                        for k in keys
+                    ]
+                )
     else:
         target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 

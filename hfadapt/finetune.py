@@ -15,6 +15,7 @@ from transformers import Trainer
 from hfadapt import adapt, builtin, cache, card, curves, data, hub, manifest, metrics, output, pretrained, ranks, resume
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, as_recipe, load_recipe, save_recipe
+from hfadapt.sampler import train_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
 
     recipe = as_recipe(recipe, overrides)
     if recipe.retraining:
-        raise HfadaptError("this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain")
+        raise HfadaptError(
+            "this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain"
+        )
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
     resume_from = _resume_point(recipe) if recipe.output.resume else None
     if recipe.hub is not None:
@@ -105,12 +108,12 @@ def _load(recipe: Recipe):
 
 
 class _Trainer(Trainer):
-    """`Trainer`, with length grouping that keeps each batch's label mix (data.LengthGroupedByLabelSampler)."""
+    """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler)."""
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and dataset is not None:
-            sampler = data.train_sampler(dataset, self.args.train_batch_size)
+            sampler = train_sampler(dataset, self.args.train_batch_size)
             if sampler is not None:
                 return sampler
         return super()._get_train_sampler(train_dataset)
@@ -138,7 +141,9 @@ def _resume_point(recipe: Recipe) -> Path:
     changed = [s for s in RESUME_SECTIONS if saved[s] != wanted[s]]
     if changed:
         raise HfadaptError(
-            f"--resume: the checkpoint in {work} comes from a different recipe ({', '.join(changed)} changed); resume with the recipe that started it, or set output.overwrite=true to start over"
+            f"--resume: the checkpoint in {work} comes from a different recipe "
+            f"({', '.join(changed)} changed); resume with the recipe that started it, or set "
+            "output.overwrite=true to start over"
         )
     logger.info("resuming from %s", latest)
     return latest
@@ -149,14 +154,16 @@ def _check_resumable(latest: Path, model) -> None:
     rows = model.get_input_embeddings().num_embeddings
     if config.get("vocab_size", rows) != rows:
         raise HfadaptError(
-            f"--resume: the checkpoint {latest} has a vocabulary of {config['vocab_size']}, the model {rows}; it belongs to another model"
+            f"--resume: the checkpoint {latest} has a vocabulary of {config['vocab_size']}, "
+            f"the model {rows}; it belongs to another model"
         )
 
 
 def _finish(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Path) -> None:
     """Save the model and the run's files, move the run folder into place, and push if asked."""
     if recipe.adapt.method != "lora":
-        trainer.save_model(str(work))  # every rank takes part (FSDP, DeepSpeed ZeRO-3 gather the weights); the main one writes
+        # every rank takes part (FSDP, DeepSpeed ZeRO-3 gather the weights); the main one writes
+        trainer.save_model(str(work))
     if trainer.is_world_process_zero():
         _save(trainer, recipe, tokenizer, results, work)
         output.finish(work, recipe.output.dir)
@@ -181,7 +188,9 @@ def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Pat
     if not recipe.output.keep_checkpoints:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
     save_recipe(recipe, work / "recipe.yaml")
-    (work / "manifest.json").write_text(json.dumps(manifest.build(recipe, trainer.args, results), indent=2), encoding="utf-8")
+    (work / "manifest.json").write_text(
+        json.dumps(manifest.build(recipe, trainer.args, results), indent=2), encoding="utf-8"
+    )
     (work / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     curves.plot(
@@ -190,4 +199,6 @@ def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Pat
         work / "training_curves.png",
         title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})",
     )
-    (work / "README.md").write_text(card.render(recipe, results, base_model, Path(recipe.output.dir).name), encoding="utf-8")
+    (work / "README.md").write_text(
+        card.render(recipe, results, base_model, Path(recipe.output.dir).name), encoding="utf-8"
+    )

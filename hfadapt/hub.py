@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hfadapt import builtin
 from hfadapt.errors import HfadaptError
+from hfadapt.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,10 @@ def check_repo_id(repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except ValueError:
-        raise HfadaptError(f"hub.repo_id: {repo_id!r} is not a valid repo id; write it as NAME or ORG/NAME (letters, digits, '-', '_', '.')") from None
+        raise HfadaptError(
+            f"hub.repo_id: {repo_id!r} is not a valid repo id; write it as NAME or ORG/NAME "
+            "(letters, digits, '-', '_', '.')"
+        ) from None
 
 
 def token() -> str:
@@ -42,18 +46,30 @@ def token() -> str:
 
 
 def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
-    """Upload a finished run to `repo_id` (created if missing) and return the commit URL.
+    """Upload a finished run to the Hugging Face Hub.
 
     A merged LoRA run pushes the merged model at the top and the adapter under `adapter/`; an
     adapter-only run pushes the adapter at the top, naming its base model's Hub id, so
     `PeftModel.from_pretrained(base, repo_id)` works.
+
+    Args:
+        run_dir: the output folder of a finished run.
+        repo_id: NAME or ORG/NAME; created if missing.
+        private: create the repo private.
+        revision: push to this branch (created if missing).
+
+    Returns:
+        The URL of the commit.
     """
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").exists() or not (run_dir / "metrics.json").exists():
-        raise HfadaptError(f"{run_dir} is not a finished hfadapt run (no recipe.yaml and metrics.json); push the output.dir of a run that completed")
+        raise HfadaptError(
+            f"{run_dir} is not a finished hfadapt run (no recipe.yaml and metrics.json); push "
+            "the output.dir of a run that completed"
+        )
     check_repo_id(repo_id)
     api = HfApi(token=token())
     with tempfile.TemporaryDirectory() as scratch:
@@ -62,15 +78,27 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, folder_path=staging, revision=revision, commit_message=f"hfadapt: upload {run_dir.name}")
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                revision=revision,
+                commit_message=f"hfadapt: upload {run_dir.name}",
+            )
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else "?"
-            hint = "the token was refused: check HF_TOKEN or `hf auth login`" if status in (401, 403) else "the run folder is intact: run the same push again"
+            hint = (
+                "the token was refused: check HF_TOKEN or `hf auth login`"
+                if status in (401, 403)
+                else "the run folder is intact: run the same push again"
+            )
             raise HfadaptError(f"push to {repo_id} failed (HTTP {status} from {constants.ENDPOINT}); {hint}") from None
         except Exception as e:  # requests' connection errors are OSErrors; httpx's transport errors are not
             if not isinstance(e, OSError) and not type(e).__module__.startswith(("httpx", "httpcore")):
                 raise
-            raise HfadaptError(f"push to {repo_id} failed: cannot reach {constants.ENDPOINT} ({type(e).__name__}); the run folder is intact: retry when the Hub is reachable") from None
+            raise HfadaptError(
+                f"push to {repo_id} failed: cannot reach {constants.ENDPOINT} "
+                f"({type(e).__name__}); the run folder is intact: retry when the Hub is reachable"
+            ) from None
     logger.info("pushed %s to %s", run_dir, repo_id)
     return str(info.commit_url)
 
@@ -91,8 +119,6 @@ def _stage(run_dir: Path, staging: Path) -> Path:
                 shutil.copy2(path, target / path.name)
         config_path = target / "adapter_config.json"
         config = json.loads(config_path.read_text())
-        from hfadapt.recipe import load_recipe
-
         base = load_recipe(run_dir / "recipe.yaml").model.name_or_path
         if builtin.is_builtin(base) or not Path(base).exists():
             config["base_model_name_or_path"] = builtin.hub_id(base)  # a local path means nothing on the Hub

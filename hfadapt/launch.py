@@ -35,7 +35,10 @@ def check_accelerate_config(path: str | Path) -> None:
     gpu_ids = None if gpu_ids in (None, "all") else [i.strip() for i in str(gpu_ids).split(",")]
     hostfile = getattr(config, "mpirun_config", {}).get("mpirun_hostfile")
     if hostfile and not Path(hostfile).expanduser().is_file():
-        raise HfadaptError(f"{path}: mpirun_config.mpirun_hostfile {hostfile} does not exist (a relative path is read from the current folder: run from the repository root)")
+        raise HfadaptError(
+            f"{path}: mpirun_config.mpirun_hostfile {hostfile} does not exist (a relative path "
+            "is read from the current folder: run from the repository root)"
+        )
     on_gpu = (
         kind in (DistributedType.MULTI_GPU, DistributedType.FSDP)
         or (kind == DistributedType.DEEPSPEED and not use_cpu)
@@ -59,11 +62,15 @@ def check_accelerate_config(path: str | Path) -> None:
         )
     for i in gpu_ids or []:
         if not i.isdigit() or int(i) >= gpus:
-            raise HfadaptError(f"{path}: gpu_ids names GPU {i}, but this machine has {gpus} GPU(s), numbered 0 to {gpus - 1}; use gpu_ids: all or indices below {gpus}")
+            raise HfadaptError(
+                f"{path}: gpu_ids names GPU {i}, but this machine has {gpus} GPU(s), numbered 0 to "
+                f"{gpus - 1}; use gpu_ids: all or indices below {gpus}"
+            )
     usable = len(gpu_ids) if gpu_ids is not None else gpus
     if per_machine > usable:
         raise HfadaptError(
-            f"{path}: asks for {asks}, but this machine has {gpus} GPU(s){f' and gpu_ids names {usable}' if gpu_ids else ''} (one process per GPU); "
+            f"{path}: asks for {asks}, but this machine has {gpus} "
+            f"GPU(s){f' and gpu_ids names {usable}' if gpu_ids else ''} (one process per GPU); "
             f"lower num_processes to {usable * machines}"
         )
 
@@ -84,12 +91,14 @@ def check_environment() -> None:
         return
     if gpus == 0:
         raise HfadaptError(
-            f"this process was started as distributed worker LOCAL_RANK={local_rank} for a GPU, but this machine has no GPU "
+            f"this process was started as distributed worker LOCAL_RANK={local_rank} for a "
+            "GPU, but this machine has no GPU "
             f"(torch.cuda.device_count() is 0); launch with --config_file {CPU_CONFIG} for several CPU processes "
             "(under torchrun, set ACCELERATE_USE_CPU=1)"
         )
     raise HfadaptError(
         f"this process was started as distributed worker LOCAL_RANK={local_rank}, but this machine has {gpus} GPU(s): "
-        f"more processes per machine than GPUs; launch with --num_processes {gpus} (per machine) or lower num_processes in the "
+        f"more processes per machine than GPUs; launch with --num_processes {gpus} (per "
+        "machine) or lower num_processes in the "
         "Accelerate config (check it with: hfadapt validate RECIPE --accelerate-config CONFIG)"
     )

@@ -10,7 +10,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("hfadapt", "torch", "transformers", "datasets", "tokenizers", "peft", "accelerate", "huggingface_hub", "numpy")
+PACKAGES = (
+    "hfadapt",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "huggingface_hub",
+    "numpy",
+)
 
 
 def build(recipe, args, results: dict[str, Any]) -> dict[str, Any]:
@@ -27,14 +37,22 @@ def build(recipe, args, results: dict[str, Any]) -> dict[str, Any]:
         "packages": versions,
         "hfadapt_git_commit": git_commit(Path(__file__).resolve().parent),
         "seed": recipe.training["seed"],
-        "data": {"source": recipe.data.source, "fingerprint": results["data"].get("fingerprint"), "sizes": results["data"].get("sizes")},
+        "data": {
+            "source": recipe.data.source,
+            "fingerprint": results["data"].get("fingerprint"),
+            "sizes": results["data"].get("sizes"),
+        },
         "model": recipe.model.name_or_path,
         "accelerate": {
             "processes": args.world_size,
             "parallel_mode": str(args.parallel_mode),
             "device": str(args.device),
             # the recipe's bf16/fp16, else what an Accelerate config asked for
-            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
+            "mixed_precision": "bf16"
+            if args.bf16
+            else "fp16"
+            if args.fp16
+            else os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
         },
         "recipe": recipe.to_dict(),
     }
@@ -43,7 +61,9 @@ def build(recipe, args, results: dict[str, Any]) -> dict[str, Any]:
 def git_commit(folder: Path) -> str | None:
     """The commit of the git checkout `folder` lies in, or None (an installed package, no git)."""
     try:
-        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -6,7 +6,8 @@ user can still add `evaluate` modules by local path (or by Hub name when online)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,12 +100,12 @@ def entity_scores(true_tags: list[list[str]], predicted_tags: list[list[str]]) -
     """Entity-level precision, recall and F1 (micro over all entities), and token accuracy."""
     tp = predicted = actual = 0
     correct_tokens = total_tokens = 0
-    for gold, guess in zip(true_tags, predicted_tags):
+    for gold, guess in zip(true_tags, predicted_tags, strict=False):
         g, p = entities(gold), entities(guess)
         tp += len(g & p)
         predicted += len(p)
         actual += len(g)
-        correct_tokens += sum(a == b for a, b in zip(gold, guess))
+        correct_tokens += sum(a == b for a, b in zip(gold, guess, strict=False))
         total_tokens += len(gold)
     precision = tp / predicted if predicted else 0.0
     recall = tp / actual if actual else 0.0
@@ -132,12 +133,14 @@ def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any
         if task.type == "token_classification":
             predictions = logits.argmax(-1)
             gold, guess = [], []
-            for pred_row, label_row in zip(predictions, labels):
+            for pred_row, label_row in zip(predictions, labels, strict=True):
                 keep = label_row != -100
                 gold.append([label_names[i] for i in label_row[keep]])
                 guess.append([label_names[i] for i in pred_row[keep]])
             scores = entity_scores(gold, guess)
-            flat_pred = np.concatenate([[label_names.index(t) for t in row] for row in guess]) if guess else np.array([])
+            flat_pred = (
+                np.concatenate([[label_names.index(t) for t in row] for row in guess]) if guess else np.array([])
+            )
             flat_gold = np.concatenate([[label_names.index(t) for t in row] for row in gold]) if gold else np.array([])
         elif task.problem_type == "regression":
             flat_pred, flat_gold = logits.squeeze(-1), labels
@@ -150,7 +153,9 @@ def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any
             scores = classification(labels, flat_pred, len(label_names))
         for module in extra:
             result = module.compute(predictions=flat_pred, references=flat_gold)
-            scores.update({f"{module.name}_{k}" if k in scores else k: float(v) for k, v in result.items() if np.isscalar(v)})
+            scores.update(
+                {f"{module.name}_{k}" if k in scores else k: float(v) for k, v in result.items() if np.isscalar(v)}
+            )
         return scores
 
     return compute
@@ -163,7 +168,10 @@ def load_evaluate_module(name: str):
     try:
         return evaluate.load(name)
     except Exception as e:  # evaluate raises FileNotFoundError offline, others for broken scripts
-        raise HfadaptError(f"task.evaluate_modules: cannot load {name!r} ({type(e).__name__}); offline, give the path of a local metric script") from None
+        raise HfadaptError(
+            f"task.evaluate_modules: cannot load {name!r} ({type(e).__name__}); offline, give "
+            "the path of a local metric script"
+        ) from None
 
 
 def _divide(a, b):

@@ -23,11 +23,17 @@ def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
     final = Path(final)
     stopped = incomplete_dir(final)
     if stopped.exists() and not resume and not overwrite and (stopped / "checkpoints").exists():
-        raise HfadaptError(f"output.dir: a stopped run of {final} is in {stopped}; continue it with --resume (output.resume=true), or set output.overwrite=true to start over")
+        raise HfadaptError(
+            f"output.dir: a stopped run of {final} is in {stopped}; continue it with --resume "
+            "(output.resume=true), or set output.overwrite=true to start over"
+        )
     if final.exists() and not final.is_dir():
         raise HfadaptError(f"output.dir: {final} is a file; choose a folder path")
     if final.is_dir() and any(final.iterdir()) and not overwrite:
-        raise HfadaptError(f"output.dir: {final} is not empty; choose another output.dir, or set output.overwrite=true to replace it once the new run finishes")
+        raise HfadaptError(
+            f"output.dir: {final} is not empty; choose another output.dir, or set "
+            "output.overwrite=true to replace it once the new run finishes"
+        )
 
 
 def start(final: str | Path, resume: bool = False) -> Path:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from hfadapt import data, metrics, pretrained
@@ -17,14 +17,17 @@ logger = logging.getLogger(__name__)
 
 
 def load_run(run_dir: str | Path):
-    """The model and tokenizer of a finished run: the merged or fully trained model, else the LoRA adapter on its base."""
+    """A finished run's recipe, model and tokenizer (the merged or fully trained model, or LoRA on its base)."""
     from transformers import AutoTokenizer
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise HfadaptError(f"{run_dir} does not exist; give the output folder of a finished hfadapt run")
     if not (run_dir / "recipe.yaml").exists():
-        raise HfadaptError(f"{run_dir} is not a finished hfadapt run (it has no recipe.yaml); give the output.dir of a run that completed")
+        raise HfadaptError(
+            f"{run_dir} is not a finished hfadapt run (it has no recipe.yaml); give the "
+            "output.dir of a run that completed"
+        )
     recipe = load_recipe(run_dir / "recipe.yaml")
     task_class = pretrained.task_class(recipe.task)
     if (run_dir / "config.json").exists():
@@ -46,7 +49,9 @@ def load_run(run_dir: str | Path):
         model = PeftModel.from_pretrained(base, adapter)
         tokenizer = AutoTokenizer.from_pretrained(adapter)
     else:
-        raise HfadaptError(f"{run_dir} holds neither a model (config.json) nor a LoRA adapter (adapter/); was the run finished?")
+        raise HfadaptError(
+            f"{run_dir} holds neither a model (config.json) nor a LoRA adapter (adapter/); was the run finished?"
+        )
     model.eval()
     return recipe, model, tokenizer
 
@@ -56,17 +61,31 @@ def _loaded(run_dir: str, stamp: float):
     return load_run(run_dir)
 
 
-def predict(run_dir: str | Path, texts: Iterable[str], batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
+def predict(
+    run_dir: str | Path, texts: Iterable[str], batch_size: int = 64, progress: bool = True
+) -> list[dict[str, Any]]:
     """Labels and scores for `texts` (for token classification: the entities found in each text).
 
     The run is loaded once and kept for the next calls (as long as its recipe.yaml is unchanged),
     so calling this inside `datasets.map` batch after batch costs no reloading.
+
+    Args:
+        run_dir: the output folder of a finished run.
+        texts: the texts to label.
+        batch_size: texts per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        One dict per text: `text` and `label` and `score` (single-label), `labels` and `scores`
+        (multi-label), `score` (regression), or `entities` and `tags` (token classification).
     """
     import torch
     from tqdm.auto import tqdm
 
     recipe_file = Path(run_dir) / "recipe.yaml"
-    recipe, model, tokenizer = _loaded(str(Path(run_dir).resolve()), recipe_file.stat().st_mtime if recipe_file.exists() else 0.0)
+    recipe, model, tokenizer = _loaded(
+        str(Path(run_dir).resolve()), recipe_file.stat().st_mtime if recipe_file.exists() else 0.0
+    )
     texts = list(texts)
     id2label = model.config.id2label
     results = []
@@ -74,34 +93,54 @@ def predict(run_dir: str | Path, texts: Iterable[str], batch_size: int = 64, pro
         batch = texts[start : start + batch_size]
         if recipe.task.type == "token_classification":
             words = [list(t) if " " not in t.strip() else t.split() for t in batch]
-            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt")
+            enc = tokenizer(
+                words,
+                is_split_into_words=True,
+                truncation=True,
+                max_length=recipe.data.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
         else:
-            enc = tokenizer(batch, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt")
+            enc = tokenizer(
+                batch, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt"
+            )
         with torch.no_grad():
             logits = model(**enc).logits
         for i, text in enumerate(batch):
             if recipe.task.type == "token_classification":
-                ids = logits[i].argmax(-1).tolist()
-                tags, previous = ["O"] * len(words[i]), None
-                for position, word in enumerate(enc.word_ids(i)):
-                    if word is not None and word != previous:
-                        tags[word] = id2label[ids[position]]
-                    previous = word
-                found = [
-                    {"type": kind, "text": ("" if " " not in text.strip() else " ").join(words[i][s:e]), "start": s, "end": e}
-                    for kind, s, e in sorted(metrics.entities(tags), key=lambda x: x[1])
-                ]
-                results.append({"text": text, "entities": found, "tags": tags})
+                results.append(_entities(text, words[i], logits[i].argmax(-1).tolist(), enc.word_ids(i), id2label))
             elif recipe.task.problem_type == "regression":
                 results.append({"text": text, "score": float(logits[i, 0])})
             elif recipe.task.problem_type == "multi_label_classification":
                 probs = torch.sigmoid(logits[i])
-                results.append({"text": text, "labels": [id2label[j] for j, p in enumerate(probs) if p > 0.5], "scores": {id2label[j]: float(p) for j, p in enumerate(probs)}})
+                results.append(
+                    {
+                        "text": text,
+                        "labels": [id2label[j] for j, p in enumerate(probs) if p > 0.5],
+                        "scores": {id2label[j]: float(p) for j, p in enumerate(probs)},
+                    }
+                )
             else:
                 probs = torch.softmax(logits[i], -1)
                 best = int(probs.argmax())
                 results.append({"text": text, "label": id2label[best], "score": float(probs[best])})
     return results
+
+
+def _entities(text: str, words: list[str], ids: list[int], word_ids: list[int | None], id2label) -> dict[str, Any]:
+    """One text's tags (from the first piece of each word) and the entity spans they make."""
+    tags, previous = ["O"] * len(words), None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            tags[word] = id2label[ids[position]]
+        previous = word
+    joiner = "" if " " not in text.strip() else " "
+    found = [
+        {"type": kind, "text": joiner.join(words[s:e]), "start": s, "end": e}
+        for kind, s, e in sorted(metrics.entities(tags), key=lambda x: x[1])
+    ]
+    return {"text": text, "entities": found, "tags": tags}
 
 
 def read_texts(path: str | Path, column: str = "text") -> list[str]:
@@ -127,7 +166,16 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
 
 
 def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test") -> dict[str, float]:
-    """Metrics of a finished run on a split of `source` (by default the run's own data), made as in training."""
+    """Metrics of a finished run on a split of a data source, made as in training.
+
+    Args:
+        run_dir: the output folder of a finished run.
+        source: a data source (file, folder, Hub id, builtin:NAME); by default the run's own.
+        split: `train`, `validation` or `test`.
+
+    Returns:
+        The split's metrics, keyed `SPLIT_METRIC` (e.g. `test_accuracy`), as `Trainer.evaluate` gives them.
+    """
     import tempfile
 
     from transformers import Trainer, TrainingArguments
@@ -137,11 +185,25 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
         recipe.data.source = source
     if split not in data.SPLITS:
         raise HfadaptError(f"split {split!r}: choose one of {', '.join(data.SPLITS)}")
-    trained_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if recipe.task.problem_type != "regression" else None
+    trained_labels = (
+        [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if recipe.task.problem_type != "regression"
+        else None
+    )
     task_data = data.load_splits(recipe.data, recipe.task, label_names=trained_labels)
     tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
     collator = data.collator(tokenizer, recipe.task)
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=recipe.training.get("per_device_eval_batch_size", 64))
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=collator, compute_metrics=metrics.compute_fn(recipe.task, trained_labels))
+        args = TrainingArguments(
+            output_dir=scratch,
+            report_to="none",
+            per_device_eval_batch_size=recipe.training.get("per_device_eval_batch_size", 64),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            data_collator=collator,
+            compute_metrics=metrics.compute_fn(recipe.task, trained_labels),
+        )
         return trainer.evaluate(tokenized[split], metric_key_prefix=split)

@@ -25,10 +25,16 @@ def resolve(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").exists():
-            raise HfadaptError(f"model.name_or_path: {name_or_path} is not a checkpoint folder (it has no config.json); give a folder saved with save_pretrained, or a Hub model id")
+            raise HfadaptError(
+                f"model.name_or_path: {name_or_path} is not a checkpoint folder (it has no "
+                "config.json); give a folder saved with save_pretrained, or a Hub model id"
+            )
         return str(path)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
-        raise HfadaptError(f"model.name_or_path: {name_or_path} does not exist; give a checkpoint folder, a Hub model id, or builtin:minilm")
+        raise HfadaptError(
+            f"model.name_or_path: {name_or_path} does not exist; give a checkpoint folder, a "
+            "Hub model id, or builtin:minilm"
+        )
     return name_or_path
 
 
@@ -41,8 +47,14 @@ def load_config(model: ModelConfig, **kwargs):
         return AutoConfig.from_pretrained(path, revision=model.revision, **kwargs)
     except (OSError, ValueError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = "offline, only models already in the Hugging Face cache load by id" if offline else "check the id, or give a local checkpoint folder"
-        raise HfadaptError(f"model.name_or_path: cannot load {model.name_or_path} ({hint}): {str(e).splitlines()[0]}") from None
+        hint = (
+            "offline, only models already in the Hugging Face cache load by id"
+            if offline
+            else "check the id, or give a local checkpoint folder"
+        )
+        raise HfadaptError(
+            f"model.name_or_path: cannot load {model.name_or_path} ({hint}): {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_tokenizer(model: ModelConfig):
@@ -52,13 +64,17 @@ def load_tokenizer(model: ModelConfig):
     try:
         return AutoTokenizer.from_pretrained(resolve(model.name_or_path), revision=model.revision)
     except (OSError, ValueError) as e:
-        raise HfadaptError(f"model.name_or_path: cannot load a tokenizer from {model.name_or_path}: {str(e).splitlines()[0]}") from None
+        raise HfadaptError(
+            f"model.name_or_path: cannot load a tokenizer from {model.name_or_path}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def task_class(task: TaskConfig):
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    return AutoModelForTokenClassification if task.type == "token_classification" else AutoModelForSequenceClassification
+    return (
+        AutoModelForTokenClassification if task.type == "token_classification" else AutoModelForSequenceClassification
+    )
 
 
 def task_config(model: ModelConfig, task: TaskConfig, label_names: list[str] | None):
@@ -78,7 +94,9 @@ def task_config(model: ModelConfig, task: TaskConfig, label_names: list[str] | N
 def load_task_model(model: ModelConfig, task: TaskConfig, config):
     """The task model, and the names of the modules the checkpoint did not have (its fresh head)."""
     cls = task_class(task)
-    model_obj, info = cls.from_pretrained(resolve(model.name_or_path), config=config, revision=model.revision, output_loading_info=True)
+    model_obj, info = cls.from_pretrained(
+        resolve(model.name_or_path), config=config, revision=model.revision, output_loading_info=True
+    )
     fresh = fresh_modules(model_obj, info["missing_keys"])
     logger.info("modules the checkpoint lacks, initialised fresh: %s", ", ".join(fresh) or "none")
     return model_obj, fresh
@@ -121,7 +139,8 @@ def encoder_layers(model) -> tuple[str, list]:
         if isinstance(module, torch.nn.ModuleList) and len(module) == count and count > 0:
             return name, list(module)
     raise HfadaptError(
-        f"{type(model).__name__}: no list of {count} encoder layers found (ALBERT shares one layer across depths); freeze by adapt.freeze.patterns instead"
+        f"{type(model).__name__}: no list of {count} encoder layers found (ALBERT shares "
+        "one layer across depths); freeze by adapt.freeze.patterns instead"
     )
 
 

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 
 
-def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ...], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def finetune_seeds(
+    recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ...], overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Run a fine-tuning recipe once per seed and return the summary saved as OUTPUT_DIR/seeds.json.
 
     The summary has, for `validation` and `test`, every metric's per-seed values, mean and
@@ -37,9 +39,15 @@ def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ..
     recipe = as_recipe(recipe, overrides)
     seeds = _check_seeds(seeds)
     if recipe.retraining:
-        raise HfadaptError("--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); multi-seed runs are for hfadapt finetune recipes")
+        raise HfadaptError(
+            "--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); "
+            "multi-seed runs are for hfadapt finetune recipes"
+        )
     if recipe.hub is not None:
-        raise HfadaptError("--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and push one seed's folder with hfadapt push OUTPUT_DIR/seed-N")
+        raise HfadaptError(
+            "--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and "
+            "push one seed's folder with hfadapt push OUTPUT_DIR/seed-N"
+        )
     final = Path(recipe.output.dir)
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
@@ -59,7 +67,9 @@ def finetune_seeds(recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ..
             ranks.wait()
             # the seed that was running when the multi-seed run stopped continues from its checkpoint
             stopped = resume.latest_complete(output.incomplete_dir(folder) / "checkpoints") is not None
-            logger.info("seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds))
+            logger.info(
+                "seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds)
+            )
             finetune(one, ["output.resume=true"] if stopped else [])
         runs[seed] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
@@ -76,18 +86,29 @@ def parse_seeds(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise HfadaptError(f"--seeds: expected whole numbers separated by commas, e.g. --seeds 1,2,3; got {text!r}") from None
+        raise HfadaptError(
+            f"--seeds: expected whole numbers separated by commas, e.g. --seeds 1,2,3; got {text!r}"
+        ) from None
 
 
 def summarize(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Per-seed values, mean and sample standard deviation of every validation and test metric of `runs` (seed -> metrics.json)."""
+    """Per-seed values, mean and sample sd of every validation and test metric of `runs` (seed -> metrics.json)."""
     seeds = list(runs)
     first = runs[seeds[0]]
-    result: dict[str, Any] = {"seeds": seeds, "runs": {str(s): f"seed-{s}" for s in seeds}, "main_metric": first["main_metric"]}
+    result: dict[str, Any] = {
+        "seeds": seeds,
+        "runs": {str(s): f"seed-{s}" for s in seeds},
+        "main_metric": first["main_metric"],
+    }
     for split in ("validation", "test"):
         table = {}
         for key, value in first[split].items():
-            if key.endswith(TIMING_SUFFIXES) or key == "epoch" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if (
+                key.endswith(TIMING_SUFFIXES)
+                or key == "epoch"
+                or not isinstance(value, (int, float))
+                or isinstance(value, bool)
+            ):
                 continue
             values = [runs[s][split].get(key) for s in seeds]
             if any(not isinstance(v, (int, float)) for v in values):
@@ -102,7 +123,10 @@ def _check_seeds(seeds) -> list[int]:
         raise HfadaptError(f"--seeds: expected a list of whole numbers, e.g. --seeds 1,2,3; got {seeds!r}")
     seeds = list(seeds)
     if len(seeds) < 2:
-        raise HfadaptError(f"--seeds: give at least two seeds (a standard deviation needs two runs), e.g. --seeds 1,2,3; got {len(seeds)}")
+        raise HfadaptError(
+            "--seeds: give at least two seeds (a standard deviation needs two runs), e.g. "
+            f"--seeds 1,2,3; got {len(seeds)}"
+        )
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise HfadaptError(f"--seeds: {', '.join(map(str, repeated))} given more than once; each seed runs once")
@@ -116,7 +140,8 @@ def _check_output(final: Path, work: Path, overwrite: bool, resume: bool) -> Non
     output.check(final, overwrite, resume)
     if work.exists() and any(work.iterdir()) and not resume and not overwrite:
         raise HfadaptError(
-            f"output.dir: a stopped multi-seed run of {final} is in {work}; continue it with --resume (output.resume=true), or set output.overwrite=true to start over"
+            f"output.dir: a stopped multi-seed run of {final} is in {work}; continue it with "
+            "--resume (output.resume=true), or set output.overwrite=true to start over"
         )
 
 

@@ -14,7 +14,23 @@ import pytest
 
 POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant", "moving", "charming", "fresh", "smart"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "tedious", "clumsy", "stale", "weak", "messy", "flat"]
-FILLER = ["the", "film", "movie", "story", "was", "really", "quite", "a", "plot", "with", "acting", "and", "very", "its", "cast"]
+FILLER = [
+    "the",
+    "film",
+    "movie",
+    "story",
+    "was",
+    "really",
+    "quite",
+    "a",
+    "plot",
+    "with",
+    "acting",
+    "and",
+    "very",
+    "its",
+    "cast",
+]
 
 
 def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
@@ -31,10 +47,22 @@ def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
 
 def ner_rows(n: int) -> list[dict]:
     """Sentences with one city each, tagged S-LOC: a token task a tiny model can learn."""
-    return [{"tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)], "tags": ["O", "O", "O", "S-LOC", "O", "O"]} for i in range(n)]
+    return [
+        {
+            "tokens": ["we", "went", "to", ["paris", "london", "berlin"][i % 3], "today", str(i)],
+            "tags": ["O", "O", "O", "S-LOC", "O", "O"],
+        }
+        for i in range(n)
+    ]
 
 
-CHINESE = ["中共中央总书记发表新年讲话", "这本书的内容很好看", "我们的国家正在发展", "今天北京的天气很好", "酒店的服务非常好"] * 20
+CHINESE = [
+    "中共中央总书记发表新年讲话",
+    "这本书的内容很好看",
+    "我们的国家正在发展",
+    "今天北京的天气很好",
+    "酒店的服务非常好",
+] * 20
 
 
 def chinese_retraining(checkpoint: Path, folder: Path, steps: int) -> dict:
@@ -49,7 +77,10 @@ def chinese_retraining(checkpoint: Path, folder: Path, steps: int) -> dict:
         "data": {"source": str(folder / "data.jsonl"), "max_length": 32},
         "corpus": {"sources": [str(folder / "corpus.txt"), str(folder / "data.jsonl")], "validation_fraction": 0.1},
         "tokenizer": {"vocab_size": 200, "min_frequency": 1},
-        "pretrain": {"block_size": 32, "training": {"max_steps": steps, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"}},
+        "pretrain": {
+            "block_size": 32,
+            "training": {"max_steps": steps, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no"},
+        },
         "training": {"max_steps": steps, "disable_tqdm": True},
         "output": {"dir": str(folder / "run")},
     }
@@ -99,14 +130,26 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from tokenizers import processors
 
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
     fast.save_pretrained(folder)
     config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     import torch
 
@@ -128,7 +171,13 @@ def tiny_recipe(tiny_checkpoint, sentiment_csv, tmp_path):
         raw = {
             "model": {"name_or_path": str(tiny_checkpoint)},
             "data": {"source": str(sentiment_csv), "max_length": 32},
-            "training": {"num_train_epochs": 2, "learning_rate": 5.0e-3, "per_device_train_batch_size": 16, "logging_steps": 5, "disable_tqdm": True},
+            "training": {
+                "num_train_epochs": 2,
+                "learning_rate": 5.0e-3,
+                "per_device_train_batch_size": 16,
+                "logging_steps": 5,
+                "disable_tqdm": True,
+            },
             "output": {"dir": str(tmp_path / "run")},
         }
         for key, value in sections.items():

@@ -14,8 +14,8 @@ from pathlib import Path
 import transformers
 
 from hfadapt import data
-from hfadapt.retrain import mlm
 from hfadapt.cli import main
+from hfadapt.retrain import mlm
 
 side = Path(sys.argv[1])
 original = transformers.Trainer.train

@@ -52,7 +52,9 @@ def git_blob_oid(data: bytes) -> str:
 
 def lfs_pointer(data: bytes) -> bytes:
     """The git-lfs pointer file that stands in git for an LFS file."""
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n"
+    ).encode()
 
 
 def _now() -> str:
@@ -119,16 +121,21 @@ class _Reply:
 
 
 class _Fail(Exception):
-    """An HTTP error answer, shaped like the Hub's: JSON body, X-Error-Message and, for the client's typed errors, X-Error-Code."""
+    """An HTTP error answer shaped like the Hub's: JSON body, X-Error-Message and (typed errors) X-Error-Code."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, **extra):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, **extra
+    ):
         super().__init__(message)
-        header_safe = message.encode("ascii", "backslashreplace").decode().replace("\n", " ")  # headers are one latin-1 line
+        # headers are one latin-1 line
+        header_safe = message.encode("ascii", "backslashreplace").decode().replace("\n", " ")
         error_headers = {"X-Error-Message": header_safe, **({"X-Error-Code": code} if code else {}), **(headers or {})}
         self.reply = _json(status, {"error": message, **extra}, error_headers)
 
 
-def _json(status: int, payload, headers: dict[str, str] | None = None, content_type: str = "application/json") -> _Reply:
+def _json(
+    status: int, payload, headers: dict[str, str] | None = None, content_type: str = "application/json"
+) -> _Reply:
     return _Reply(status, json.dumps(payload).encode(), {"Content-Type": content_type, **(headers or {})})
 
 
@@ -206,12 +213,16 @@ class HubServer:
 
     # State changes, called with the lock held.
 
-    def _new_commit(self, parent: Commit | None, title: str, message: str, files: dict[str, bytes], lfs: set[str]) -> Commit:
+    def _new_commit(
+        self, parent: Commit | None, title: str, message: str, files: dict[str, bytes], lfs: set[str]
+    ) -> Commit:
         seed = f"{parent.id if parent else ''}\n{title}\n{next(self._commit_counter)}\n" + "".join(
             f"{path}:{git_blob_oid(data)}\n" for path, data in sorted(files.items())
         )
         commit_id = hashlib.sha1(seed.encode()).hexdigest()
-        return Commit(commit_id, parent.id if parent else None, title, message, _now(), files, frozenset(lfs & files.keys()))
+        return Commit(
+            commit_id, parent.id if parent else None, title, message, _now(), files, frozenset(lfs & files.keys())
+        )
 
     def _create_repo(self, repo_id: str, repo_type: str, private: bool) -> Repo:
         """A new repo with the Hub's initial commit (a .gitattributes routing weights and data to LFS)."""
@@ -249,7 +260,12 @@ def _file_entry(commit: Commit, path: str) -> dict:
 
 
 def _folder_entry(commit: Commit, path: str) -> dict:
-    return {"type": "directory", "oid": hashlib.sha1(f"{commit.id}:{path}".encode()).hexdigest(), "size": 0, "path": path}
+    return {
+        "type": "directory",
+        "oid": hashlib.sha1(f"{commit.id}:{path}".encode()).hexdigest(),
+        "size": 0,
+        "path": path,
+    }
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -291,10 +307,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with self.hub._lock:
                 self.hub.requests.append(record)
-                reply = self._route(method, [unquote(s) for s in split.path.split("/")[1:]], parse_qs(split.query), body)
+                reply = self._route(
+                    method, [unquote(s) for s in split.path.split("/")[1:]], parse_qs(split.query), body
+                )
         except _Fail as fail:
             reply = fail.reply
-        except Exception as exc:  # a request this server cannot handle (or a bug in it): 501, which clients do not retry
+        # a request this server cannot handle (or a bug in it): 501, which clients do not retry
+        except Exception as exc:
             reply = _Fail(501, f"hub_server could not handle {method} {split.path}: {exc!r}").reply
         record.status = reply.status
         self.send_response(reply.status)
@@ -325,7 +344,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._lfs_upload(segments[1], body)
         repo_type = "dataset" if segments[:1] == ["datasets"] else "model"
         rest = segments[1:] if repo_type == "dataset" else segments
-        if method == "POST" and len(rest) >= 5 and rest[-4:] == ["info", "lfs", "objects", "batch"] and rest[-5].endswith(".git"):
+        if (
+            method == "POST"
+            and len(rest) >= 5
+            and rest[-4:] == ["info", "lfs", "objects", "batch"]
+            and rest[-5].endswith(".git")
+        ):
             return self._lfs_batch(repo_type, "/".join(rest[:-4]).removesuffix(".git"), body)
         if method in ("GET", "HEAD") and "resolve" in rest[1:3]:
             at = rest.index("resolve", 1)
@@ -471,7 +495,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _refs(self, repo_type: str, repo_id: str) -> _Reply:
         repo = self._repo(repo_type, repo_id)
-        branches = [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": target} for name, target in repo.heads.items()]
+        branches = [
+            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": target} for name, target in repo.heads.items()
+        ]
         return _json(200, {"branches": branches, "converts": [], "tags": [], "pullRequests": []})
 
     def _commits(self, repo_type: str, repo_id: str, revision: str) -> _Reply:
@@ -480,7 +506,15 @@ class _Handler(BaseHTTPRequestHandler):
         commit, history = self._revision(repo, revision), []
         while commit is not None:
             author = [{"user": self.hub.user}]
-            history.append({"id": commit.id, "authors": author, "date": commit.date, "title": commit.title, "message": commit.message})
+            history.append(
+                {
+                    "id": commit.id,
+                    "authors": author,
+                    "date": commit.date,
+                    "title": commit.title,
+                    "message": commit.message,
+                }
+            )
             commit = repo.commits.get(commit.parent) if commit.parent else None
         return _json(200, history)
 
@@ -510,7 +544,11 @@ class _Handler(BaseHTTPRequestHandler):
             if obj["oid"] not in self.hub.lfs_objects:
                 answer["actions"] = {"upload": {"href": f"{self.hub.url}/{LFS_UPLOAD_ROUTE}/{obj['oid']}"}}
             objects.append(answer)
-        return _json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type="application/vnd.git-lfs+json")
+        return _json(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            content_type="application/vnd.git-lfs+json",
+        )
 
     def _lfs_upload(self, oid: str, body: bytes) -> _Reply:
         """The storage side of an LFS upload (S3 on the real Hub): keeps the object under its sha256."""
@@ -546,7 +584,10 @@ class _Handler(BaseHTTPRequestHandler):
                 lfs.discard(path)
             elif key == "lfsFile":
                 if value["oid"] not in self.hub.lfs_objects:
-                    raise _Fail(422, f"Your push was rejected because an LFS pointer pointed to a file that does not exist ({path})")
+                    raise _Fail(
+                        422,
+                        f"Your push was rejected because an LFS pointer pointed to a file that does not exist ({path})",
+                    )
                 files[path] = self.hub.lfs_objects[value["oid"]]
                 lfs.add(path)
             elif key == "deletedFile":
@@ -560,14 +601,27 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self.hub._new_commit(parent, header.get("summary", ""), header.get("description", ""), files, lfs)
         repo.advance(branch, commit)
         commit_url = f"{self.hub.url}/{_url_prefix(repo_type)}{repo_id}/commit/{commit.id}"
-        return _json(200, {"success": True, "commitOid": commit.id, "commitUrl": commit_url, "pullRequestUrl": None, "hookOutput": ""})
+        return _json(
+            200,
+            {
+                "success": True,
+                "commitOid": commit.id,
+                "commitUrl": commit_url,
+                "pullRequestUrl": None,
+                "hookOutput": "",
+            },
+        )
 
     def _branch(self, method: str, repo_type: str, repo_id: str, branch: str, payload: dict) -> _Reply:
         """Creates a branch at `startingPoint` (default: the head of main), or deletes one."""
         repo = self._repo(repo_type, repo_id, write=True)
         if method == "DELETE":
             if branch not in repo.heads or branch == "main":
-                raise _Fail(404 if branch not in repo.heads else 403, f"hub_server: cannot delete branch {branch}", "RevisionNotFound")
+                raise _Fail(
+                    404 if branch not in repo.heads else 403,
+                    f"hub_server: cannot delete branch {branch}",
+                    "RevisionNotFound",
+                )
             del repo.heads[branch], repo[branch]
             return _json(200, {})
         if branch in repo.heads:
@@ -587,7 +641,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in commit.files:
             raise _Fail(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.id})
         data = commit.files[path]
-        headers = {"Content-Type": "application/octet-stream", "X-Repo-Commit": commit.id, "ETag": f'"{git_blob_oid(data)}"'}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Repo-Commit": commit.id,
+            "ETag": f'"{git_blob_oid(data)}"',
+        }
         if path in commit.lfs:
             headers.update({
                 "ETag": f'"{git_blob_oid(lfs_pointer(data))}"',

@@ -22,17 +22,39 @@ EXPECTED = {
     "single_gpu.yaml": ("NO", 1, 1, {"gpu_ids": "0", "mixed_precision": "bf16"}),
     "multi_gpu_ddp.yaml": ("MULTI_GPU", 4, 1, {"mixed_precision": "bf16"}),
     "fsdp.yaml": (
-        "FSDP", 4, 1,
-        {"fsdp_config.fsdp_use_orig_params": True, "fsdp_config.fsdp_transformer_layer_cls_to_wrap": "BertLayer",
-         "fsdp_config.fsdp_reshard_after_forward": "FULL_SHARD", "fsdp_config.fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP"},
+        "FSDP",
+        4,
+        1,
+        {
+            "fsdp_config.fsdp_use_orig_params": True,
+            "fsdp_config.fsdp_transformer_layer_cls_to_wrap": "BertLayer",
+            "fsdp_config.fsdp_reshard_after_forward": "FULL_SHARD",
+            "fsdp_config.fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        },
     ),
-    "deepspeed_zero2.yaml": ("DEEPSPEED", 4, 1, {"deepspeed_config.zero_stage": 2, "deepspeed_config.offload_optimizer_device": "none"}),
+    "deepspeed_zero2.yaml": (
+        "DEEPSPEED",
+        4,
+        1,
+        {"deepspeed_config.zero_stage": 2, "deepspeed_config.offload_optimizer_device": "none"},
+    ),
     "deepspeed_zero3.yaml": (
-        "DEEPSPEED", 4, 1,
-        {"deepspeed_config.zero_stage": 3, "deepspeed_config.zero3_init_flag": True, "deepspeed_config.zero3_save_16bit_model": True},
+        "DEEPSPEED",
+        4,
+        1,
+        {
+            "deepspeed_config.zero_stage": 3,
+            "deepspeed_config.zero3_init_flag": True,
+            "deepspeed_config.zero3_save_16bit_model": True,
+        },
     ),
     "multi_node.yaml": ("MULTI_GPU", 16, 2, {"machine_rank": 0, "main_process_port": 29500}),
-    "cpu_2proc.yaml": ("MULTI_CPU", 2, 1, {"use_cpu": True, "mpirun_config.mpirun_hostfile": "recipes/accelerate/hostfile"}),
+    "cpu_2proc.yaml": (
+        "MULTI_CPU",
+        2,
+        1,
+        {"use_cpu": True, "mpirun_config.mpirun_hostfile": "recipes/accelerate/hostfile"},
+    ),
 }
 
 
@@ -56,7 +78,10 @@ def test_shipped_config_loads_with_accelerate_and_has_its_fields(path):
 def test_shipped_config_opens_with_its_launch_commands(path):
     header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
     command = f"accelerate launch --config_file recipes/accelerate/{path.name}"
-    assert f"{command} -m hfadapt finetune RECIPE" in header or f"{command} --machine_rank 0 -m hfadapt finetune RECIPE" in header
+    assert (
+        f"{command} -m hfadapt finetune RECIPE" in header
+        or f"{command} --machine_rank 0 -m hfadapt finetune RECIPE" in header
+    )
     assert "scripts/train.py RECIPE" in header
     assert f"hfadapt validate RECIPE --accelerate-config recipes/accelerate/{path.name}" in header
 
@@ -90,34 +115,54 @@ def test_multi_gpu_config_on_a_machine_without_gpu_is_refused(tmp_path):
 
 
 @no_gpu
-@pytest.mark.parametrize("name", ["single_gpu.yaml", "multi_gpu_ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "multi_node.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "single_gpu.yaml",
+        "multi_gpu_ddp.yaml",
+        "fsdp.yaml",
+        "deepspeed_zero2.yaml",
+        "deepspeed_zero3.yaml",
+        "multi_node.yaml",
+    ],
+)
 def test_shipped_gpu_configs_are_refused_without_gpu(name):
     message = refusal(REPO / "recipes" / "accelerate" / name)
-    assert "but this machine has no GPU (torch.cuda.device_count() is 0); use recipes/accelerate/cpu_2proc.yaml" in message
+    assert (
+        "but this machine has no GPU (torch.cuda.device_count() is 0); use recipes/accelerate/cpu_2proc.yaml"
+    ) in message
 
 
 @no_gpu
 def test_single_gpu_config_names_its_gpu_in_the_refusal():
-    assert "asks for distributed_type NO with 1 process per machine on GPU 0 (gpu_ids)" in refusal(REPO / "recipes" / "accelerate" / "single_gpu.yaml")
+    assert "asks for distributed_type NO with 1 process per machine on GPU 0 (gpu_ids)" in refusal(
+        REPO / "recipes" / "accelerate" / "single_gpu.yaml"
+    )
 
 
 def test_gpu_ids_beyond_the_machine_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     path = write_config(tmp_path / "ids.yaml", distributed_type="MULTI_GPU", num_processes=2, gpu_ids="1,5")
-    assert refusal(path) == f"{path}: gpu_ids names GPU 5, but this machine has 2 GPU(s), numbered 0 to 1; use gpu_ids: all or indices below 2"
+    assert refusal(path) == (
+        f"{path}: gpu_ids names GPU 5, but this machine has 2 GPU(s), numbered 0 to 1; use "
+        "gpu_ids: all or indices below 2"
+    )
 
 
 @no_gpu
 def test_gpu_ids_on_a_machine_without_gpu_are_refused(tmp_path):
     path = write_config(tmp_path / "ids.yaml", distributed_type="NO", gpu_ids="3")
-    assert "asks for distributed_type NO with 1 process per machine on GPU 3 (gpu_ids), but this machine has no GPU" in refusal(path)
+    assert (
+        "asks for distributed_type NO with 1 process per machine on GPU 3 (gpu_ids), but this machine has no GPU"
+    ) in refusal(path)
 
 
 def test_more_processes_than_gpus_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     path = write_config(tmp_path / "nodes.yaml", distributed_type="FSDP", num_processes=8, num_machines=2)
     assert refusal(path) == (
-        f"{path}: asks for distributed_type FSDP with 4 processes per machine, but this machine has 2 GPU(s) (one process per GPU); "
+        f"{path}: asks for distributed_type FSDP with 4 processes per machine, but this "
+        "machine has 2 GPU(s) (one process per GPU); "
         "lower num_processes to 4"
     )
 
@@ -125,7 +170,9 @@ def test_more_processes_than_gpus_are_refused(tmp_path, monkeypatch):
 def test_a_config_that_fits_passes(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     check_accelerate_config(REPO / "recipes" / "accelerate" / "multi_gpu_ddp.yaml")
-    check_accelerate_config(write_config(tmp_path / "cpu.yaml", distributed_type="DEEPSPEED", use_cpu=True, num_processes=8))
+    check_accelerate_config(
+        write_config(tmp_path / "cpu.yaml", distributed_type="DEEPSPEED", use_cpu=True, num_processes=8)
+    )
 
 
 def test_shipped_cpu_config_passes(monkeypatch):
@@ -136,19 +183,26 @@ def test_shipped_cpu_config_passes(monkeypatch):
 def test_cpu_config_with_a_missing_hostfile_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert refusal(REPO / "recipes" / "accelerate" / "cpu_2proc.yaml").endswith(
-        "mpirun_config.mpirun_hostfile recipes/accelerate/hostfile does not exist (a relative path is read from the current folder: run from the repository root)"
+        "mpirun_config.mpirun_hostfile recipes/accelerate/hostfile does not exist (a "
+        "relative path is read from the current folder: run from the repository root)"
     )
 
 
 def test_missing_and_unreadable_configs_are_refused(tmp_path):
-    assert refusal(tmp_path / "none.yaml") == f"{tmp_path / 'none.yaml'}: no such Accelerate config file; the shipped ones are in recipes/accelerate/"
+    assert refusal(tmp_path / "none.yaml") == (
+        f"{tmp_path / 'none.yaml'}: no such Accelerate config file; the shipped ones are in recipes/accelerate/"
+    )
     (tmp_path / "bad.yaml").write_text("distributed_type: [MULTI_GPU\n")
-    assert refusal(tmp_path / "bad.yaml").startswith(f"{tmp_path / 'bad.yaml'}: Accelerate cannot read this config: while parsing")
+    assert refusal(tmp_path / "bad.yaml").startswith(
+        f"{tmp_path / 'bad.yaml'}: Accelerate cannot read this config: while parsing"
+    )
     write_config(tmp_path / "typo.yaml", distributed_type="MULTI_GPU", num_proceses=2)
     assert "Accelerate cannot read this config: The config file at" in refusal(tmp_path / "typo.yaml")
     assert "unknown keys (['num_proceses'])" in refusal(tmp_path / "typo.yaml")
     write_config(tmp_path / "kind.yaml", distributed_type="MULTI_GPUS")
-    assert "Accelerate cannot read this config: 'MULTI_GPUS' is not a valid DistributedType" in refusal(tmp_path / "kind.yaml")
+    assert "Accelerate cannot read this config: 'MULTI_GPUS' is not a valid DistributedType" in refusal(
+        tmp_path / "kind.yaml"
+    )
 
 
 @no_gpu
@@ -160,7 +214,10 @@ def test_validate_with_a_bad_accelerate_config_exits_2_without_traceback(tiny_re
     result = run_cli("validate", recipe, "--accelerate-config", bad)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"hfadapt: error: {bad}: asks for distributed_type MULTI_GPU with 8 processes per machine, but this machine has no GPU" in result.stderr
+    assert (
+        f"hfadapt: error: {bad}: asks for distributed_type MULTI_GPU with 8 processes per "
+        "machine, but this machine has no GPU"
+    ) in result.stderr
     assert result.stdout == ""
 
 
@@ -179,15 +236,26 @@ def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe
         ({}, 0, None),  # a plain run
         ({"LOCAL_RANK": "0", "ACCELERATE_USE_CPU": "True"}, 0, None),  # accelerate launch --cpu
         ({"LOCAL_RANK": "1"}, 2, None),
-        ({"LOCAL_RANK": "0"}, 0, (
-            "this process was started as distributed worker LOCAL_RANK=0 for a GPU, but this machine has no GPU (torch.cuda.device_count() is 0); "
-            "launch with --config_file recipes/accelerate/cpu_2proc.yaml for several CPU processes (under torchrun, set ACCELERATE_USE_CPU=1)"
-        )),
-        ({"LOCAL_RANK": "2", "ACCELERATE_USE_CPU": "False"}, 2, (
-            "this process was started as distributed worker LOCAL_RANK=2, but this machine has 2 GPU(s): "
-            "more processes per machine than GPUs; launch with --num_processes 2 (per machine) or lower num_processes in the Accelerate config "
-            "(check it with: hfadapt validate RECIPE --accelerate-config CONFIG)"
-        )),
+        (
+            {"LOCAL_RANK": "0"},
+            0,
+            (
+                "this process was started as distributed worker LOCAL_RANK=0 for a GPU, but this "
+                "machine has no GPU (torch.cuda.device_count() is 0); "
+                "launch with --config_file recipes/accelerate/cpu_2proc.yaml for several CPU "
+                "processes (under torchrun, set ACCELERATE_USE_CPU=1)"
+            ),
+        ),
+        (
+            {"LOCAL_RANK": "2", "ACCELERATE_USE_CPU": "False"},
+            2,
+            (
+                "this process was started as distributed worker LOCAL_RANK=2, but this machine has 2 GPU(s): "
+                "more processes per machine than GPUs; launch with --num_processes 2 (per "
+                "machine) or lower num_processes in the Accelerate config "
+                "(check it with: hfadapt validate RECIPE --accelerate-config CONFIG)"
+            ),
+        ),
     ],
 )
 def test_check_environment(env, gpus, expected, monkeypatch):
@@ -212,13 +280,17 @@ def test_finetune_in_a_worker_without_its_gpu_stops_before_reading_the_recipe(mo
     for command in ("finetune", "retrain", "pretrain"):
         assert main([command, str(tmp_path / "no-such-recipe.yaml")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("hfadapt: error: this process was started as distributed worker LOCAL_RANK=3, but this machine has 2 GPU(s)")
+        assert err.startswith(
+            "hfadapt: error: this process was started as distributed worker LOCAL_RANK=3, but this machine has 2 GPU(s)"
+        )
         assert "no-such-recipe" not in err
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is here: gpu_check.sh would train")
 def test_gpu_check_without_gpu_says_so_and_exits_0():
-    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh")], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "no GPU on this machine: nothing to check\n"
 
@@ -237,11 +309,19 @@ def train_script():
 def test_train_script_reports_a_bad_recipe_like_the_cli(train_script, tmp_path, capsys):
     assert train_script.main([str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err == f"hfadapt: error: recipe file {tmp_path / 'missing.yaml'} does not exist: give the path of a YAML recipe (see recipes/)\n"
+    assert err == (
+        f"hfadapt: error: recipe file {tmp_path / 'missing.yaml'} does not exist: give the "
+        "path of a YAML recipe (see recipes/)\n"
+    )
 
 
-@pytest.mark.parametrize("sections, command", [({}, "finetune"), ({"corpus": {"sources": ["x.txt"]}, "tokenizer": {"vocab_size": 100}}, "retrain")])
-def test_train_script_runs_retrain_when_the_recipe_has_retraining_sections(sections, command, train_script, tiny_recipe, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "sections, command",
+    [({}, "finetune"), ({"corpus": {"sources": ["x.txt"]}, "tokenizer": {"vocab_size": 100}}, "retrain")],
+)
+def test_train_script_runs_retrain_when_the_recipe_has_retraining_sections(
+    sections, command, train_script, tiny_recipe, tmp_path, monkeypatch
+):
     from test_cli import write_recipe
 
     calls = []

@@ -11,7 +11,6 @@ from hfadapt.advise.verdict import PILOTS, decide
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -34,8 +33,15 @@ def check_pilots(advice):
         runtime = next(h["train_runtime"] for h in p["log_history"] if "train_runtime" in h)
         evaluations = sum(h["eval_runtime"] for h in p["log_history"] if "eval_runtime" in h)
         assert evaluations > 0 and p["seconds_per_step"] * p["steps"] == pytest.approx(runtime - evaluations, rel=1e-3)
-    assert pilots["retrain"]["mlm_steps"] == BUDGET // 5 and pilots["retrain"]["pretrain"]["vocabulary"]["vocab_size"] == advice["fit"]["new"]["vocab_size"]
-    assert pilots["freeze"]["parameters"]["trainable"] < pilots["full"]["parameters"]["trainable"] == pilots["full"]["parameters"]["total"]
+    assert (
+        pilots["retrain"]["mlm_steps"] == BUDGET // 5
+        and pilots["retrain"]["pretrain"]["vocabulary"]["vocab_size"] == advice["fit"]["new"]["vocab_size"]
+    )
+    assert (
+        pilots["freeze"]["parameters"]["trainable"]
+        < pilots["full"]["parameters"]["trainable"]
+        == pilots["full"]["parameters"]["total"]
+    )
     assert pilots["lora"]["parameters"]["trainable"] < pilots["full"]["parameters"]["trainable"]
     return pilots
 
@@ -91,11 +97,18 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
     assert "the retraining pilot reached" in verdict["reasons"][-1] and ": better" in verdict["reasons"][-1]
     # the probe: a linear model reads the labels from the new tokens, and from the checkpoint's [UNK]s hardly at all
     probe = advice["probe"]
-    assert probe["new"] > 0.9 and probe["new"] - probe["checkpoint"] > probe["tolerance"] == pytest.approx(math.sqrt(0.25 / probe["validation_size"]))
+    assert probe["new"] > 0.9 and probe["new"] - probe["checkpoint"] > probe["tolerance"] == pytest.approx(
+        math.sqrt(0.25 / probe["validation_size"])
+    )
     assert "hides" in verdict["reasons"][-2]
     recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
-    assert recipe.corpus.sources == [str(csv)] and recipe.tokenizer.algorithm == "wordpiece" and recipe.pretrain.vocabulary == "replace"
-    assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == 0.01  # the default: a salted hash holds out a share
+    assert (
+        recipe.corpus.sources == [str(csv)]
+        and recipe.tokenizer.algorithm == "wordpiece"
+        and recipe.pretrain.vocabulary == "replace"
+    )
+    # the default: a salted hash holds out a share
+    assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == 0.01
     report = (tmp_path / "advice" / "advice.md").read_text()
     assert "hfadapt retrain recommended.yaml" in report and "masked-LM steps x" in report
 
@@ -108,10 +121,12 @@ def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining
     rng = random.Random(3)
     filler, cities = list("我们你他去了在的很好看说到这那天"), ["巴黎", "伦敦", "柏林", "罗马", "东京"]
     rows = []
-    for i in range(400):
+    for _ in range(400):
         before, after = rng.choices(filler, k=rng.randint(0, 6)), rng.choices(filler, k=rng.randint(1, 6))
         city = list(rng.choice(cities))
-        rows.append({"tokens": before + city + after, "tags": ["O"] * len(before) + ["B-LOC", "I-LOC"] + ["O"] * len(after)})
+        rows.append(
+            {"tokens": before + city + after, "tags": ["O"] * len(before) + ["B-LOC", "I-LOC"] + ["O"] * len(after)}
+        )
     path = tmp_path / "ner.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     overrides = TINY + ["task.type=token_classification", "data.text_column=tokens", "data.label_column=tags"]
@@ -134,18 +149,29 @@ def test_token_words_join_into_the_sentence_they_came_from():
     assert join_words([]) == ""
 
 
-def test_a_budget_too_small_for_the_pilots_is_refused_before_anything_is_written(tiny_checkpoint, sentiment_csv, tmp_path):
+def test_a_budget_too_small_for_the_pilots_is_refused_before_anything_is_written(
+    tiny_checkpoint, sentiment_csv, tmp_path
+):
     with pytest.raises(HfadaptError) as caught:
         advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", budget_steps=49)
     assert str(caught.value) == (
-        "--budget-steps 49 is too small for the pilots: they take 5 equal shares (frozen layers, LoRA, full fine-tuning, "
-        "and retraining's masked-LM and fine-tuning steps) of at least 10 steps each; give at least 50, or no budget for the tokenizer fit alone"
+        "--budget-steps 49 is too small for the pilots: they take 5 equal shares (frozen "
+        "layers, LoRA, full fine-tuning, "
+        "and retraining's masked-LM and fine-tuning steps) of at least 10 steps each; "
+        "give at least 50, or no budget for the tokenizer fit alone"
     )
-    with pytest.raises(HfadaptError, match=r"--budget-minutes 0.0001 is too small for the pilots: one training step takes \d+\.\d\d s here, so 5 equal shares .* get 0 steps each, fewer than 10; give at least [\d.]+ minutes"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"--budget-minutes 0.0001 is too small for the pilots: one training step takes \d+\.\d\d "
+        r"s here, so 5 equal shares .* get 0 steps each, fewer than 10; give at least "
+        r"[\d.]+ minutes",
+    ):
         advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", budget_minutes=0.0001)
     with pytest.raises(HfadaptError, match="advise: give --budget-steps or --budget-minutes, not both"):
         advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", budget_steps=100, budget_minutes=5)
-    with pytest.raises(HfadaptError, match=r"adapt.method=lora: advise sets adapt itself \(the pilots compare adaptation methods\)"):
+    with pytest.raises(
+        HfadaptError, match=r"adapt.method=lora: advise sets adapt itself \(the pilots compare adaptation " r"methods\)"
+    ):
         advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", overrides=["adapt.method=lora"])
     assert list(tmp_path.iterdir()) == []
 
@@ -155,7 +181,21 @@ def test_cli_without_a_budget_gives_the_fit_and_a_recipe(tiny_checkpoint, tmp_pa
     csv = write_csv(tmp_path / "cyrillic.csv", rows)
     assert main(["advise", "--model", str(tiny_checkpoint), "--data", str(csv), "--budget-steps", "20"]) == 2
     assert "--budget-steps 20 is too small for the pilots" in capsys.readouterr().err
-    assert main(["advise", "--model", str(tiny_checkpoint), "--data", str(csv), "--output", str(tmp_path / "advice"), "data.max_length=32"]) == 0
+    assert (
+        main(
+            [
+                "advise",
+                "--model",
+                str(tiny_checkpoint),
+                "--data",
+                str(csv),
+                "--output",
+                str(tmp_path / "advice"),
+                "data.max_length=32",
+            ]
+        )
+        == 0
+    )
     assert "Verdict: retrain" in capsys.readouterr().out
     advice = json.loads((tmp_path / "advice" / "advice.json").read_text())
     assert advice["pilots"] == [] and advice["estimate"] is None and advice["verdict"]["strategy"] == "retrain"
@@ -164,7 +204,13 @@ def test_cli_without_a_budget_gives_the_fit_and_a_recipe(tiny_checkpoint, tmp_pa
 
 
 def pilot(name, score, trainable):
-    return {"name": name, "validation_metric": score, "main_metric": "accuracy", "parameters": {"trainable": trainable}, "mlm_steps": 10}
+    return {
+        "name": name,
+        "validation_metric": score,
+        "main_metric": "accuracy",
+        "parameters": {"trainable": trainable},
+        "mlm_steps": 10,
+    }
 
 
 GOOD_FIT = {"unk_rate": 0.001, "char_coverage": 0.99}
@@ -178,15 +224,28 @@ HIDES_NOTHING = {"checkpoint": 0.84, "new": 0.85, "tolerance": 0.02}
 @pytest.mark.parametrize(
     "fit, scores, probe, expected",
     [
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.80, "full": 0.81, "retrain": 0.90}, None, "lora"),  # a tie within 0.02: fewer parameters
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, None, "full"),  # a good fit never retrains
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, HIDES, "full"),  # ... whatever the probe says
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, None, "retrain"),  # not worse by more than 0.02
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, None, "full"),  # clearly worse: fine-tune
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES, "retrain"),  # the probe shows what the short pilot cannot
+        # a tie within 0.02: fewer parameters
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.80, "full": 0.81, "retrain": 0.90}, None, "lora"),
+        # a good fit never retrains
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, None, "full"),
+        # ... whatever the probe says
+        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, HIDES, "full"),
+        # not worse by more than 0.02
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, None, "retrain"),
+        # clearly worse: fine-tune
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, None, "full"),
+        # the probe shows what the short pilot cannot
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES, "retrain"),
         (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES_NOTHING, "full"),
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, HIDES_NOTHING, "retrain"),  # the pilot alone suffices
-        ({"unk_rate": 0.01, "char_coverage": 0.50}, {"freeze": 0.5, "lora": 0.5, "full": 0.5, "retrain": 0.5}, None, "retrain"),  # low coverage alone
+        # the pilot alone suffices
+        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, HIDES_NOTHING, "retrain"),
+        # low coverage alone
+        (
+            {"unk_rate": 0.01, "char_coverage": 0.50},
+            {"freeze": 0.5, "lora": 0.5, "full": 0.5, "retrain": 0.5},
+            None,
+            "retrain",
+        ),
     ],
 )
 def test_decision_rules(fit, scores, probe, expected):
@@ -194,7 +253,10 @@ def test_decision_rules(fit, scores, probe, expected):
     verdict = decide(fit, [pilot(n, scores[n], trainable[n]) for n in PILOTS], tolerance=0.02, probe=probe)
     assert verdict["strategy"] == expected, verdict["reasons"]
     if fit is BAD_FIT and expected == "full":
-        assert "but the retraining pilot reached 0.7000 against the best fine-tuning pilot's 0.8100: worse by more than one standard error (0.020)" in verdict["reasons"][-2]
+        assert (
+            "but the retraining pilot reached 0.7000 against the best fine-tuning pilot's "
+            "0.8100: worse by more than one standard error (0.020)"
+        ) in verdict["reasons"][-2]
     if probe is HIDES and fit is BAD_FIT:
         assert "the checkpoint's vocabulary hides 15.0 points of what the task needs" in verdict["reasons"][-2]
         assert "pilots this short measure the first steps" in verdict["reasons"][-1]
@@ -202,7 +264,12 @@ def test_decision_rules(fit, scores, probe, expected):
 
 @pytest.mark.parametrize(
     "fit, probe, expected",
-    [(GOOD_FIT, None, "full"), (BAD_FIT, None, "retrain"), (BAD_FIT, HIDES, "retrain"), (BAD_FIT, HIDES_NOTHING, "full")],
+    [
+        (GOOD_FIT, None, "full"),
+        (BAD_FIT, None, "retrain"),
+        (BAD_FIT, HIDES, "retrain"),
+        (BAD_FIT, HIDES_NOTHING, "full"),
+    ],
 )
 def test_decision_rules_without_pilots(fit, probe, expected):
     verdict = decide(fit, [], tolerance=None, probe=probe)

@@ -7,15 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import CHINESE, chinese_retraining
 from transformers import AutoTokenizer
 
 import hfadapt
-from conftest import CHINESE, chinese_retraining
 from hfadapt import cache, data
-from hfadapt.retrain import mlm
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
+from hfadapt.retrain import mlm
 
 TIMING = ("_runtime", "_per_second")
 
@@ -24,7 +24,9 @@ def fail(*args, **kwargs):
     pytest.fail("the data was tokenized again instead of loaded")
 
 
-def test_prepare_writes_the_folder_once_and_a_second_call_reuses_it(tiny_recipe, tmp_path, prepared_cache, capsys, monkeypatch):
+def test_prepare_writes_the_folder_once_and_a_second_call_reuses_it(
+    tiny_recipe, tmp_path, prepared_cache, capsys, monkeypatch
+):
     recipe_file = tmp_path / "r.yaml"
     recipe_file.write_text(yaml.safe_dump(tiny_recipe()))
     assert main(["prepare", str(recipe_file)]) == 0
@@ -48,7 +50,9 @@ def test_another_max_length_or_tokenizer_gives_another_folder(tiny_recipe, tiny_
     tokenizer = AutoTokenizer.from_pretrained(other_model)
     tokenizer.add_tokens(["wonderfully"])
     tokenizer.save_pretrained(other_model)
-    other = hfadapt.prepare(load_recipe(raw=tiny_recipe(model={"name_or_path": str(other_model)})))["finetune"]["folder"]
+    other = hfadapt.prepare(load_recipe(raw=tiny_recipe(model={"name_or_path": str(other_model)})))["finetune"][
+        "folder"
+    ]
     assert len({base, shorter, other}) == 3
     # the same tokenizer has the same fingerprint, saved and reloaded, whatever its last call truncated to
     original = AutoTokenizer.from_pretrained(tiny_checkpoint)
@@ -99,13 +103,17 @@ def test_finetuning_from_prepared_data_gives_the_metrics_of_tokenizing_in_memory
     assert "test_accuracy" in from_disk["test"]
 
 
-def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(tiny_recipe, sentiment_csv, tmp_path, prepared_cache, capsys):
+def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(
+    tiny_recipe, sentiment_csv, tmp_path, prepared_cache, capsys
+):
     recipe_file = tmp_path / "r.yaml"
     recipe_file.write_text(yaml.safe_dump(tiny_recipe(data={"text_column": "review"})))
     assert main(["prepare", str(recipe_file)]) == 2
     err = capsys.readouterr().err
     assert err.count("hfadapt: error:") == 1
-    assert f"data.text_column: the train split of {sentiment_csv} has no column 'review'; its columns are text, label" in err
+    assert (
+        f"data.text_column: the train split of {sentiment_csv} has no column 'review'; its columns are text, label"
+    ) in err
     assert list(prepared_cache.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
 
 
@@ -126,7 +134,8 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
     assert Dataset.from_file(str(Path(ahead["pretrain"]["folder"]) / "train.arrow")).to_list() == expected
     assert ahead["pretrain"]["packing"]["train"] == stats and stats["tokens"] > 1000
     made = sorted(p.name for p in (prepared_cache / "prepared").iterdir())
-    # pretraining and fine-tuning (on the pretrained checkpoint's tokenizer) load them: nothing is packed or tokenized again
+    # pretraining and fine-tuning (on the pretrained checkpoint's tokenizer) load them: nothing is packed or tokenized
+    # again
     monkeypatch.setattr(mlm, "blocks", fail)
     monkeypatch.setattr(data, "tokenize", fail)
     results = retrain(recipe)
@@ -135,7 +144,9 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
     assert sorted(p.name for p in (prepared_cache / "prepared").iterdir()) == made
 
 
-def test_an_empty_validation_share_is_named_and_leaves_nothing(tiny_checkpoint, sentiment_csv, tmp_path, prepared_cache):
+def test_an_empty_validation_share_is_named_and_leaves_nothing(
+    tiny_checkpoint, sentiment_csv, tmp_path, prepared_cache
+):
     from hfadapt.retrain.corpus import pretraining_data
 
     (tmp_path / "corpus.txt").write_text("\n".join(CHINESE))
@@ -147,6 +158,10 @@ def test_an_empty_validation_share_is_named_and_leaves_nothing(tiny_checkpoint, 
         "output": {"dir": str(tmp_path / "run")},
     }
     recipe = load_recipe(raw=raw)
-    with pytest.raises(HfadaptError, match="corpus: the validation share of the corpus is empty; give more text or change corpus.validation_fraction"):
+    with pytest.raises(
+        HfadaptError,
+        match="corpus: the validation share of the corpus is empty; give more text or change "
+        "corpus.validation_fraction",
+    ):
         pretraining_data(recipe, AutoTokenizer.from_pretrained(tiny_checkpoint))
     assert [p.suffix for p in (prepared_cache / "prepared").iterdir()] == [".lock"]

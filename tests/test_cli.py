@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import sentiment_rows, write_csv
+
 from hfadapt.cli import main
 
 
@@ -20,7 +20,14 @@ def write_recipe(path: Path, raw: dict) -> Path:
 
 def run_cli(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "hfadapt", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hfadapt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_bad_recipe_exits_2_with_every_problem_and_no_traceback(tiny_recipe, tmp_path):
@@ -36,17 +43,38 @@ def test_bad_recipe_exits_2_with_every_problem_and_no_traceback(tiny_recipe, tmp
 
 CASES = {
     "missing data file": ({"data": {"source": "{tmp}/missing.csv"}}, "data.source: {tmp}/missing.csv does not exist"),
-    "missing column": ({"data": {"text_column": "review"}}, "data.text_column: the train split of {csv} has no column 'review'; its columns are text, label"),
-    "unseen test label": ({"data": {"source": "{tmp}/split"}}, "data: the test split has labels that training never saw: 'neutral'"),
+    "missing column": (
+        {"data": {"text_column": "review"}},
+        "data.text_column: the train split of {csv} has no column 'review'; its columns are text, label",
+    ),
+    "unseen test label": (
+        {"data": {"source": "{tmp}/split"}},
+        "data: the test split has labels that training never saw: 'neutral'",
+    ),
     "empty data set": ({"data": {"source": "{tmp}/empty.csv"}}, "has no training examples"),
-    "model folder missing": ({"model": {"name_or_path": "{tmp}/no-model"}}, "model.name_or_path: {tmp}/no-model does not exist; give a checkpoint folder, a Hub model id, or builtin:minilm"),
-    "unknown Hub model offline": ({"model": {"name_or_path": "someorg/no-such-model"}}, "model.name_or_path: cannot load someorg/no-such-model (offline, only models already in the Hugging Face cache load by id)"),
-    "not a checkpoint": ({"model": {"name_or_path": "{tmp}/split"}}, "model.name_or_path: {tmp}/split is not a checkpoint folder (it has no config.json)"),
+    "model folder missing": (
+        {"model": {"name_or_path": "{tmp}/no-model"}},
+        "model.name_or_path: {tmp}/no-model does not exist; give a checkpoint folder, a "
+        "Hub model id, or builtin:minilm",
+    ),
+    "unknown Hub model offline": (
+        {"model": {"name_or_path": "someorg/no-such-model"}},
+        "model.name_or_path: cannot load someorg/no-such-model (offline, only models "
+        "already in the Hugging Face cache load by id)",
+    ),
+    "not a checkpoint": (
+        {"model": {"name_or_path": "{tmp}/split"}},
+        "model.name_or_path: {tmp}/split is not a checkpoint folder (it has no config.json)",
+    ),
     "unknown LoRA target": (
         {"adapt": {"method": "lora", "lora": {"target_modules": ["q_proj"]}}},
-        "adapt.lora.target_modules: the model has no module named 'q_proj'; its linear layers are: classifier, dense, key, query, value",
+        "adapt.lora.target_modules: the model has no module named 'q_proj'; its linear "
+        "layers are: classifier, dense, key, query, value",
     ),
-    "too many frozen layers": ({"adapt": {"method": "freeze", "freeze": {"layers": 5}}}, "adapt.freeze.layers: 5 layers asked, but the model has 2 (bert.encoder.layer); use at most 2"),
+    "too many frozen layers": (
+        {"adapt": {"method": "freeze", "freeze": {"layers": 5}}},
+        "adapt.freeze.layers: 5 layers asked, but the model has 2 (bert.encoder.layer); use at most 2",
+    ),
 }
 
 
@@ -58,7 +86,9 @@ def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_recipe
     write_csv(tmp_path / "split" / "test.csv", [{"text": "so so", "label": "neutral"}])
     change, expected = CASES[case]
     fill = lambda s: s.format(tmp=tmp_path, csv=sentiment_csv)  # noqa: E731
-    raw = tiny_recipe(**{k: {kk: fill(vv) if isinstance(vv, str) else vv for kk, vv in v.items()} for k, v in change.items()})
+    raw = tiny_recipe(
+        **{k: {kk: fill(vv) if isinstance(vv, str) else vv for kk, vv in v.items()} for k, v in change.items()}
+    )
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["finetune", str(write_recipe(tmp_path / "r.yaml", raw))]) == 2
     err = capsys.readouterr().err
@@ -79,15 +109,21 @@ def test_validate_prints_the_resolved_recipe(tiny_recipe, tmp_path, capsys):
     assert main(["validate", str(write_recipe(tmp_path / "r.yaml", tiny_recipe())), "training.learning_rate=3e-5"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["training"]["learning_rate"] == 3e-5
-    assert resolved["training"]["seed"] == 42 and "train_sampling_strategy" not in resolved["training"]  # batches stay random
+    # batches stay random
+    assert resolved["training"]["seed"] == 42 and "train_sampling_strategy" not in resolved["training"]
 
 
 def test_overrides_may_follow_an_option(tiny_recipe, tmp_path, capsys):
     recipe = str(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
     config = tmp_path / "one_cpu.yaml"
-    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n")
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: "
+        "1\nmixed_precision: 'no'\nuse_cpu: true\n"
+    )
     config = str(config)
-    assert main(["validate", recipe, "--accelerate-config", config, "training.learning_rate=3e-5", "training.seed=7"]) == 0
+    assert (
+        main(["validate", recipe, "--accelerate-config", config, "training.learning_rate=3e-5", "training.seed=7"]) == 0
+    )
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["training"]["learning_rate"] == 3e-5 and resolved["training"]["seed"] == 7
     with pytest.raises(SystemExit):
@@ -108,12 +144,16 @@ def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_pa
     assert [r["text"] for r in rows] == ["good great film", "awful dull movie"]
     assert "Predicting" in result.stderr  # the progress bar
     (tmp_path / "texts.csv").write_text('id,review\n1,"good, great film"\n2,awful dull movie\n')
-    result = run_cli("predict", run, "--file", tmp_path / "texts.csv", "--column", "review", "--output", tmp_path / "out.csv")
+    result = run_cli(
+        "predict", run, "--file", tmp_path / "texts.csv", "--column", "review", "--output", tmp_path / "out.csv"
+    )
     assert result.returncode == 0, result.stderr
     import csv
 
     written = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert [r["text"] for r in written] == ["good, great film", "awful dull movie"] and all(0.5 <= float(r["score"]) <= 1 for r in written)
+    assert [r["text"] for r in written] == ["good, great film", "awful dull movie"] and all(
+        0.5 <= float(r["score"]) <= 1 for r in written
+    )
     result = run_cli("evaluate", run)
     assert result.returncode == 0, result.stderr
     saved = json.loads((run / "metrics.json").read_text())["test"]

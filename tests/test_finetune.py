@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import ner_rows
 from safetensors.torch import load_file
 
-from conftest import ner_rows
 from hfadapt import evaluate, finetune, load_recipe, predict
 from hfadapt.errors import HfadaptError
 
@@ -23,7 +23,16 @@ def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoin
     raw = tiny_recipe()
     results = finetune(load_recipe(raw=raw))
     run = load_recipe(raw=raw).output_path()
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "metrics.json", "training_curves.png", "README.md", "log_history.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "recipe.yaml",
+        "metrics.json",
+        "training_curves.png",
+        "README.md",
+        "log_history.json",
+    ):
         assert (run / name).exists(), name
     assert not (run / "checkpoints").exists() and not run.with_name("run.incomplete").exists()
     assert (run / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -62,7 +71,9 @@ def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_che
     before, merged = checkpoint_weights(tiny_checkpoint), saved_weights(run)
     adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     assert any("classifier" in k for k in adapter), "the fresh head is saved with the adapter"
-    assert all(not torch.equal(v, torch.zeros_like(v)) for k, v in adapter.items() if "lora_B" in k), "every LoRA B moved from its zero start"
+    assert all(not torch.equal(v, torch.zeros_like(v)) for k, v in adapter.items() if "lora_B" in k), (
+        "every LoRA B moved from its zero start"
+    )
     scale = 8 / 4
     for name, tensor in before.items():
         merged_tensor = merged["bert." + name]
@@ -88,7 +99,9 @@ def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tm
     assert reloaded["test_accuracy"] == results["test"]["test_accuracy"]
     assert reloaded["test_loss"] == pytest.approx(results["test"]["test_loss"], abs=1e-5)
 
-    raw_merged = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, output={"dir": str(tmp_path / "merged")})
+    raw_merged = tiny_recipe(
+        adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, output={"dir": str(tmp_path / "merged")}
+    )
     raw_merged["training"]["learning_rate"] = 2.0e-2
     results = finetune(load_recipe(raw=raw_merged))
     merged = evaluate(tmp_path / "merged")
@@ -138,7 +151,7 @@ def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
     assert results["main_metric"] == "f1"
 
 
-EXACT_METRIC = '''
+EXACT_METRIC = """
 import datasets
 import evaluate
 
@@ -152,7 +165,7 @@ class Exact(evaluate.Metric):
 
     def _compute(self, predictions, references):
         return {"exact": sum(int(p == r) for p, r in zip(predictions, references)) / len(predictions)}
-'''
+"""
 
 
 def test_a_local_evaluate_module_adds_its_metric(tiny_recipe, tmp_path):
@@ -169,12 +182,17 @@ def test_length_grouping_in_finetuning_uses_the_label_keeping_sampler(tiny_check
     from transformers import BertForSequenceClassification, TrainingArguments
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from hfadapt.data import LengthGroupedByLabelSampler
     from hfadapt.finetune import _Trainer
+    from hfadapt.sampler import LengthGroupedByLabelSampler
 
     model = BertForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
-    args = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none", use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none", use_cpu=True
+    )
     classes = Dataset.from_dict({"input_ids": [[2, 5, 3], [2, 3]], "labels": [0, 1]})
-    assert isinstance(_Trainer(model=model, args=args, train_dataset=classes)._get_train_sampler(), LengthGroupedByLabelSampler)
-    scores = Dataset.from_dict({"input_ids": [[2, 5, 3], [2, 3]], "labels": [0.5, 1.5]})  # regression: transformers' own
+    assert isinstance(
+        _Trainer(model=model, args=args, train_dataset=classes)._get_train_sampler(), LengthGroupedByLabelSampler
+    )
+    # regression: transformers' own
+    scores = Dataset.from_dict({"input_ids": [[2, 5, 3], [2, 3]], "labels": [0.5, 1.5]})
     assert isinstance(_Trainer(model=model, args=args, train_dataset=scores)._get_train_sampler(), LengthGroupedSampler)

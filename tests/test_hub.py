@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import HubServer
 
 from hfadapt import finetune, load_recipe
 from hfadapt.data import load_splits
-from hub_server import HubServer
 
 TOKEN = "hf_secretTestToken0123456789abcdef"
 
@@ -61,13 +61,19 @@ def write_test_split(recipe, path):
     split = load_splits(recipe.data, recipe.task)
     names = split.label_names
     test = split.splits["test"]
-    path.write_text(json.dumps({"texts": list(test["text"]), "gold": [names[i] for i in test["label"]], "labels": names}))
+    path.write_text(
+        json.dumps({"texts": list(test["text"]), "gold": [names[i] for i in test["label"]], "labels": names})
+    )
     return path
 
 
 @pytest.mark.parametrize("method", ["full", "lora_merged", "lora_adapter"])
 def test_pushed_run_loads_back_and_reproduces_test_accuracy(method, hub, tiny_recipe, tiny_checkpoint, tmp_path):
-    adapt = {"full": {}, "lora_merged": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, "lora_adapter": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False}}[method]
+    adapt = {
+        "full": {},
+        "lora_merged": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}},
+        "lora_adapter": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False},
+    }[method]
     raw = tiny_recipe(adapt=adapt) if adapt else tiny_recipe()
     raw["training"]["learning_rate"] = 2.0e-2 if adapt else 5.0e-3
     recipe = load_recipe(raw=raw)
@@ -84,7 +90,17 @@ def test_pushed_run_loads_back_and_reproduces_test_accuracy(method, hub, tiny_re
     if method == "lora_merged":
         assert "adapter/adapter_config.json" in files and "model.safetensors" in files
     data = write_test_split(recipe, tmp_path / "test.json")
-    loaded = run(["-c", ACCURACY_FROM_HUB, "test-user/tiny", "adapter" if method == "lora_adapter" else "model", str(tiny_checkpoint), str(data)], hub.client_env(tmp_path / "fresh_home"))
+    loaded = run(
+        [
+            "-c",
+            ACCURACY_FROM_HUB,
+            "test-user/tiny",
+            "adapter" if method == "lora_adapter" else "model",
+            str(tiny_checkpoint),
+            str(data),
+        ],
+        hub.client_env(tmp_path / "fresh_home"),
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     answer = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert answer["accuracy"] == pytest.approx(results["test"]["test_accuracy"])
@@ -126,7 +142,11 @@ def test_push_failures_are_clear_and_leave_the_run_intact(hub, tiny_recipe, tmp_
     before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
 
     no_token = push(hub, run_dir, "test-user/x", tmp_path, token=False)
-    assert no_token.returncode == 2 and "hfadapt: error: no Hugging Face token: set HF_TOKEN, or run `hf auth login`, before pushing" in no_token.stderr
+    assert (
+        no_token.returncode == 2
+        and ("hfadapt: error: no Hugging Face token: set HF_TOKEN, or run `hf auth login`, before pushing")
+        in no_token.stderr
+    )
 
     bad_id = push(hub, run_dir, "not a//valid id", tmp_path)
     assert bad_id.returncode == 2 and "hub.repo_id: 'not a//valid id' is not a valid repo id" in bad_id.stderr
@@ -141,7 +161,11 @@ def test_push_failures_are_clear_and_leave_the_run_intact(hub, tiny_recipe, tmp_
 
     hub.fail_next_commit = 500
     broken = push(hub, run_dir, "test-user/x", tmp_path)
-    assert broken.returncode == 2 and "push to test-user/x failed (HTTP 500" in broken.stderr and "run the same push again" in broken.stderr
+    assert (
+        broken.returncode == 2
+        and "push to test-user/x failed (HTTP 500" in broken.stderr
+        and "run the same push again" in broken.stderr
+    )
     retried = push(hub, run_dir, "test-user/x", tmp_path)
     assert retried.returncode == 0, retried.stderr
     assert "model.safetensors" in hub.repos["test-user/x"]["main"]

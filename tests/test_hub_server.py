@@ -27,7 +27,7 @@ def hub():
 
 
 def run_client(hub: HubServer, tmp_path, code: str, *, token: bool = True, **env) -> dict:
-    """Run `code` in a fresh Python talking to `hub` (with a fresh HF_HOME, so nothing is cached); return the JSON it prints last."""
+    """Run `code` in a fresh Python talking to `hub` (a fresh HF_HOME); return the JSON it prints last."""
     home = tempfile.mkdtemp(prefix="hf-home-", dir=tmp_path)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -42,7 +42,7 @@ def run_client(hub: HubServer, tmp_path, code: str, *, token: bool = True, **env
 
 @pytest.fixture
 def folder(tmp_path):
-    """A small folder to push: a text file, a nested adapter config and a safetensors file (which must go through LFS)."""
+    """A small folder to push: a text file, a nested adapter config and a safetensors file (it must go through LFS)."""
     import torch
     from safetensors.torch import save_file
 
@@ -83,7 +83,9 @@ def test_upload_folder_round_trips_through_snapshot_download(hub, tmp_path, fold
     assert {path: repo["main"][path] for path in files_of(folder)} == files_of(folder)
     assert repo.commits[repo.heads["main"]].lfs == {"model.safetensors"}  # weights through LFS, the rest inline
     lfs_puts = [r for r in hub.requests if r.method == "PUT"]
-    assert [r.path.rsplit("/", 1)[-1] for r in lfs_puts] == [hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()]
+    assert [r.path.rsplit("/", 1)[-1] for r in lfs_puts] == [
+        hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    ]
     assert all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in hub.requests if "/commit/" in r.path)
 
     downloaded = run_client(
@@ -92,7 +94,11 @@ def test_upload_folder_round_trips_through_snapshot_download(hub, tmp_path, fold
         import json, os, base64, pathlib
         from huggingface_hub import snapshot_download
         root = pathlib.Path(snapshot_download(os.environ["REPO"]))
-        files = {p.relative_to(root).as_posix(): base64.b64encode(p.read_bytes()).decode() for p in root.rglob("*") if p.is_file()}
+        files = {
+            p.relative_to(root).as_posix(): base64.b64encode(p.read_bytes()).decode()
+            for p in root.rglob("*")
+            if p.is_file()
+        }
         print(json.dumps(files))
         """,
         REPO=REPO,
@@ -198,7 +204,8 @@ def test_a_failed_commit_raises_and_a_retry_succeeds(hub, tmp_path, folder):
     assert repo.heads["main"] == result["oid"]
     assert [c.title for c in repo.commits.values()] == ["initial commit", "retry"]  # the failed commit left nothing
     assert [r.status for r in hub.requests if "/commit/" in r.path] == [500, 200]
-    assert len([r for r in hub.requests if r.method == "PUT"]) == 1  # the LFS object uploaded before the failure is reused
+    # the LFS object uploaded before the failure is reused
+    assert len([r for r in hub.requests if r.method == "PUT"]) == 1
     assert {path: repo["main"][path] for path in files_of(folder)} == files_of(folder)
 
 
@@ -228,9 +235,17 @@ def test_transformers_and_peft_load_what_was_pushed(hub, tmp_path):
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "bad"]
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.normalizer, tok.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+    specials = {
+        "unk_token": "[UNK]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+    }
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, **specials)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     model.save_pretrained(tmp_path / "model")
@@ -277,7 +292,8 @@ def test_transformers_and_peft_load_what_was_pushed(hub, tmp_path):
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/model.safetensors")
         ids = AutoTokenizer.from_pretrained("test-user/tiny-bert")("the film was good")["input_ids"]
         peft_model = PeftModel.from_pretrained(model, "test-user/tiny-lora", revision="dev")
-        save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}, f"{out}/adapter.safetensors")
+        state = {k: v.contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
+        save_file(state, f"{out}/adapter.safetensors")
         print(json.dumps({"ids": ids}))
         """,
         OUT=out,

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ner_rows
 from transformers import (
     AlbertConfig,
     AutoModelForSequenceClassification,
@@ -14,9 +15,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from conftest import ner_rows
-from hfadapt import adapt
-from hfadapt import pretrained
+from hfadapt import adapt, pretrained
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
 
@@ -25,8 +24,16 @@ FAMILIES = {
     "bert": (BertConfig(num_hidden_layers=3, **SMALL), "bert.encoder.layer", "bert.embeddings"),
     "roberta": (RobertaConfig(num_hidden_layers=3, **SMALL), "roberta.encoder.layer", "roberta.embeddings"),
     "xlm-roberta": (XLMRobertaConfig(num_hidden_layers=3, **SMALL), "roberta.encoder.layer", "roberta.embeddings"),
-    "electra": (ElectraConfig(num_hidden_layers=3, embedding_size=16, **SMALL), "electra.encoder.layer", "electra.embeddings"),
-    "distilbert": (DistilBertConfig(vocab_size=100, dim=16, n_layers=3, n_heads=2, hidden_dim=32, max_position_embeddings=64), "distilbert.transformer.layer", "distilbert.embeddings"),
+    "electra": (
+        ElectraConfig(num_hidden_layers=3, embedding_size=16, **SMALL),
+        "electra.encoder.layer",
+        "electra.embeddings",
+    ),
+    "distilbert": (
+        DistilBertConfig(vocab_size=100, dim=16, n_layers=3, n_heads=2, hidden_dim=32, max_position_embeddings=64),
+        "distilbert.transformer.layer",
+        "distilbert.embeddings",
+    ),
 }
 
 
@@ -46,7 +53,14 @@ def test_layers_and_embeddings_are_found_from_the_model(family):
 def test_lora_uses_the_family_default_targets(family):
     config, _, _ = FAMILIES[family]
     model = AutoModelForSequenceClassification.from_config(config)
-    recipe = load_recipe(raw={"model": {"name_or_path": "x"}, "data": {"source": "d.csv"}, "output": {"dir": "o"}, "adapt": {"method": "lora", "lora": {"r": 2}}})
+    recipe = load_recipe(
+        raw={
+            "model": {"name_or_path": "x"},
+            "data": {"source": "d.csv"},
+            "output": {"dir": "o"},
+            "adapt": {"method": "lora", "lora": {"r": 2}},
+        }
+    )
     wrapped = adapt.add_lora(model, recipe, fresh=["classifier"])
     lora = [n for n, p in wrapped.named_parameters() if "lora_" in n]
     assert lora and all(p.requires_grad for n, p in wrapped.named_parameters() if "lora_" in n)
@@ -54,8 +68,12 @@ def test_lora_uses_the_family_default_targets(family):
 
 
 def test_albert_shared_layers_are_refused_with_a_way_out():
-    model = AutoModelForSequenceClassification.from_config(AlbertConfig(num_hidden_layers=3, embedding_size=16, **SMALL))
-    with pytest.raises(HfadaptError, match="ALBERT shares one layer across depths\\); freeze by adapt.freeze.patterns instead"):
+    model = AutoModelForSequenceClassification.from_config(
+        AlbertConfig(num_hidden_layers=3, embedding_size=16, **SMALL)
+    )
+    with pytest.raises(
+        HfadaptError, match="ALBERT shares one layer across depths\\); freeze by adapt.freeze.patterns instead"
+    ):
         adapt.freeze(model, layers=1)
 
 
@@ -77,7 +95,12 @@ from transformers import pipeline
 run = pipeline({task!r}, model={str(path)!r})
 print(json.dumps(run({inputs!r}), default=float))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -9,12 +9,24 @@ from safetensors.torch import load_file
 from hfadapt import builtin, finetune, load_recipe
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
-TINY = ["data.max_train_samples=48", "data.max_eval_samples=16", "training.max_steps=3", "training.logging_steps=1", "training.disable_tqdm=true"]
+TINY = [
+    "data.max_train_samples=48",
+    "data.max_eval_samples=16",
+    "training.max_steps=3",
+    "training.logging_steps=1",
+    "training.disable_tqdm=true",
+]
 
 pytestmark = pytest.mark.integration
 
 
-RETRAIN_TINY = ["corpus.max_texts=300", "pretrain.training.max_steps=2", "pretrain.training.eval_strategy=no", "pretrain.training.save_strategy=no", "pretrain.training.disable_tqdm=true"]
+RETRAIN_TINY = [
+    "corpus.max_texts=300",
+    "pretrain.training.max_steps=2",
+    "pretrain.training.eval_strategy=no",
+    "pretrain.training.save_strategy=no",
+    "pretrain.training.disable_tqdm=true",
+]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])

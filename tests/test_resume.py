@@ -16,14 +16,37 @@ from safetensors.torch import load_file
 from hfadapt import finetune, load_recipe
 from hfadapt.errors import HfadaptError
 
-STEPS = {"max_steps": 120, "save_strategy": "steps", "save_steps": 10, "eval_strategy": "no", "logging_steps": 10, "per_device_train_batch_size": 8}
-TIMING = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "validation_runtime", "validation_samples_per_second",
-          "validation_steps_per_second", "test_runtime", "test_samples_per_second", "test_steps_per_second"}  # fmt: skip
+STEPS = {
+    "max_steps": 120,
+    "save_strategy": "steps",
+    "save_steps": 10,
+    "eval_strategy": "no",
+    "logging_steps": 10,
+    "per_device_train_batch_size": 8,
+}
+TIMING = {
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "validation_runtime",
+    "validation_samples_per_second",
+    # fmt: skip
+    "validation_steps_per_second",
+    "test_runtime",
+    "test_samples_per_second",
+    "test_steps_per_second",
+}
 
 
 def start(recipe_path: Path, *extra) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hfadapt", "finetune", str(recipe_path), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hfadapt", "finetune", str(recipe_path), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -97,14 +120,20 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_recipe, tmp_path):
 
 def test_resume_refusals(tiny_recipe, tmp_path):
     raw = tiny_recipe(training=STEPS)
-    with pytest.raises(HfadaptError, match=r"--resume: no complete checkpoint in .*run.incomplete/checkpoints; run without --resume to start"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"--resume: no complete checkpoint in .*run.incomplete/checkpoints; run without " r"--resume to start",
+    ):
         finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
     work = Path(raw["output"]["dir"] + ".incomplete")
     (work / "checkpoints" / "checkpoint-10").mkdir(parents=True)
     (work / "checkpoints" / "checkpoint-10" / "trainer_state.json").write_text("{}")
     other = tiny_recipe(training=STEPS, model={"name_or_path": "builtin:minilm"})
     (work / "recipe.yaml").write_text(yaml.safe_dump(other))
-    with pytest.raises(HfadaptError, match=r"comes from a different recipe \(model changed\); resume with the recipe that started it"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"comes from a different recipe \(model changed\); resume with the recipe that " r"started it",
+    ):
         finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
 
 
@@ -114,5 +143,8 @@ def test_same_seed_same_metrics_and_a_manifest(tiny_recipe, tmp_path):
     assert stripped(first) == stripped(second)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["packages"]["transformers"] and manifest["accelerate"]["processes"] == 1
-    assert manifest["data"]["fingerprint"] == json.loads((tmp_path / "b" / "manifest.json").read_text())["data"]["fingerprint"]
+    assert (
+        manifest["data"]["fingerprint"]
+        == json.loads((tmp_path / "b" / "manifest.json").read_text())["data"]["fingerprint"]
+    )
     assert len(manifest["data"]["fingerprint"]) == 64

@@ -4,18 +4,20 @@ import json
 
 import pytest
 import torch
+from conftest import CHINESE, chinese_retraining
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-from conftest import CHINESE, chinese_retraining
 from hfadapt import pretrained
-from hfadapt.retrain import corpus, mlm, vocab
-from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig, load_recipe
+from hfadapt.retrain import corpus, mlm, vocab
+from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
 
 
 def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path):
-    tokenizer = train_tokenizer(CHINESE + ["hello world wonderful 12月31日"] * 10, TokenizerConfig(vocab_size=200, min_frequency=1))
+    tokenizer = train_tokenizer(
+        CHINESE + ["hello world wonderful 12月31日"] * 10, TokenizerConfig(vocab_size=200, min_frequency=1)
+    )
     assert type(tokenizer.backend_tokenizer.model).__name__ == "WordPiece"
     assert tokenizer.tokenize("中共") == ["中", "共"]  # one token per Han character
     assert tokenizer.tokenize("１２月") == tokenizer.tokenize("12月")  # NFKC: full-width digits are digits
@@ -36,12 +38,21 @@ def test_other_algorithms_train(algorithm):
 def test_bad_tokenizer_input_is_named():
     with pytest.raises(HfadaptError, match="tokenizer: the corpus has no text; give a corpus with non-empty texts"):
         train_tokenizer(["", "  "], TokenizerConfig(vocab_size=100))
-    with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 30 is smaller than the special tokens plus the corpus's alphabet \(\d+ tokens\); raise it above \d+"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"tokenizer.vocab_size: 30 is smaller than the special tokens plus the corpus's "
+        r"alphabet \(\d+ tokens\); raise it above \d+",
+    ):
         train_tokenizer(CHINESE, TokenizerConfig(vocab_size=30, min_frequency=1))
 
 
-SEGMENTED = [["中共中央", "总书记", "发表", "新年", "讲话"], ["这", "本", "书", "的", "内容", "很", "好看"], ["我们", "的", "国家", "正在", "发展"],
-             ["今天", "北京", "的", "天气", "很", "好"], ["酒店", "的", "服务", "非常", "好"]] * 20
+SEGMENTED = [
+    ["中共中央", "总书记", "发表", "新年", "讲话"],
+    ["这", "本", "书", "的", "内容", "很", "好看"],
+    ["我们", "的", "国家", "正在", "发展"],
+    ["今天", "北京", "的", "天气", "很", "好"],
+    ["酒店", "的", "服务", "非常", "好"],
+] * 20
 
 
 def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_path):
@@ -49,7 +60,9 @@ def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_
 
     counts = Counter(w for words in SEGMENTED for w in han_words(words))
     assert counts["北京"] == 20 and "的" not in counts  # words of two Han characters or more
-    tokenizer = train_tokenizer(CHINESE + ["hello world 12月"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), counts)
+    tokenizer = train_tokenizer(
+        CHINESE + ["hello world 12月"] * 10, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), counts
+    )
     # greedy longest match in a run of Han text: the words, then characters as continuations
     assert tokenizer.tokenize("今天北京的天气很好") == ["今天", "##北京", "##的", "##天气", "##很", "##好"]
     assert tokenizer.tokenize("北京今天") == ["北京", "##今天"]
@@ -83,14 +96,23 @@ def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_pa
 def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path):
     from collections import Counter
 
-    with pytest.raises(HfadaptError, match=r"tokenizer.vocab_size: 60 cannot hold the \d+ Han characters as word starts and continuations .* raise it above \d+"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"tokenizer.vocab_size: 60 cannot hold the \d+ Han characters as word starts and "
+        r"continuations .* raise it above \d+",
+    ):
         train_tokenizer(CHINESE, TokenizerConfig(vocab_size=60, min_frequency=1, words=True), Counter({"北京": 5}))
-    with pytest.raises(HfadaptError, match="tokenizer.words: the corpus has no word segmentation; set corpus.segmenter: jieba"):
+    with pytest.raises(
+        HfadaptError, match="tokenizer.words: the corpus has no word segmentation; set corpus.segmenter: jieba"
+    ):
         train_tokenizer(CHINESE, TokenizerConfig(vocab_size=300, min_frequency=1, words=True), Counter())
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=1)
     raw["tokenizer"]["words"] = True
     raw["tokenizer"]["algorithm"] = "bpe"
-    with pytest.raises(HfadaptError, match="tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters"):
+    with pytest.raises(
+        HfadaptError,
+        match="tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters",
+    ):
         load_recipe(raw=raw)
     # through the pipeline: a corpus file has no words column, and no segmenter is set; nothing is written
     raw["tokenizer"]["algorithm"] = "wordpiece"
@@ -116,7 +138,14 @@ def test_fit_report_sees_unknown_characters(tiny_checkpoint):
 def source(tiny_checkpoint):
     """A tiny masked-LM checkpoint with its English tokenizer."""
     old = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    config = BertConfig(vocab_size=len(old), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(old),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     return BertForMaskedLM(config), old
 
@@ -124,7 +153,10 @@ def source(tiny_checkpoint):
 def test_rebuilt_rows_are_copied_composed_or_drawn(source):
     model, old = source
     before = model.get_input_embeddings().weight.detach().clone()
-    new = train_tokenizer(CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5, TokenizerConfig(vocab_size=300, min_frequency=1))
+    new = train_tokenizer(
+        CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5,
+        TokenizerConfig(vocab_size=300, min_frequency=1),
+    )
     report = vocab.rebuild(model, old, new, seed=0)
     after = model.get_input_embeddings().weight
     assert after.shape[0] == len(new) == report["vocab_size"]
@@ -139,7 +171,8 @@ def test_rebuilt_rows_are_copied_composed_or_drawn(source):
             bare = token[2:] if token.startswith("##") else token
             pieces = [i for i in old(bare, add_special_tokens=False)["input_ids"] if i != old.unk_token_id]
             if pieces:
-                torch.testing.assert_close(after[index], before[pieces].mean(0))  # composed rows: the mean of their pieces
+                # composed rows: the mean of their pieces
+                torch.testing.assert_close(after[index], before[pieces].mean(0))
                 composed += 1
     assert composed == report["composed"] > 0
     # the masked-LM output layer is tied to the new embeddings and its bias has the new size
@@ -162,7 +195,11 @@ def test_extend_keeps_old_ids_and_adds_new_tokens(source):
 def test_mismatched_tokenizer_and_model_are_caught(source):
     model, old = source
     model.resize_token_embeddings(50)  # a model saved for another, smaller vocabulary
-    with pytest.raises(HfadaptError, match=rf"the tokenizer has {len(old)} tokens but the model's embedding matrix has 50 rows; rebuild the vocabulary"):
+    with pytest.raises(
+        HfadaptError,
+        match=rf"the tokenizer has {len(old)} tokens but the model's embedding matrix has 50 "
+        r"rows; rebuild the vocabulary",
+    ):
         pretrained.check_sizes(model, old)
 
 
@@ -172,7 +209,12 @@ def test_packing_drops_nothing_and_pads_only_the_last_block():
     stats = {}
     packed = list(mlm.blocks(tokenizer, documents, 32, stats))
     expected = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in CHINESE)
-    inner = [i for b in packed for i, m, w in zip(b["input_ids"], b["attention_mask"], b["word_ids"]) if m and w >= 0]
+    inner = [
+        i
+        for b in packed
+        for i, m, w in zip(b["input_ids"], b["attention_mask"], b["word_ids"], strict=True)
+        if m and w >= 0
+    ]
     assert len(inner) == expected == stats["tokens"]
     assert all(all(b["attention_mask"]) for b in packed[:-1])
     assert 1 - stats["padding"] / (len(packed) * 30) >= 0.99 or len(packed) < 10
@@ -237,7 +279,9 @@ def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
     model = mlm.scratch_model(tokenizer, "tiny", 32)
     held_out = list(mlm.blocks(tokenizer, [(t, None) for t in CHINESE * 4], 32, {}))
     collator = mlm.WholeWordMaskCollator(tokenizer, 0.15)
-    args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_eval_batch_size=2)
+    args = TrainingArguments(
+        str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_eval_batch_size=2
+    )
     trainer = mlm.MaskedLMTrainer(model=model, args=args, eval_dataset=held_out, data_collator=collator)
     first = trainer.evaluate()["eval_loss"]
     torch.manual_seed(123)  # another global random state: the evaluation masks do not follow it
@@ -258,7 +302,8 @@ def test_pretrained_stage_follows_the_pretraining_seed_alone(tiny_checkpoint, tm
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     retrain(load_recipe(raw=raw), until="pretrained")
     other = {**raw, "training": {**raw["training"], "seed": 7}, "output": {"dir": str(tmp_path / "other")}}
-    shutil.copytree(tmp_path / "run" / "tokenizer", tmp_path / "other" / "tokenizer")  # tokenizer training breaks ties by hash order
+    # tokenizer training breaks ties by hash order
+    shutil.copytree(tmp_path / "run" / "tokenizer", tmp_path / "other" / "tokenizer")
     assert retrain(load_recipe(raw=other), until="pretrained")["pretrain"]["vocabulary"]["drawn"] > 0
     first, second = (load_file(tmp_path / d / "pretrained" / "model.safetensors") for d in ("run", "other"))
     assert first.keys() == second.keys()
@@ -270,7 +315,11 @@ def test_missing_segmenter_is_named(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "jieba", None)
-    with pytest.raises(HfadaptError, match="corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null"):
+    with pytest.raises(
+        HfadaptError,
+        match="corpus.segmenter: jieba is asked for but not installed; pip install jieba, or "
+        "set corpus.segmenter: null",
+    ):
         corpus.segment_with("jieba")
 
 
@@ -286,7 +335,11 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     assert results["pretrain"]["packing"]["non_padding_share"] > 0.9
     assert "test_accuracy" in results["finetune"]["test"]
     card = (run / "finetuned" / "README.md").read_text()
-    assert "| vocabulary (replace) |" in card and "copied from the checkpoint" in card and "| masked-LM pretraining |" in card
+    assert (
+        "| vocabulary (replace) |" in card
+        and "copied from the checkpoint" in card
+        and "| masked-LM pretraining |" in card
+    )
     # the pretrained stage is a plain masked-LM checkpoint: it fills masks without hfadapt
     from test_pretrained import pipeline_without_hfadapt
 
@@ -299,7 +352,11 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     assert again["finetune"] == results["finetune"]
     # new fine-tuning settings: refused without overwrite; with it, only the fine-tuning is redone
     raw["training"]["learning_rate"] = 1.0e-3
-    with pytest.raises(HfadaptError, match=r"finetuned was made with other settings \(training\); choose another output.dir, or set output.overwrite=true"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"finetuned was made with other settings \(training\); choose another output.dir, "
+        r"or set output.overwrite=true",
+    ):
         retrain(load_recipe(raw=raw))
     retrain(load_recipe(raw=raw, overrides=["output.overwrite=true"]))
     assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
@@ -356,7 +413,10 @@ def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path)
     reviews = [d for d in train_once if d[0] in set(data_prepare_train(once))]
     assert reviews and len(reviews) < len(train_once)
     # pretraining reads the fine-tuning texts three times and the other source once ...
-    assert list(corpus_documents(thrice, "train", repeated=True)) == [d for d in train_once if d not in reviews] + reviews * 3
+    assert (
+        list(corpus_documents(thrice, "train", repeated=True))
+        == [d for d in train_once if d not in reviews] + reviews * 3
+    )
     # ... while the tokenizer's stream and the held-out share are unchanged
     assert list(corpus_documents(thrice, "train")) == train_once
     assert list(corpus_documents(thrice, "validation", repeated=True)) == list(corpus_documents(once, "validation"))
@@ -382,7 +442,7 @@ def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monke
     }
     segmented = []
     jieba_words = corpus.segment_with("jieba")
-    monkeypatch.setattr(pretrain, "segment_with", lambda name: lambda text: segmented.append(text) or jieba_words(text))
+    monkeypatch.setattr(corpus, "segment_with", lambda name: lambda text: segmented.append(text) or jieba_words(text))
     documents = list(corpus_documents(load_recipe(raw=raw), "train", repeated=True))
     once = documents[: len(segmented)]
     assert once and documents == once * 3  # three passes, with jieba's words
@@ -398,7 +458,11 @@ def test_repeat_must_name_a_corpus_source_and_a_whole_number(tiny_checkpoint, tm
         "pretrain": {"repeat": {"b.txt": 2}},
         "output": {"dir": str(tmp_path / "run")},
     }
-    with pytest.raises(HfadaptError, match=r"pretrain.repeat: b.txt is not one of corpus.sources \(a.txt\); name a source exactly as corpus.sources does"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"pretrain.repeat: b.txt is not one of corpus.sources \(a.txt\); name a source "
+        r"exactly as corpus.sources does",
+    ):
         load_recipe(raw=raw)
     raw["pretrain"]["repeat"] = {"a.txt": 0}
     with pytest.raises(HfadaptError, match=r"pretrain.repeat: a.txt: 0 is not a whole number of 1 or more"):

@@ -11,7 +11,6 @@ from hfadapt import finetune_seeds, load_recipe
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -43,7 +42,10 @@ def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, ca
     assert not all(one[k].equal(two[k]) for k in one)
     assert not one["classifier.weight"].equal(two["classifier.weight"])
     # a finished multi-seed folder is not replaced without output.overwrite
-    with pytest.raises(HfadaptError, match=r"output.dir: .*run is not empty; choose another output.dir, or set output.overwrite=true"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"output.dir: .*run is not empty; choose another output.dir, or set " r"output.overwrite=true",
+    ):
         finetune_seeds(recipe, [1, 2])
 
 
@@ -64,7 +66,10 @@ def test_a_stopped_multi_seed_run_leaves_no_folder_and_resumes(tiny_recipe, tmp_
         finetune_seeds(recipe, [1, 2])
     run, stopped = tmp_path / "run", tmp_path / "run.incomplete"
     assert not run.exists() and (stopped / "seed-1" / "metrics.json").exists()
-    with pytest.raises(HfadaptError, match=r"output.dir: a stopped multi-seed run of .*run is in .*run.incomplete; continue it with --resume"):
+    with pytest.raises(
+        HfadaptError,
+        match=r"output.dir: a stopped multi-seed run of .*run is in .*run.incomplete; continue " r"it with --resume",
+    ):
         finetune_seeds(recipe, [1, 2])
     stamp = (stopped / "seed-1" / "model.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(finetune_module, "finetune", real)
@@ -101,4 +106,6 @@ def test_cli_prints_the_table(tiny_recipe, tmp_path, capsys):
     assert "test_accuracy" in out and f"{row['mean']:.4f}" in out and f"{row['sd']:.4f}" in out
     assert load_recipe(tmp_path / "run" / "seed-5" / "recipe.yaml").training["learning_rate"] == 1e-3
     assert main(["finetune", str(path), "--seeds", "5,x"]) == 2
-    assert "--seeds: expected whole numbers separated by commas, e.g. --seeds 1,2,3; got '5,x'" in capsys.readouterr().err
+    assert (
+        "--seeds: expected whole numbers separated by commas, e.g. --seeds 1,2,3; got '5,x'"
+    ) in capsys.readouterr().err

@@ -10,7 +10,9 @@ from hfadapt import finetune, load_recipe
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("recipe, target", [("recipes/rotten_tomatoes_lora.yaml", 0.82), ("recipes/rotten_tomatoes_full.yaml", 0.84)])
+@pytest.mark.parametrize(
+    "recipe, target", [("recipes/rotten_tomatoes_lora.yaml", 0.82), ("recipes/rotten_tomatoes_full.yaml", 0.84)]
+)
 def test_rotten_tomatoes_reaches_its_target(recipe, target, tmp_path):
     results = finetune(load_recipe(recipe, [f"output.dir={tmp_path / 'run'}", "training.disable_tqdm=true"]))
     assert results["test"]["test_accuracy"] >= target

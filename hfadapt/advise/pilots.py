@@ -40,7 +40,8 @@ def check_budget(budget_steps: int | None, budget_minutes: float | None) -> int 
         if budget_steps < SHARES * MIN_STEPS:
             raise HfadaptError(
                 f"--budget-steps {budget_steps} is too small for the pilots: they take {SHARES} equal shares "
-                f"(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and fine-tuning steps) of at least {MIN_STEPS} steps each; "
+                "(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and "
+                f"fine-tuning steps) of at least {MIN_STEPS} steps each; "
                 f"give at least {SHARES * MIN_STEPS}, or no budget for the tokenizer fit alone"
             )
         return budget_steps // SHARES
@@ -56,8 +57,10 @@ def steps_for_minutes(base: Recipe, tokenizer, task_data, minutes: float) -> int
     if per_pilot < MIN_STEPS:
         need = SHARES * MIN_STEPS * step / 60 / MINUTES_FOR_STEPS
         raise HfadaptError(
-            f"--budget-minutes {minutes:g} is too small for the pilots: one training step takes {step:.2f} s here, so {SHARES} equal shares "
-            f"(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and fine-tuning steps) get {per_pilot} steps each, fewer than {MIN_STEPS}; "
+            f"--budget-minutes {minutes:g} is too small for the pilots: one training step "
+            f"takes {step:.2f} s here, so {SHARES} equal shares "
+            "(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and "
+            f"fine-tuning steps) get {per_pilot} steps each, fewer than {MIN_STEPS}; "
             f"give at least {math.ceil(need * 10) / 10:g} minutes, or no budget for the tokenizer fit alone"
         )
     return per_pilot
@@ -217,10 +220,17 @@ def estimate(strategy: str, pilots: list[dict[str, Any]], recipe: Recipe, train_
     args = recipe.training_arguments()
     batches = math.ceil(train_size / (args.per_device_train_batch_size * args.gradient_accumulation_steps))
     steps = math.ceil(batches * args.num_train_epochs)
-    estimate = {"steps": steps, "seconds_per_step": pilot["seconds_per_step"], "train_seconds": steps * pilot["seconds_per_step"]}
+    estimate = {
+        "steps": steps,
+        "seconds_per_step": pilot["seconds_per_step"],
+        "train_seconds": steps * pilot["seconds_per_step"],
+    }
     if strategy == "retrain":
         pretraining = recipe.pretrain.training_arguments(Path(recipe.output.dir) / "pretrained")
-        blocks = math.ceil(pilot["pretrain"]["blocks"] / (pretraining.per_device_train_batch_size * pretraining.gradient_accumulation_steps))
+        blocks = math.ceil(
+            pilot["pretrain"]["blocks"]
+            / (pretraining.per_device_train_batch_size * pretraining.gradient_accumulation_steps)
+        )
         mlm = math.ceil(blocks * pretraining.num_train_epochs)
         estimate.update(mlm_steps=mlm, mlm_seconds_per_step=pilot["pretrain"]["seconds_per_step"])
         estimate["train_seconds"] += mlm * pilot["pretrain"]["seconds_per_step"]

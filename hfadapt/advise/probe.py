@@ -17,7 +17,10 @@ def token_probe(old, new, task_data, recipe: Recipe) -> dict[str, Any] | None:
     [UNK] is one id, so whatever the checkpoint's vocabulary turns into it is lost to the linear
     model as it is to the network. None where the task is not single-label text classification.
     """
-    if recipe.task.type != "sequence_classification" or recipe.task.problem_type not in (None, "single_label_classification"):
+    if recipe.task.type != "sequence_classification" or recipe.task.problem_type not in (
+        None,
+        "single_label_classification",
+    ):
         return None
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -30,14 +33,25 @@ def token_probe(old, new, task_data, recipe: Recipe) -> dict[str, Any] | None:
     scores = {}
     for side, tokenizer in (("checkpoint", old), ("new", new)):
 
-        def ids(name):
-            encoded = tokenizer(list(splits[name]["text"]), add_special_tokens=False, truncation=True, max_length=recipe.data.max_length)
+        def ids(name, tokenizer=tokenizer):
+            encoded = tokenizer(
+                list(splits[name]["text"]), add_special_tokens=False, truncation=True, max_length=recipe.data.max_length
+            )
             return [[str(i) for i in row] for row in encoded["input_ids"]]
 
-        vectorizer = TfidfVectorizer(analyzer=lambda row: row + [f"{a} {b}" for a, b in zip(row, row[1:])], sublinear_tf=True)
-        classifier = LogisticRegression(C=4.0, max_iter=2000).fit(vectorizer.fit_transform(ids("train")), labels["train"])
+        vectorizer = TfidfVectorizer(
+            analyzer=lambda row: row + [f"{a} {b}" for a, b in zip(row, row[1:], strict=False)], sublinear_tf=True
+        )
+        classifier = LogisticRegression(C=4.0, max_iter=2000).fit(
+            vectorizer.fit_transform(ids("train")), labels["train"]
+        )
         predicted = classifier.predict(vectorizer.transform(ids("validation")))
-        scores[side] = sum(int(p == y) for p, y in zip(predicted, labels["validation"])) / len(predicted)
+        scores[side] = sum(int(p == y) for p, y in zip(predicted, labels["validation"], strict=True)) / len(predicted)
     size = len(labels["validation"])
     # one standard error of an accuracy near 50% on these validation texts
-    return {**scores, "validation_size": size, "tolerance": math.sqrt(0.25 / size), "seconds": round(time.perf_counter() - began, 1)}
+    return {
+        **scores,
+        "validation_size": size,
+        "tolerance": math.sqrt(0.25 / size),
+        "seconds": round(time.perf_counter() - began, 1),
+    }

@@ -1,5 +1,6 @@
 """Recipes: one YAML file read into dataclasses, checked completely before any weight is loaded.
 
+- `defaults`: hfadapt's changes to TrainingArguments' defaults;
 - `schema`: the sections, each field with its default and help, and their checks;
 - `typecheck`: building the dataclasses from YAML values, type by type;
 - `loading`: files and `key=value` overrides;
@@ -8,10 +9,9 @@
 """
 
 from hfadapt.errors import RecipeError
+from hfadapt.recipe.defaults import PRETRAIN_DEFAULTS, TRAINING_DEFAULTS
 from hfadapt.recipe.loading import as_recipe, dump_recipe, load_recipe, parse_override_value, save_recipe
 from hfadapt.recipe.schema import (
-    PRETRAIN_DEFAULTS,
-    TRAINING_DEFAULTS,
     AdaptConfig,
     CorpusConfig,
     DataConfig,

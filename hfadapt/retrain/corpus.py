@@ -16,6 +16,7 @@ from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
 from hfadapt.retrain import mlm
 
+
 def segment_with(segmenter: str | None):
     """A function text -> words, or None to use the tokenizer's own words."""
     if segmenter is None:
@@ -24,11 +25,13 @@ def segment_with(segmenter: str | None):
         try:
             import jieba
         except ImportError:
-            raise HfadaptError("corpus.segmenter: jieba is asked for but not installed; pip install jieba, or set corpus.segmenter: null") from None
+            raise HfadaptError(
+                "corpus.segmenter: jieba is asked for but not installed; pip install jieba, or "
+                "set corpus.segmenter: null"
+            ) from None
         jieba.setLogLevel(logging.WARNING)
         return lambda text: jieba.lcut(text)
     raise HfadaptError(f"corpus.segmenter: unknown segmenter {segmenter!r}; use jieba, or null")
-
 
 
 # The corpus sources and fine-tuning data, read once inside `reading_once()`: the tokenizer
@@ -92,10 +95,15 @@ def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Itera
     else:
         part = _source(source)
         if corpus.text_column not in part.column_names:
-            raise HfadaptError(f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns are {', '.join(part.column_names)}")
+            raise HfadaptError(
+                f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns "
+                f"are {', '.join(part.column_names)}"
+            )
         has_words = corpus.words_column in part.column_names
         columns = [corpus.text_column] + ([corpus.words_column] if has_words else [])
-        rows = ((r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns))
+        rows = (
+            (r[corpus.text_column], r[corpus.words_column] if has_words else None) for r in part.select_columns(columns)
+        )
     count = 0
     for text, words in rows:
         if corpus.max_texts is not None and count >= corpus.max_texts:
@@ -105,7 +113,9 @@ def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Itera
         count += 1
         # salted: unsalted, this hash is the one that made the data's splits, and the fine-tuning
         # texts left in training would never fall in the held-out share
-        held_out = (int(hashlib.sha1(("corpus\x1e" + text).encode("utf-8")).hexdigest(), 16) % 1_000_000) / 1_000_000 < corpus.validation_fraction
+        held_out = (
+            int(hashlib.sha1(("corpus\x1e" + text).encode("utf-8")).hexdigest(), 16) % 1_000_000
+        ) / 1_000_000 < corpus.validation_fraction
         if held_out != (split == "validation"):
             continue
         if words is None and segment is not None:
@@ -140,4 +150,6 @@ def pretraining_data(recipe: Recipe, tokenizer) -> Any:
     key = corpus_key(recipe)
     if recipe.pretrain.repeat:
         key["repeat"] = recipe.pretrain.repeat
-    return mlm.packed(key, tokenizer, recipe.pretrain.block_size, lambda split: corpus_documents(recipe, split, repeated=True))
+    return mlm.packed(
+        key, tokenizer, recipe.pretrain.block_size, lambda split: corpus_documents(recipe, split, repeated=True)
+    )

@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "medium": (8, 512, 8), "base": (12, 768, 12)}
 
 
-def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_size: int, stats: dict) -> Iterator[dict[str, list[int]]]:
+def blocks(
+    tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_size: int, stats: dict
+) -> Iterator[dict[str, list[int]]]:
     """Pack documents `(text, words or None)` into blocks of `block_size`: [CLS] tokens... [SEP].
 
     Every token of every document lands in a block; only the last block is padded. Word ids
@@ -45,7 +47,10 @@ def blocks(tokenizer, documents: Iterable[tuple[str, list[str] | None]], block_s
         stats["padding"] += pad
         first = chunk_words[0]
         return {
-            "input_ids": [tokenizer.cls_token_id] + chunk_ids + [tokenizer.sep_token_id] + [tokenizer.pad_token_id] * pad,
+            "input_ids": [tokenizer.cls_token_id]
+            + chunk_ids
+            + [tokenizer.sep_token_id]
+            + [tokenizer.pad_token_id] * pad,
             "word_ids": [-1] + [w - first for w in chunk_words] + [-1] + [-1] * pad,
             "attention_mask": [1] * (len(chunk_ids) + 2) + [0] * pad,
         }
@@ -123,7 +128,6 @@ def packed(
     return cache.ensure(key, build, load)
 
 
-
 class WholeWordMaskCollator:
     """Mask about `probability` of the tokens, whole words at a time; 80% [MASK], 10% a random token, 10% kept."""
 
@@ -162,7 +166,9 @@ class WholeWordMaskCollator:
         to_random = masked & (chance >= 0.8) & (chance < 0.9)
         input_ids = input_ids.clone()
         input_ids[to_mask] = self.tokenizer.mask_token_id
-        input_ids[to_random] = torch.randint(len(self.special), self.vocab_size, (int(to_random.sum()),), generator=self.generator)
+        input_ids[to_random] = torch.randint(
+            len(self.special), self.vocab_size, (int(to_random.sum()),), generator=self.generator
+        )
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 

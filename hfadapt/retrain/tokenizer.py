@@ -36,15 +36,27 @@ def build(config: TokenizerConfig):
 
     if config.algorithm == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-        trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            continuing_subword_prefix="##",
+        )
         tokenizer.decoder = decoders.WordPiece(prefix="##")
     elif config.algorithm == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
-        trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
+        trainer = trainers.BpeTrainer(
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            continuing_subword_prefix="##",
+        )
         tokenizer.decoder = decoders.WordPiece(prefix="##")
     else:
         tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]")
+        trainer = trainers.UnigramTrainer(
+            vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]"
+        )
     tokenizer.normalizer = _normalizer(config, split_han=config.split_han)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tokenizer, trainer
@@ -54,7 +66,9 @@ def _normalizer(config: TokenizerConfig, split_han: bool):
     """NFKC, then BERT's cleaning, casing and accents; `split_han` puts spaces around each Han character."""
     from tokenizers import normalizers
 
-    bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=split_han, strip_accents=config.strip_accents, lowercase=config.lowercase)
+    bert = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=split_han, strip_accents=config.strip_accents, lowercase=config.lowercase
+    )
     return normalizers.Sequence([normalizers.NFKC(), bert])
 
 
@@ -69,7 +83,10 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, word_counts: 
 
     minimum = len(SPECIAL_TOKENS) + 1
     if config.vocab_size < minimum:
-        raise HfadaptError(f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(SPECIAL_TOKENS)} special tokens and an alphabet; use at least a few hundred")
+        raise HfadaptError(
+            f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(SPECIAL_TOKENS)} "
+            "special tokens and an alphabet; use at least a few hundred"
+        )
     tokenizer, trainer = build(config)
     seen = _Counting(texts)
     tokenizer.train_from_iterator(seen, trainer=trainer, length=None)
@@ -78,16 +95,25 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, word_counts: 
     size = tokenizer.get_vocab_size()
     if size > config.vocab_size:  # the trainer keeps the whole alphabet, whatever size was asked
         raise HfadaptError(
-            f"tokenizer.vocab_size: {config.vocab_size} is smaller than the special tokens plus the corpus's alphabet ({size} tokens); raise it above {size}"
+            f"tokenizer.vocab_size: {config.vocab_size} is smaller than the special tokens "
+            f"plus the corpus's alphabet ({size} tokens); raise it above {size}"
         )
     if config.words:
         tokenizer = _with_words(tokenizer, config, word_counts or Counter())
         size = tokenizer.get_vocab_size()
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
     logger.info("trained a %s tokenizer of %d tokens on %d texts", config.algorithm, size, seen.count)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=512
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
     )
 
 
@@ -109,7 +135,10 @@ def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
     entries = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
     characters = [t for t in entries if len(t) == 1 and HAN.match(t)]
     if not characters:
-        raise HfadaptError("tokenizer.words: the corpus has no Han characters, so there are no Han words to keep; set tokenizer.words: false")
+        raise HfadaptError(
+            "tokenizer.words: the corpus has no Han characters, so there are no Han words to "
+            "keep; set tokenizer.words: false"
+        )
     known = set(entries)
     for c in characters:  # inside a run of Han text every character after the first is a continuation
         if "##" + c not in known:
@@ -117,8 +146,10 @@ def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
             known.add("##" + c)
     if len(entries) > config.vocab_size:
         raise HfadaptError(
-            f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(characters)} Han characters as word starts and continuations "
-            f"with the rest ({len(entries)} tokens) before any word; raise it above {len(entries)}, or set tokenizer.words: false"
+            f"tokenizer.vocab_size: {config.vocab_size} cannot hold the {len(characters)} Han "
+            "characters as word starts and continuations "
+            f"with the rest ({len(entries)} tokens) before any word; raise it above "
+            f"{len(entries)}, or set tokenizer.words: false"
         )
     alphabet = set(characters)
     for word, count in word_counts.most_common():
@@ -131,14 +162,21 @@ def _with_words(trained, config: TokenizerConfig, word_counts: Counter):
                 entries.append(token)
                 known.add(token)
     # runs of Han text up to 1,000 characters are matched whole (WordPiece's default is 100, past which a run is [UNK])
-    model = models.WordPiece(vocab={t: i for i, t in enumerate(entries)}, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=1000)
+    model = models.WordPiece(
+        vocab={t: i for i, t in enumerate(entries)},
+        unk_token="[UNK]",
+        continuing_subword_prefix="##",
+        max_input_chars_per_word=1000,
+    )
     tokenizer = Tokenizer(model)
     tokenizer.normalizer = _normalizer(config, split_han=False)  # Han text stays in runs
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.BertPreTokenizer(),
-            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}]+"), "isolated"),  # Han runs apart from Latin letters and digits beside them
-            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}&&[^{''.join(characters)}]]"), "isolated"),  # a character the vocabulary lacks alone
+            # Han runs apart from Latin letters and digits beside them
+            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}]+"), "isolated"),
+            # a character the vocabulary lacks alone
+            pre_tokenizers.Split(Regex(f"[{HAN_RANGES}&&[^{''.join(characters)}]]"), "isolated"),
         ]
     )
     tokenizer.decoder = trained.decoder
@@ -200,7 +238,11 @@ def tokenizer_fit(
         flat.extend(w for w in segmented or [] if w.strip())
     pieces = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
     frequent = [c for c, _ in Counter(c for t in texts for c in t if not c.isspace()).most_common(top_characters)]
-    covered = sum(1 for ids in tokenizer(frequent, add_special_tokens=False)["input_ids"] if ids and unk not in ids) if frequent else 0
+    covered = (
+        sum(1 for ids in tokenizer(frequent, add_special_tokens=False)["input_ids"] if ids and unk not in ids)
+        if frequent
+        else 0
+    )
     return {
         "unk_rate": unknown / max(tokens, 1),
         "tokens_per_char": tokens / max(characters, 1),

