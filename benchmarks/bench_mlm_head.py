@@ -27,7 +27,8 @@ import harness
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 VOCABULARIES = {"characters": {"vocab_size": 8000}, "words": {"vocab_size": 30000, "words": True}}
-HEADS = {"masked": "masked positions only (MaskedLMTrainer)", "full": "every position (Trainer)"}
+# the row names: hfadapt's trainer projects the masked positions alone, the stock one every position
+HEADS = {"masked": "MaskedLMTrainer", "full": "Trainer"}
 
 
 def recipe_raw(folder: str, vocabulary: str, steps: int, texts: int) -> dict:
@@ -87,10 +88,13 @@ def main() -> None:
                 if head == "full":
                     shutil.copytree(Path(scratch) / f"{vocabulary}-masked" / "tokenizer", folder / "tokenizer")
                 rows[name] = harness.run_arm(__file__, f"{vocabulary}:{head}", "--folder", str(folder))
-            settings = ", ".join(f"tokenizer.{key}={value}" for key, value in VOCABULARIES[vocabulary].items())
+            settings = ", ".join(
+                f"tokenizer.{key}={json.dumps(value)}" for key, value in VOCABULARIES[vocabulary].items()
+            )
             title = (
                 f"Vocabulary of {vocabulary} ({settings}): MiniLM continued on People's Daily "
-                f"({args.texts} texts), block 128, batch 32, bf16, {args.steps} steps."
+                f"({args.texts} texts), block 128, batch 32, bf16, {args.steps} steps; MaskedLMTrainer projects the "
+                "masked positions alone onto the vocabulary, the stock Trainer every position."
             )
             tables.append(harness.Table(title, rows, HEADS["full"], columns))
     harness.publish(__file__, tables, args.no_write)
