@@ -114,6 +114,11 @@ def _data(source: str, report: dict[str, Any]) -> str:
         f"`{source}`; split sizes train {sizes.get('train')}, validation {sizes.get('validation')}, "
         f"test {sizes.get('test')}; splits made by text hash: {made}; duplicates removed "
         f"{report.get('duplicates_removed', 0)}, conflicting texts removed {report.get('conflicting_texts_removed', 0)}"
+        + "".join(
+            f"; left out of {split} (data.drop_invalid): "
+            + ", ".join(f"{count} with {reason}" for reason, count in reasons.items())
+            for split, reasons in report.get("invalid_rows_dropped", {}).items()
+        )
     )
 
 

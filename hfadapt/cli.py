@@ -207,9 +207,13 @@ def _predict(args) -> None:
 
     if bool(args.texts) == bool(args.file):
         raise HfadaptError("predict: give texts as arguments or --file FILE (one of the two)")
-    texts = args.texts or read_texts(args.file, args.column)
     if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv"):
         raise HfadaptError(f"--output {args.output}: write predictions to a .jsonl or .csv file")
+    if args.output and not Path(args.output).absolute().parent.is_dir():
+        raise HfadaptError(f"--output {args.output}: the folder {Path(args.output).parent} does not exist; create it")
+    if args.batch_size < 1:
+        raise HfadaptError(f"--batch-size: must be 1 or more, got {args.batch_size}")
+    texts = args.texts or read_texts(args.file, args.column)
     _write_predictions(predict(args.model_dir, texts, batch_size=args.batch_size), args.output)
 
 
@@ -259,10 +263,11 @@ def _write_predictions(rows: list[dict], path: str | None) -> None:
             print(json.dumps(row, ensure_ascii=False))
         return
     target = Path(path)
+    partial = target.with_name(target.name + ".incomplete")  # moved into place once written whole
     if target.suffix.lower() == ".csv":
         import csv
 
-        with target.open("w", encoding="utf-8", newline="") as f:
+        with partial.open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             keys = list(rows[0]) if rows else ["text"]
             writer.writerow(keys)
@@ -274,7 +279,8 @@ def _write_predictions(rows: list[dict], path: str | None) -> None:
                     ]
                 )
     else:
-        target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    partial.replace(target)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hfadapt import builtin
+from hfadapt import examples, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
 logger = logging.getLogger(__name__)
 
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 SPLITS = ("train", "validation", "test")
 
 
@@ -58,49 +56,6 @@ def join_words(words: list[str]) -> str:
     return text
 
 
-def load_source(source: str, revision: str | None = None):
-    """Any supported source as a `datasets.DatasetDict`."""
-    import datasets
-
-    if builtin.is_builtin(source):
-        return builtin.load_corpus(source)
-    path = Path(source).expanduser()
-    if path.is_file():
-        builder = FILE_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise HfadaptError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(FILE_BUILDERS)}")
-        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-        return _load(lambda: datasets.load_dataset(builder, data_files={"train": str(path)}, **kwargs), source)
-    if path.is_dir():
-        if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-            loaded = _load(lambda: datasets.load_from_disk(str(path)), source)
-            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
-        return _load(lambda: datasets.load_dataset(str(path)), source)
-    if (
-        source.startswith((".", "/", "~"))
-        or os.sep in source.strip("/").replace("/", "", 1)
-        or Path(source).suffix.lower() in FILE_BUILDERS
-    ):
-        raise HfadaptError(
-            f"data.source: {source} does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"
-        )
-    return _load(lambda: datasets.load_dataset(source, revision=revision), source)
-
-
-def _load(loader, source: str):
-    try:
-        return loader()
-    except HfadaptError:
-        raise
-    except Exception as e:  # datasets raises many kinds; all mean "could not read this source"
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        hint = " (offline: only data sets already in the cache load by id)" if offline else ""
-        raise HfadaptError(
-            f"data.source: could not load {source}{hint}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
-
-
 def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | None = None) -> TaskData:
     """Load `data.source` and return deduplicated, leak-free train, validation and test splits.
 
@@ -109,33 +64,36 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
     """
     from datasets import Dataset, DatasetDict
 
-    raw = load_source(data.source)
+    source = sources.load_source(data.source, encoding=data.encoding)
+    raw = source.splits
     names = {"train": data.train_split, "validation": data.validation_split, "test": data.test_split}
     _check_columns(raw, names, data)
+    if {"number", "str"} <= source.kinds.get(data.label_column, set()):
+        raise HfadaptError(
+            f"data.label_column: the labels of {data.source} mix numbers and text (1 and '1' read the same); "
+            "write every label the same way"
+        )
     known = label_names is not None
     if not known:
-        label_names = _label_names(raw[names["train"]], data, task)
+        label_names = examples.label_names(raw[names["train"]], data, task)
     columns = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
     report: dict[str, Any] = {"source": data.source}
     rows: dict[str, list[dict]] = {}
+    unusable: dict[str, dict[str, list[int]]] = {}
     for split in SPLITS:
         if names[split] in raw:
-            rows[split] = _rows(raw[names[split]].select_columns(columns), data, task, label_names, split, known)
+            unusable[split] = defaultdict(list)
+            ds = raw[names[split]].select_columns(columns)
+            rows[split] = examples.encode_rows(ds, data, task, label_names, split, known, unusable[split])
+            _key_rows(rows[split])
+    report["rows_read"] = {split: len(raw[names[split]]) for split in SPLITS if names[split] in raw}
+    dropped = examples.refuse_or_count(unusable, data, source, report["rows_read"])
+    if dropped:
+        report["invalid_rows_dropped"] = dropped
+        logger.warning("data %s: rows left out (data.drop_invalid): %s", data.source, dropped)
     _remove_duplicates_and_conflicts(rows, report)
     report["splits_made_by_hash"] = _make_missing_splits(rows, data)
-    for split in SPLITS:
-        if not rows[split]:
-            if split == "train":
-                raise HfadaptError(
-                    f"data.source: {data.source} has no training examples (after removing empty texts and "
-                    "duplicates); give a data set with examples"
-                )
-            raise HfadaptError(
-                f"data: the {split} split of {data.source} is empty; give a larger data set or a larger "
-                f"data.{split}_fraction"
-            )
-    if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
-        _check_labels_seen_in_training(rows, label_names, task)
+    _check_split_contents(rows, report, data, task, label_names, known)
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
     for split, limit in limits.items():
         if limit is not None and len(rows[split]) > limit:
@@ -154,6 +112,42 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
     splits = DatasetDict({split: Dataset.from_list(public[split]) for split in SPLITS})
     logger.info("data %s: %s", data.source, report)
     return TaskData(splits=splits, label_names=label_names, report=report)
+
+
+def _check_split_contents(rows, report, data: DataConfig, task: TaskConfig, label_names, known: bool) -> None:
+    """Every split has examples, evaluation holds no label training lacks, and training has two classes."""
+    for split in SPLITS:
+        if not rows[split]:
+            if split == "train":
+                raise HfadaptError(
+                    f"data.source: {data.source} has no training examples left: {report['rows_read']['train']} "
+                    f"read, {report['duplicates_removed']} duplicates and {report['conflicting_texts_removed']} "
+                    "texts with conflicting labels removed; give a data set with examples"
+                )
+            raise HfadaptError(
+                f"data: the {split} split of {data.source} is empty; give a larger data set or a larger "
+                f"data.{split}_fraction"
+            )
+    if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
+        _check_labels_seen_in_training(rows, label_names, task)
+    if not known and task.type == "sequence_classification" and task.problem_type == "single_label_classification":
+        classes = {row["label"] for row in rows["train"]}
+        if len(classes) < 2:
+            raise HfadaptError(
+                f"data.label_column: every training example of {data.source} has the label "
+                f"{label_names[classes.pop()]!r}; a classifier needs examples of two classes or more "
+                "(check data.label_column)"
+            )
+
+
+def _key_rows(rows: list[dict]) -> None:
+    """Each row's identity (its text, or words) and the hash that places it in a split."""
+    for row in rows:
+        key = "\x1f".join(row["tokens"]) if "tokens" in row else row["text"]
+        if "text_pair" in row:
+            key += "\x1f" + row["text_pair"]
+        digest = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
+        row["_key"], row["_h"], row["_u"] = key, digest, (digest % 1_000_000) / 1_000_000
 
 
 def _check_columns(raw, names: dict[str, str], data: DataConfig) -> None:
@@ -202,112 +196,7 @@ def _check_labels_seen_in_training(rows: dict[str, list[dict]], label_names: lis
     for split in ("validation", "test"):
         unseen = sorted(set().union(*(labels_of(row) for row in rows[split])) - seen)
         if unseen:
-            _unseen(split, [label_names[i] for i in unseen])
-
-
-def _label_names(train, data: DataConfig, task: TaskConfig) -> list[str] | None:
-    from datasets import ClassLabel, Sequence
-
-    if task.problem_type == "regression":
-        return None
-    feature = train.features[data.label_column]
-    inner = feature.feature if isinstance(feature, Sequence) else (feature[0] if isinstance(feature, list) else feature)
-    if isinstance(inner, ClassLabel):
-        return list(inner.names)
-    if isinstance(feature, ClassLabel):
-        return list(feature.names)
-    values = train[data.label_column]
-    if task.type == "token_classification" or task.problem_type == "multi_label_classification":
-        values = [v for seq in values if seq is not None for v in seq]
-    distinct = sorted({v for v in values if v is not None}, key=lambda v: (isinstance(v, str), v))
-    if not distinct:
-        raise HfadaptError(f"data.label_column: column {data.label_column!r} of {data.source} holds no labels")
-    return [str(v) for v in distinct]
-
-
-def _unseen(split: str, labels: list[str]):
-    shown = ", ".join(repr(label) for label in labels)
-    raise HfadaptError(
-        f"data: the {split} split has labels that training never saw: {shown}; add "
-        f"training examples of them, or remove them from the {split} split"
-    )
-
-
-def _rows(ds, data: DataConfig, task: TaskConfig, label_names: list[str] | None, split: str, known: bool) -> list[dict]:
-    from datasets import ClassLabel, Sequence
-
-    feature = ds.features[data.label_column]
-    inner = feature.feature if isinstance(feature, Sequence) else (feature[0] if isinstance(feature, list) else feature)
-    class_label = inner if isinstance(inner, ClassLabel) else feature if isinstance(feature, ClassLabel) else None
-    index = {name: i for i, name in enumerate(label_names or [])}
-
-    def encode(value: Any, where: str) -> int:
-        key = class_label.names[value] if class_label is not None and isinstance(value, int) else str(value)
-        if key not in index:
-            if known:
-                raise HfadaptError(
-                    f"data: {where} has the label {value!r}, which the model does not know; it knows "
-                    f"{', '.join(label_names)}"
-                )
-            flat = [v for item in ds[data.label_column] for v in (item if isinstance(item, list) else [item])]
-            unseen = sorted({str(v) for v in flat if v is not None} - set(index))
-            return _unseen(split, unseen)
-        return index[key]
-
-    out = []
-    for i, example in enumerate(ds):
-        text = example[data.text_column]
-        label = example[data.label_column]
-        empty = (isinstance(text, str) and not text.strip()) or (isinstance(text, list) and not text)
-        if text is None or label is None or empty:
-            continue
-        where = f"row {i} of the {split} split"
-        if task.type == "token_classification":
-            row = _token_row(text, label, where, encode)
-            key = "\x1f".join(row["tokens"])
-        else:
-            row = _text_row(example, where, encode, data, task, len(label_names or []))
-            key = row["text"] + ("\x1f" + row["text_pair"] if "text_pair" in row else "")
-        digest = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
-        row["_key"], row["_h"], row["_u"] = key, digest, (digest % 1_000_000) / 1_000_000
-        out.append(row)
-    return out
-
-
-def _token_row(text: Any, label: Any, where: str, encode) -> dict[str, Any]:
-    """A token-classification example: its words and one encoded tag per word."""
-    if not isinstance(text, list):
-        raise HfadaptError(
-            f"data.text_column: token classification needs a list of words per row; {where} has {type(text).__name__}"
-        )
-    if len(label) != len(text):
-        raise HfadaptError(f"data: {where} has {len(text)} words but {len(label)} tags; every word needs one tag")
-    return {"tokens": [str(t) for t in text], "label": [encode(t, where) for t in label]}
-
-
-def _text_row(example: dict, where: str, encode, data: DataConfig, task: TaskConfig, classes: int) -> dict[str, Any]:
-    """A sequence-classification example: its text (and pair), and its label encoded for the problem type."""
-    text, label = example[data.text_column], example[data.label_column]
-    if not isinstance(text, str):
-        raise HfadaptError(
-            f"data.text_column: column {data.text_column!r} must hold text; {where} has {type(text).__name__}"
-        )
-    row: dict[str, Any] = {"text": text}
-    if data.text_pair_column:
-        row["text_pair"] = str(example[data.text_pair_column] or "")
-    if task.problem_type == "regression":
-        try:
-            row["label"] = float(label)
-        except (TypeError, ValueError):
-            raise HfadaptError(f"data.label_column: regression needs numbers; {where} has {label!r}") from None
-    elif task.problem_type == "multi_label_classification":
-        vector = [0.0] * classes
-        for value in label if isinstance(label, list) else [label]:
-            vector[encode(value, where)] = 1.0
-        row["label"] = vector
-    else:
-        row["label"] = encode(label, where)
-    return row
+            examples.unseen_labels(split, [label_names[i] for i in unseen])
 
 
 def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict) -> None:

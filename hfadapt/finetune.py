@@ -41,7 +41,6 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     Raises:
         HfadaptError: bad input (recipe, output folder, model, data), before any training.
     """
-    from transformers import set_seed
 
     recipe = as_recipe(recipe, overrides)
     if recipe.retraining:
@@ -49,6 +48,13 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
             "this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain"
         )
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
+    with output.lock(recipe.output.dir):
+        return _finetune(recipe)
+
+
+def _finetune(recipe: Recipe) -> dict[str, Any]:
+    from transformers import set_seed
+
     resume_from = _resume_point(recipe) if recipe.output.resume else None
     if recipe.hub is not None:
         hub.token()  # a push that cannot happen fails now, not after training
@@ -72,15 +78,14 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
         callbacks=[stop := resume.StopOnSignal()],
     )
-    started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_metrics, seconds = _train(trainer, resume_from, work)
     if stop.signal is not None:
         raise resume.Interrupted(
             f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, "
             f"after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
         )
     results: dict[str, Any] = {
-        "train": train_result.metrics,
+        "train": train_metrics,
         "validation": trainer.evaluate(tokenized["validation"], metric_key_prefix="validation"),
         "test": trainer.evaluate(tokenized["test"], metric_key_prefix="test"),
         "main_metric": metrics.main_metric(recipe.task),
@@ -88,7 +93,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
         "data": task_data.report,
         "label_names": task_data.label_names,
         "device": str(trainer.args.device),
-        "compute_seconds": round(time.perf_counter() - started, 1),
+        "compute_seconds": seconds,
         "resumed_from": resume_from.name if resume_from else None,
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
@@ -96,10 +101,33 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     return results
 
 
+def _train(trainer, resume_from: Path | None, work: Path) -> tuple[dict[str, Any], float]:
+    """Train, and the whole run's training metrics and compute seconds (a resumed run's too).
+
+    A run that fails before its first complete checkpoint leaves nothing behind: its side folder
+    goes, so the next run starts clean rather than being told to resume.
+    """
+    try:
+        train_metrics = dict(trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics)
+    except Exception:
+        if ranks.is_main() and not output.has_checkpoint(work):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    before = resume.totals(resume_from) or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
+    steps = trainer.state.global_step
+    session_steps = steps - before["steps"]
+    if resume_from is not None and resume.totals(resume_from) is not None and steps:
+        # Trainer's train_loss covers the steps of this session alone
+        train_metrics["train_loss"] = (before["loss_sum"] + train_metrics["train_loss"] * session_steps) / steps
+    return train_metrics, round(before["compute_seconds"] + trainer.session_seconds(), 1)
+
+
 def _load(recipe: Recipe):
     """The checkpoint's tokenizer, the data split and checked, and the task model ready to train."""
-    pretrained.load_config(recipe.model)  # an unknown model fails here, before the data is read
+    config = pretrained.load_config(recipe.model)  # an unknown model fails here, before the data is read
+    pretrained.check_folder(recipe.model.name_or_path)
     tokenizer = pretrained.load_tokenizer(recipe.model)
+    pretrained.check_tokenizer(tokenizer, config, recipe.data.max_length)
     task_data = data.load_splits(recipe.data, recipe.task)
     config = pretrained.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = pretrained.load_task_model(recipe.model, recipe.task, config)
@@ -108,7 +136,27 @@ def _load(recipe: Recipe):
 
 
 class _Trainer(Trainer):
-    """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler)."""
+    """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler),
+    and the run's totals so far (loss, compute seconds) saved in every checkpoint, for a resumed run's metrics."""
+
+    def train(self, *args, **kwargs):
+        self._began = time.perf_counter()
+        self._before = resume.totals(kwargs.get("resume_from_checkpoint")) or {"loss_sum": 0.0, "compute_seconds": 0.0}
+        return super().train(*args, **kwargs)
+
+    def session_seconds(self) -> float:
+        return time.perf_counter() - self._began
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            session_loss = self._total_loss_scalar + self._tr_loss.item()
+            resume.save_totals(
+                Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}",
+                loss_sum=self._before["loss_sum"] + session_loss,
+                steps=self.state.global_step,
+                compute_seconds=self._before["compute_seconds"] + self.session_seconds(),
+            )
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -7,9 +7,12 @@ replaces a finished one.
 
 from __future__ import annotations
 
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+from hfadapt import ranks
 from hfadapt.errors import HfadaptError
 
 
@@ -22,7 +25,14 @@ def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
     """Refuse, before anything runs, to write over a finished run unless asked to, or to throw away a stopped one."""
     final = Path(final)
     stopped = incomplete_dir(final)
-    if stopped.exists() and not resume and not overwrite and (stopped / "checkpoints").exists():
+    for parent in final.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HfadaptError(
+                    f"output.dir: {parent} is a file, not a folder; choose an output.dir inside a folder"
+                )
+            break
+    if stopped.exists() and not resume and not overwrite and has_checkpoint(stopped):
         raise HfadaptError(
             f"output.dir: a stopped run of {final} is in {stopped}; continue it with --resume "
             "(output.resume=true), or set output.overwrite=true to start over"
@@ -34,6 +44,51 @@ def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
             f"output.dir: {final} is not empty; choose another output.dir, or set "
             "output.overwrite=true to replace it once the new run finishes"
         )
+
+
+def has_checkpoint(work: Path) -> bool:
+    """Whether a side folder holds a complete checkpoint (one whose trainer state was written): a run to resume."""
+    return any((c / "trainer_state.json").is_file() for c in (work / "checkpoints").glob("checkpoint-*"))
+
+
+@contextmanager
+def lock(final: str | Path):
+    """Hold the output folder for this process: a second run into it is refused, naming the running one.
+
+    The lock is a hidden file beside the folder (`.NAME.lock`), held with `filelock` while the run
+    writes; the process id beside it (`.NAME.pid`) names the holder. Only the main rank locks.
+    """
+    from filelock import FileLock, Timeout
+
+    if not ranks.is_main():
+        yield
+        return
+    final = Path(final).absolute()
+    made = [p for p in reversed(final.parents) if not p.exists()]  # made for the lock, removed if left empty
+    final.parent.mkdir(parents=True, exist_ok=True)
+    held = FileLock(str(final.with_name(f".{final.name}.lock")))
+    pid_file = final.with_name(f".{final.name}.pid")
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        holder = pid_file.read_text().strip() if pid_file.exists() else "unknown"
+        raise HfadaptError(
+            f"output.dir: another hfadapt run (process {holder}) is writing {final}; wait for it to finish, "
+            "or choose another output.dir"
+        ) from None
+    try:
+        pid_file.write_text(str(os.getpid()))
+        yield
+    finally:
+        pid_file.unlink(missing_ok=True)
+        held.release()
+        Path(held.lock_file).unlink(missing_ok=True)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def start(final: str | Path, resume: bool = False) -> Path:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, metrics, pretrained
+from hfadapt import data, metrics, pretrained, sources
 from hfadapt.errors import HfadaptError
+from hfadapt.examples import missing
 from hfadapt.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ def load_run(run_dir: str | Path):
             "output.dir of a run that completed"
         )
     recipe = load_recipe(run_dir / "recipe.yaml")
+    pretrained.check_readable(run_dir, "run")
+    pretrained.check_readable(run_dir / "adapter", "run")
     task_class = pretrained.task_class(recipe.task)
     if (run_dir / "config.json").exists():
         model = task_class.from_pretrained(run_dir)
@@ -82,6 +86,8 @@ def predict(
     import torch
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HfadaptError(f"--batch-size: must be a whole number of 1 or more, got {batch_size!r}")
     recipe_file = Path(run_dir) / "recipe.yaml"
     recipe, model, tokenizer = _loaded(
         str(Path(run_dir).resolve()), recipe_file.stat().st_mtime if recipe_file.exists() else 0.0
@@ -143,25 +149,35 @@ def _entities(text: str, words: list[str], ids: list[int], word_ids: list[int | 
     return {"text": text, "entities": found, "tags": tags}
 
 
-def read_texts(path: str | Path, column: str = "text") -> list[str]:
-    """Texts from a .txt file (one a line), or a column of a CSV or JSONL file."""
+def read_texts(path: str | Path, column: str = "text", encoding: str = "utf-8") -> list[str]:
+    """Texts from a .txt file (one a line), or a column of a CSV, TSV or JSON lines file.
+
+    The file is checked as training data is (encoding, JSON lines, CSV fields); an empty file, a
+    missing column or an empty text is refused with its place.
+    """
     import csv
 
     path = Path(path)
     if not path.is_file():
-        raise HfadaptError(f"{path} does not exist; give a .txt, .csv or .jsonl file of texts")
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    elif suffix in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raise HfadaptError(f"--file: {path} does not exist; give a .txt, .csv, .tsv or .jsonl file of texts")
+    if path.suffix.lower() not in (".txt", ".csv", ".tsv", ".jsonl", ".json"):
+        raise HfadaptError(f"--file: {path}: unsupported file type {path.suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    starts = sources.check_file(path, encoding, "--file")
+    text = path.read_text(encoding=encoding)
+    if path.suffix.lower() == ".txt":
+        return [line for line in text.splitlines() if line.strip()]
+    if path.suffix.lower() in (".csv", ".tsv"):
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
     else:
-        raise HfadaptError(f"{path}: unsupported file type {suffix!r}; use .txt, .csv, .tsv or .jsonl")
-    if rows and column not in rows[0]:
-        raise HfadaptError(f"{path} has no column {column!r}; its columns are {', '.join(rows[0])}; pass --column NAME")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not starts:  # a single JSON array
+        rows = json.loads(text)
+    if column not in rows[0]:
+        raise HfadaptError(f"--column: {path} has no column {column!r}; its columns are {', '.join(rows[0])}")
+    empty = [f"line {starts[i]}" if starts else f"row {i + 1}" for i, r in enumerate(rows) if missing(r.get(column))]
+    if empty:
+        raise HfadaptError(f"--file: {path} has {len(empty)} empty texts ({', '.join(empty[:5])}); remove them")
     return [str(r[column]) for r in rows]
 
 

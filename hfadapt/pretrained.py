@@ -38,6 +38,73 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def check_folder(name_or_path: str, what: str = "model.name_or_path") -> None:
+    """A local checkpoint folder has readable weights and a tokenizer; Hub ids are checked as they load."""
+    path = Path(resolve(name_or_path))
+    if not path.is_dir():
+        return
+    if not any((path / name).is_file() for name in WEIGHTS):
+        raise HfadaptError(
+            f"{what}: {path} has no weights ({' or '.join(WEIGHTS[::2])}); give a folder saved with "
+            "save_pretrained, with its weights"
+        )
+    check_readable(path, what)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise HfadaptError(
+            f"{what}: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+            "beside the model (tokenizer.save_pretrained(FOLDER))"
+        )
+
+
+def check_readable(folder: Path, what: str) -> None:
+    """Every safetensors file in `folder` opens: none is cut off or corrupt."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt") as weights:
+                weights.keys()
+        except Exception as e:  # safetensors raises its own error type for a cut-off or corrupt file
+            raise HfadaptError(
+                f"{what}: {file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "the file is cut off or corrupt: save or copy the checkpoint again"
+            ) from None
+
+
+def check_tokenizer(tokenizer, config, max_length: int | None = None) -> None:
+    """The tokenizer belongs to the model (its size fits the embedding matrix) and `max_length` fits its positions."""
+    rows = getattr(config, "vocab_size", None)
+    if rows and len(tokenizer) > rows:
+        raise HfadaptError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; "
+            "rebuild the vocabulary for this tokenizer (the recipe's vocabulary stage) or use the tokenizer "
+            "saved with the model"
+        )
+    if rows and len(tokenizer) < rows / 2:
+        raise HfadaptError(
+            f"model.name_or_path: the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has "
+            f"{rows} rows: it is not the model's tokenizer; save the model's own tokenizer beside it"
+        )
+    positions = getattr(config, "max_position_embeddings", None)
+    limit = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else positions
+    limit = min(x for x in (positions, limit) if x) if (positions or limit) else None
+    if max_length is not None and limit and max_length > limit:
+        raise HfadaptError(
+            f"data.max_length: {max_length} is more than the model's {limit} positions; use at most {limit}"
+        )
+
+
 def load_config(model: ModelConfig, **kwargs):
     """The checkpoint's config (cheap: no weights), with a clear error when there is none."""
     from transformers import AutoConfig

@@ -70,3 +70,19 @@ class StopOnSignal(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+TOTALS = "hfadapt_totals.json"
+
+
+def save_totals(checkpoint: Path, **totals: float) -> None:
+    """The run's totals up to this checkpoint (loss summed over steps, steps, compute seconds)."""
+    (Path(checkpoint) / TOTALS).write_text(json.dumps(totals), encoding="utf-8")
+
+
+def totals(checkpoint: str | Path | None) -> dict[str, float] | None:
+    """The totals saved with a checkpoint; zeros for a fresh run, None for a checkpoint saved without them."""
+    if not checkpoint:
+        return {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
+    path = Path(checkpoint) / TOTALS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -51,6 +51,11 @@ def finetune_seeds(
     final = Path(recipe.output.dir)
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
+    with output.lock(final):
+        return _run_seeds(recipe, seeds, final, work)
+
+
+def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path) -> dict[str, Any]:
     if ranks.is_main():
         output.start(final, resume=recipe.output.resume)
     ranks.wait()

@@ -142,8 +142,8 @@ def test_token_labels_align_to_the_first_piece(tiny_checkpoint, tmp_path):
         ),
         (
             "empty",
-            "data.source: {dir}/empty.csv has no training examples (after removing empty "
-            "texts and duplicates); give a data set with examples",
+            "data: 1 of 1 rows of {dir}/empty.csv cannot be used:\n  empty text: 1 row (line 2 of {dir}/empty.csv)\n"
+            "fix them, or set data.drop_invalid=true to leave such rows out (their count goes into metrics.json)",
         ),
         (
             "unseen_label",

@@ -91,8 +91,14 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tm
 
     with pytest.raises(HfadaptError, match="a stopped run of .* is in .*; continue it with --resume"):
         finetune(load_recipe(raw=raw))
+    from hfadapt.resume import latest_complete, totals
+
+    before = totals(latest_complete(run.with_name(run.name + ".incomplete") / "checkpoints"))
     resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
     assert resumed["resumed_from"] not in (None, "checkpoint-119")
+    # the whole run's training loss and compute time, not the resumed part's alone
+    assert resumed["train"]["train_loss"] == pytest.approx(reference["train"]["train_loss"], rel=1e-4)
+    assert resumed["compute_seconds"] > before["compute_seconds"] > 0
     assert int(resumed["resumed_from"].split("-")[1]) < 120
     for split in ("validation", "test"):  # the same metrics, within floating-point tolerance
         assert stripped(resumed)[split] == pytest.approx(stripped(reference)[split], rel=1e-4)

@@ -86,6 +86,12 @@ def advise(
     steps = check_budget(budget_steps, budget_minutes)
     if output_dir is not None:
         output.check(output_dir, overwrite)
+        with output.lock(output_dir):
+            return _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, list(overrides), steps)
+    return _advise(model, data, None, text_column, budget_steps, budget_minutes, list(overrides), steps)
+
+
+def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, overrides, steps) -> dict[str, Any]:
     base, retraining = _base_recipes(model, data, text_column, list(overrides))
     tokenizer = pretrained.load_tokenizer(base.model)
     task_data = load_splits(base.data, base.task)

@@ -1,7 +1,8 @@
 """Recipes: one YAML file read into dataclasses, checked completely before any weight is loaded.
 
 - `defaults`: hfadapt's changes to TrainingArguments' defaults;
-- `schema`: the sections, each field with its default and help, and their checks;
+- `schema`: the sections, each field with its default and help, and their checks (`retraining`: the
+  corpus, tokenizer and pretrain sections);
 - `typecheck`: building the dataclasses from YAML values, type by type;
 - `loading`: files and `key=value` overrides;
 - `arguments`: `TrainingArguments` and `peft.LoraConfig` from their sections;

@@ -52,3 +52,29 @@ def library_problems(path: str, make: Callable[[], Any], library: str = "transfo
     except (ValueError, TypeError) as e:
         return [f"{path}: {library} rejects it: {e}"]
     return []
+
+
+# TrainingArguments fields it accepts at values no run can train with: (lowest allowed, inclusive?)
+POSITIVE = ("learning_rate",)
+AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+NOT_NEGATIVE = ("weight_decay", "warmup_steps", "max_grad_norm", "num_train_epochs")
+
+
+def training_problems(path: str, settings: dict[str, Any]) -> list[str]:
+    """Values TrainingArguments takes but no run can train with (a run would fail after it started)."""
+    found = []
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if name in POSITIVE and not value > 0:
+            found.append(f"{path}.{name}: must be above 0, got {value}")
+        elif name in AT_LEAST_ONE and value < 1:
+            found.append(f"{path}.{name}: must be 1 or more, got {value}")
+        elif name in NOT_NEGATIVE and value < 0:
+            found.append(f"{path}.{name}: must be 0 or more, got {value}")
+    steps = settings.get("max_steps", -1)
+    if settings.get("num_train_epochs") == 0 and not (isinstance(steps, int) and steps > 0):
+        found.append(f"{path}.num_train_epochs: 0 epochs trains nothing; give 1 or more, or set {path}.max_steps")
+    if steps == 0:
+        found.append(f"{path}.max_steps: 0 steps trains nothing; give 1 or more, or -1 to train by epochs")
+    return found

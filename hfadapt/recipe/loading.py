@@ -52,6 +52,8 @@ def _read(path: Path) -> Any:
         raise HfadaptError(f"recipe file {path} does not exist: give the path of a YAML recipe (see recipes/)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HfadaptError(f"{path} is not a text file; give the path of a YAML recipe (see recipes/)") from None
     except yaml.YAMLError as e:
         raise HfadaptError(f"{path} is not valid YAML: {e}") from None
     return {} if raw is None else raw

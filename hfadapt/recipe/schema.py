@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from hfadapt.errors import RecipeError
 from hfadapt.recipe import arguments, typecheck
-from hfadapt.recipe.defaults import LORA_OWNED, PRETRAIN_DEFAULTS, TRAINING_DEFAULTS, training_field
+from hfadapt.recipe.defaults import LORA_OWNED, TRAINING_DEFAULTS, training_field
+from hfadapt.recipe.retraining import CorpusConfig, PretrainConfig, TokenizerConfig
 from hfadapt.recipe.typecheck import option
 
 
@@ -81,6 +82,12 @@ class DataConfig:
     max_length: int = option(128, help="tokens per text; longer texts are cut")
     max_train_samples: int | None = option(None, help="train on a fixed sample of N examples (by text hash): tiny runs")
     max_eval_samples: int | None = option(None, help="score validation and test on a fixed sample of N examples")
+    encoding: str = option("utf-8", help="the text encoding of local CSV, TSV, JSON and text files, e.g. latin-1")
+    drop_invalid: bool = option(
+        False,
+        help="leave out rows with an empty text, a missing label or a value of the wrong type (counted in "
+        "metrics.json) instead of refusing the data",
+    )
 
     def problems(self) -> list[str]:
         found = []
@@ -191,85 +198,6 @@ class HubConfig:
 
 
 @dataclass
-class CorpusConfig:
-    """Texts for training a tokenizer and for masked-LM pretraining."""
-
-    sources: list[str] = option(
-        help="files, folders, Hub ids or builtin:NAME; when a source is data.source, only its "
-        "training split is read (no validation or test text leaks in)"
-    )
-    text_column: str = option("text", help="the column of texts in each source")
-    words_column: str = option("words", help="the corpus's own word segmentation, where a source has this column")
-    segmenter: Literal["jieba"] | None = option(
-        None, help="segments the other sources' texts into words (pip install jieba)"
-    )
-    max_texts: int | None = option(None, help="the first N texts of each source: tiny runs")
-    validation_fraction: float = option(0.01, help="share held out by text hash for the perplexity")
-
-
-@dataclass
-class TokenizerConfig:
-    """A tokenizer trained on the corpus with the `tokenizers` library's own trainers."""
-
-    algorithm: Literal["wordpiece", "bpe", "unigram"] = option("wordpiece", help="the tokenizers trainer to use")
-    vocab_size: int = option(16000, help="tokens in the new vocabulary, special tokens included")
-    min_frequency: int = option(2, help="a merge or word must occur this often to be kept")
-    lowercase: bool = option(True, help="lower-case the text first")
-    strip_accents: bool = option(False, help="strip accents first")
-    split_han: bool = option(True, help="one token per Han character, as BERT does for Chinese")
-    words: bool = option(
-        False,
-        help="also keep the corpus's frequent Han words whole (wordpiece with split_han; words come from "
-        "the corpus's segmentation or corpus.segmenter); needs a larger vocab_size",
-    )
-
-
-@dataclass
-class PretrainConfig:
-    """Masked-LM pretraining on the corpus, before fine-tuning."""
-
-    init: Literal["continue", "scratch"] = option("continue", help="continue from model.name_or_path, or a fresh BERT")
-    size: Literal["tiny", "mini", "small", "medium", "base"] = option(
-        "mini", help="the fresh BERT's size (init: scratch)"
-    )
-    vocabulary: Literal["replace", "extend"] = option(
-        "replace", help="with a new tokenizer (init: continue): its vocabulary alone, or added to the old one"
-    )
-    block_size: int = option(128, help="tokens per block; texts are packed end to end")
-    mlm_probability: float = option(0.15, help="share of the tokens masked")
-    whole_word_masking: bool = option(True, help="mask all the tokens of a word together")
-    repeat: dict[str, int] = option(
-        factory=dict,
-        help="by corpus source, how many times pretraining reads its texts in an epoch (default 1): "
-        "more weight for in-domain text",
-    )
-    training: dict[str, Any] = training_field(PRETRAIN_DEFAULTS, "pretraining")
-
-    def training_arguments(self, output_dir: str | Path):
-        """`transformers.TrainingArguments` for pretraining; the blocks carry `word_ids`, which the collator needs."""
-        return arguments.training_arguments(output_dir, self.training, remove_unused_columns=False)
-
-    def problems(self, sources: list[str]) -> list[str]:
-        found = []
-        if not 0 < self.mlm_probability < 1:
-            found.append(f"pretrain.mlm_probability: must be between 0 and 1, got {self.mlm_probability}")
-        if self.block_size < 8:
-            found.append(f"pretrain.block_size: {self.block_size} is too short; use 8 or more")
-        for source, times in self.repeat.items():
-            if source not in sources:
-                found.append(
-                    f"pretrain.repeat: {source} is not one of corpus.sources ({', '.join(sources)}); "
-                    "name a source exactly as corpus.sources does"
-                )
-            elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
-                found.append(
-                    f"pretrain.repeat: {source}: {times!r} is not a whole number of 1 or more; "
-                    "give how many times to read its texts"
-                )
-        return found
-
-
-@dataclass
 class Recipe:
     """A whole run: fine-tuning, and with corpus/tokenizer/pretrain sections, retraining first."""
 
@@ -302,6 +230,9 @@ class Recipe:
         found = self.task.problems() + self.adapt.problems() + self.data.problems()
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
+        found += arguments.training_problems("training", self.training)
+        if self.pretrain is not None:
+            found += arguments.training_problems("pretrain.training", self.pretrain.training)
         found += self._retraining_problems()
         if self.hub is not None:
             found += self.hub.problems()
@@ -325,6 +256,10 @@ class Recipe:
         if self.corpus is not None and not self.corpus.sources:
             found.append("corpus.sources: empty; name at least one file, folder, Hub id or builtin:NAME")
         tokenizer = self.tokenizer
+        if tokenizer is not None:
+            found += tokenizer.problems()
+        if self.corpus is not None:
+            found += self.corpus.problems()
         if (
             tokenizer is not None
             and tokenizer.words

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hfadapt import ranks
+from hfadapt import output, ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe, as_recipe, save_recipe
@@ -48,15 +48,14 @@ def retrain(
         raise HfadaptError(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
-    with corpus.reading_once():
+    with output.lock(recipe.output.dir), corpus.reading_once():
         return _retrain(recipe, until)
 
 
 def _retrain(recipe: Recipe, until: str) -> dict[str, Any]:
     from transformers import set_seed
 
-    root = Path(recipe.output.dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(recipe.output.dir)  # made by the first stage that writes, once its checks have passed
     set_seed(recipe.training["seed"])
     results: dict[str, Any] = {}
     if recipe.tokenizer is not None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from hfadapt import data
+from hfadapt import data, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
 from hfadapt.retrain import mlm
@@ -65,7 +65,9 @@ def _task_data(recipe: Recipe) -> data.TaskData:
 
 
 def _source(source: str):
-    return _once("source\x1e" + source, lambda: _corpus_part(data.load_source(source)))
+    return _once(
+        "source\x1e" + source, lambda: _corpus_part(sources.load_source(source, where="corpus.sources").splits)
+    )
 
 
 def corpus_documents(recipe: Recipe, split: str, repeated: bool = False) -> Iterator[tuple[str, list[str] | None]]:
