@@ -107,18 +107,20 @@ def _train(trainer, resume_from: Path | None, work: Path) -> tuple[dict[str, Any
     A run that fails before its first complete checkpoint leaves nothing behind: its side folder
     goes, so the next run starts clean rather than being told to resume.
     """
+    saved = resume.totals(resume_from)  # read now: the checkpoint may be rotated out during training
     try:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics)
     except Exception:
         if ranks.is_main() and not output.has_checkpoint(work):
             shutil.rmtree(work, ignore_errors=True)
         raise
-    before = resume.totals(resume_from) or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
+    before = saved or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
     steps = trainer.state.global_step
-    session_steps = steps - before["steps"]
-    if resume_from is not None and resume.totals(resume_from) is not None and steps:
+    if resume_from is not None and saved is not None and steps:
         # Trainer's train_loss covers the steps of this session alone
-        train_metrics["train_loss"] = (before["loss_sum"] + train_metrics["train_loss"] * session_steps) / steps
+        train_metrics["train_loss"] = (
+            before["loss_sum"] + train_metrics["train_loss"] * (steps - before["steps"])
+        ) / steps
     return train_metrics, round(before["compute_seconds"] + trainer.session_seconds(), 1)
 
 
@@ -148,15 +150,19 @@ class _Trainer(Trainer):
         return time.perf_counter() - self._began
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # written before the checkpoint's trainer_state.json, which marks it complete: a complete
+        # checkpoint always has its totals
         if self.args.should_save:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
             session_loss = self._total_loss_scalar + self._tr_loss.item()
             resume.save_totals(
-                Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}",
+                folder,
                 loss_sum=self._before["loss_sum"] + session_loss,
                 steps=self.state.global_step,
                 compute_seconds=self._before["compute_seconds"] + self.session_seconds(),
             )
+        super()._save_checkpoint(model, trial)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

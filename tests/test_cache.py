@@ -153,7 +153,7 @@ def test_an_empty_validation_share_is_named_and_leaves_nothing(
     raw = {
         "model": {"name_or_path": str(tiny_checkpoint)},
         "data": {"source": str(sentiment_csv)},
-        "corpus": {"sources": [str(tmp_path / "corpus.txt")], "validation_fraction": 0.0},
+        "corpus": {"sources": [str(tmp_path / "corpus.txt")], "validation_fraction": 1e-6},
         "pretrain": {},
         "output": {"dir": str(tmp_path / "run")},
     }

@@ -51,7 +51,7 @@ CASES = {
         {"data": {"source": "{tmp}/split"}},
         "data: the test split has labels that training never saw: 'neutral'",
     ),
-    "empty data set": ({"data": {"source": "{tmp}/empty.csv"}}, "has no training examples"),
+    "empty data set": ({"data": {"source": "{tmp}/empty.csv"}}, "empty text: 1 row (line 2 of {tmp}/empty.csv)"),
     "model folder missing": (
         {"model": {"name_or_path": "{tmp}/no-model"}},
         "model.name_or_path: {tmp}/no-model does not exist; give a checkpoint folder, a "
