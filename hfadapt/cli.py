@@ -66,6 +66,7 @@ def _run_commands(sub) -> None:
     p.add_argument("texts", nargs="*", help="texts to label (or use --file)")
     p.add_argument("--file", help="a .txt (one text a line), .csv or .jsonl file of texts")
     p.add_argument("--column", default="text", help="the text column of a CSV or JSONL file")
+    p.add_argument("--encoding", default="utf-8", help="the --file's text encoding, e.g. latin-1")
     p.add_argument("--output", help="write the predictions here (.jsonl or .csv) instead of standard output")
     p.add_argument("--batch-size", type=int, default=64)
 
@@ -213,7 +214,7 @@ def _predict(args) -> None:
         raise HfadaptError(f"--output {args.output}: the folder {Path(args.output).parent} does not exist; create it")
     if args.batch_size < 1:
         raise HfadaptError(f"--batch-size: must be 1 or more, got {args.batch_size}")
-    texts = args.texts or read_texts(args.file, args.column)
+    texts = args.texts or read_texts(args.file, args.column, args.encoding)
     _write_predictions(predict(args.model_dir, texts, batch_size=args.batch_size), args.output)
 
 

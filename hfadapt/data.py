@@ -115,21 +115,15 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
 
 
 def _check_split_contents(rows, report, data: DataConfig, task: TaskConfig, label_names, known: bool) -> None:
-    """Every split has examples, evaluation holds no label training lacks, and training has two classes."""
-    for split in SPLITS:
-        if not rows[split]:
-            if split == "train":
-                raise HfadaptError(
-                    f"data.source: {data.source} has no training examples left: {report['rows_read']['train']} "
-                    f"read, {report['duplicates_removed']} duplicates and {report['conflicting_texts_removed']} "
-                    "texts with conflicting labels removed; give a data set with examples"
-                )
-            raise HfadaptError(
-                f"data: the {split} split of {data.source} is empty; give a larger data set or a larger "
-                f"data.{split}_fraction"
-            )
-    if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
-        _check_labels_seen_in_training(rows, label_names, task)
+    """Training has examples of two classes or more, every split has examples, and evaluation holds
+    no label training lacks."""
+    if not rows["train"]:
+        conflicting = report["conflicting_texts_removed"]
+        raise HfadaptError(
+            f"data.source: {data.source} has no training examples left: {report['rows_read']['train']} read, "
+            f"{report['duplicates_removed']} duplicates and {conflicting} text{'s' * (conflicting != 1)} with "
+            "conflicting labels removed; give a data set with examples"
+        )
     if not known and task.type == "sequence_classification" and task.problem_type == "single_label_classification":
         classes = {row["label"] for row in rows["train"]}
         if len(classes) < 2:
@@ -138,6 +132,14 @@ def _check_split_contents(rows, report, data: DataConfig, task: TaskConfig, labe
                 f"{label_names[classes.pop()]!r}; a classifier needs examples of two classes or more "
                 "(check data.label_column)"
             )
+    for split in ("validation", "test"):
+        if not rows[split]:
+            raise HfadaptError(
+                f"data: the {split} split of {data.source} is empty; give a larger data set or a larger "
+                f"data.{split}_fraction"
+            )
+    if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
+        _check_labels_seen_in_training(rows, label_names, task)
 
 
 def _key_rows(rows: list[dict]) -> None:

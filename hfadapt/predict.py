@@ -177,7 +177,10 @@ def read_texts(path: str | Path, column: str = "text", encoding: str = "utf-8") 
         raise HfadaptError(f"--column: {path} has no column {column!r}; its columns are {', '.join(rows[0])}")
     empty = [f"line {starts[i]}" if starts else f"row {i + 1}" for i, r in enumerate(rows) if missing(r.get(column))]
     if empty:
-        raise HfadaptError(f"--file: {path} has {len(empty)} empty texts ({', '.join(empty[:5])}); remove them")
+        raise HfadaptError(
+            f"--file: {path} has {len(empty)} empty text{'s' * (len(empty) > 1)} ({', '.join(empty[:5])}); "
+            f"remove {'them' if len(empty) > 1 else 'it'}"
+        )
     return [str(r[column]) for r in rows]
 
 

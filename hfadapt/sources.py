@@ -143,7 +143,12 @@ def _decode(raw: bytes, path: Path, encoding: str, where: str) -> str:
         byte = raw[e.start : e.start + 1].hex()
         raise HfadaptError(
             f"{where}: {path} is not valid {encoding}: byte 0x{byte} at line {line}, column {column}; "
-            "give its encoding as data.encoding (e.g. data.encoding=latin-1), or save it as UTF-8"
+            + (
+                "give it with --encoding (e.g. --encoding latin-1)"
+                if where.startswith("--")
+                else "give its encoding as data.encoding (e.g. data.encoding=latin-1)"
+            )
+            + ", or save it as UTF-8"
         ) from None
 
 

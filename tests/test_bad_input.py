@@ -253,7 +253,7 @@ def test_drop_invalid_leaves_the_rows_out_and_counts_them(tmp_path):
         (
             [{"text": "same text", "label": ["pos", "neg"][i % 2]} for i in range(6)],
             {},
-            "data.source: FILE has no training examples left: 6 read, 0 duplicates and 1 texts with conflicting "
+            "data.source: FILE has no training examples left: 6 read, 0 duplicates and 1 text with conflicting "
             "labels removed; give a data set with examples",
         ),
     ],
@@ -406,8 +406,15 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_recipe
             "--file: FILE is not a text file (it holds binary data); give a CSV, TSV, JSON lines or text file",
         ),
         ("t.csv", "review\nfine\n", [], "--column: FILE has no column 'text'; its columns are review"),
-        ("t.csv", 'text\nfine\n""\n', [], "--file: FILE has 1 empty texts (line 3); remove them"),
+        ("t.csv", 'text\nfine\n""\n', [], "--file: FILE has 1 empty text (line 3); remove it"),
         ("t.txt", "fine\n", ["--batch-size", "0"], "--batch-size: must be 1 or more, got 0"),
+        (
+            "t.txt",
+            "café\n".encode("latin-1"),
+            [],
+            "--file: FILE is not valid utf-8: byte 0xe9 at line 1, column 4; give it with --encoding (e.g. --encoding "
+            "latin-1), or save it as UTF-8",
+        ),
         (
             "t.txt",
             "fine\n",
