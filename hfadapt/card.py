@@ -55,12 +55,13 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
 | training | {training.get("num_train_epochs")} epochs, learning rate {training.get("learning_rate", "default")}, \
 batch {training.get("per_device_train_batch_size")}, seed {training.get("seed")}, max length {recipe.data.max_length} |
 | compute | {metrics.get("train", {}).get("train_runtime", 0):.0f} s of training on {metrics.get("device", "unknown")} |
+{_kept(metrics.get("kept"), metrics.get("class_weights"), metrics.get("label_names"))}
 
 ## Results
 | metric | validation | test |
 |---|---|---|
 {rows}
-
+{_classes(metrics)}
 ## How to load
 ```python
 {_loading(recipe)}```
@@ -70,6 +71,43 @@ and validation {metrics.get("main_metric", "")}.
 """
     metadata = _metadata(recipe, test, names, base_model, name)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _kept(kept: dict[str, Any] | None, weights: list[float] | None, names: list[str] | None) -> str:
+    """Lineage rows: the model kept (best by early stopping, or last) and the class weights of the loss."""
+    rows = ""
+    if kept:
+        which = f"the best by validation, at step {kept['step']}" if kept["model"] == "best" else "the last"
+        epoch = f" (epoch {kept['epoch']:.2f})" if kept.get("epoch") is not None else ""
+        rows += f"| model kept | {which}{epoch}; training stopped {kept['stopped']} |\n"
+    if weights:
+        rows += (
+            "| class weights | "
+            + ", ".join(f"{n} {w:.3g}" for n, w in zip(names or [], weights, strict=False))
+            + " |\n"
+        )
+    return rows
+
+
+def _classes(metrics: dict[str, Any]) -> str:
+    """The test split's figures per class (per entity type), worst F1 first."""
+    classes = ((metrics.get("per_class") or {}).get("test") or {}).get("classes")
+    if not classes:
+        return ""
+    rows = "\n".join(
+        f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+        for name, c in sorted(classes.items(), key=lambda item: item[1]["f1"])
+    )
+    picture = (
+        " `confusion_matrix.png` shows where the errors go." if "confusion" in metrics["per_class"]["test"] else ""
+    )
+    return f"""
+Per class on the test split, worst first.{picture}
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+"""
 
 
 def _metadata(recipe: Recipe, test: dict[str, Any], names: list[str], base_model: str, name: str) -> dict[str, Any]:

@@ -181,9 +181,7 @@ def _finetune(args) -> None:
 
         _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
         return
-    results = hfadapt.finetune(args.recipe, overrides)
-    main_metric = results["main_metric"]
-    print(f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}")
+    _print_summary(hfadapt.finetune(args.recipe, overrides))
 
 
 def _retrain(args) -> None:
@@ -193,8 +191,7 @@ def _retrain(args) -> None:
     results = retrain(args.recipe, args.overrides, until=until)
     print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
     if "finetune" in results:
-        main_metric = results["finetune"]["main_metric"]
-        print(f"test {main_metric}: {results['finetune']['test'][f'test_{main_metric}']:.4f}")
+        _print_summary(results["finetune"])
 
 
 def _prepare(args) -> None:
@@ -248,6 +245,18 @@ def _advise(args) -> None:
     if args.output:
         written = "advice.md, advice.json, recommended.yaml" + (", pilots.png" if advice["pilots"] else "")
         print(f"written to {args.output}: {written}")
+
+
+def _print_summary(results: dict) -> None:
+    """The run's line: the test split's main metric, and for classification its worst class."""
+    from hfadapt.metrics import worst_class
+
+    main_metric = results["main_metric"]
+    line = f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}"
+    worst = worst_class((results.get("per_class") or {}).get("test"))
+    if worst is not None:
+        line += f" (worst class: {worst[0]}, F1 {worst[1]:.4f})"
+    print(line)
 
 
 def _print_seeds(summary: dict) -> None:

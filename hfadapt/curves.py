@@ -45,3 +45,28 @@ def save(figure, title: str, path: str | Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Path(path)
+
+
+def confusion(matrix: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
+    """The confusion matrix as a picture: rows the true labels, columns the predicted ones, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix)
+    size = max(3.5, 0.6 * len(labels) + 2)
+    figure, axes = plt.subplots(figsize=(size + 1, size))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # colour: the share of each true label
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            axes.text(j, i, f"{counts[i, j]}", ha="center", va="center", color=colour, fontsize=8)
+    figure.colorbar(image, ax=axes, label="share of the true label's examples")
+    return save(figure, title, path)

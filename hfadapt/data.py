@@ -101,6 +101,8 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
             chosen = sorted(range(len(rows[split])), key=lambda i: rows[split][i]["_h"])[:limit]
             rows[split] = [rows[split][i] for i in sorted(chosen)]
     report["sizes"] = {split: len(rows[split]) for split in SPLITS}
+    if label_names is not None and task.type == "sequence_classification":
+        report["class_counts"] = _class_counts(rows, label_names, task, data)
     digest = hashlib.sha256()
     for split in SPLITS:  # what was trained and scored on, whatever file it came from
         for row in rows[split]:
@@ -140,6 +142,26 @@ def _check_split_contents(rows, report, data: DataConfig, task: TaskConfig, labe
             )
     if not known and (task.type == "token_classification" or task.problem_type == "single_label_classification"):
         _check_labels_seen_in_training(rows, label_names, task)
+
+
+def _class_counts(rows, label_names: list[str], task: TaskConfig, data: DataConfig) -> dict[str, dict[str, int]]:
+    """Examples of each class in each split; a warning when training's classes are far apart in size."""
+    counts = {}
+    for split in SPLITS:
+        tally = [0] * len(label_names)
+        for row in rows[split]:
+            for i in range(len(label_names)) if isinstance(row["label"], list) else [row["label"]]:
+                tally[i] += 1 if not isinstance(row["label"], list) else int(row["label"][i] > 0.5)
+        counts[split] = dict(zip(label_names, tally, strict=True))
+    train = [c for c in counts["train"].values() if c]
+    if train and max(train) >= 4 * min(train) and task.class_weights is None:
+        logger.warning(
+            "data %s: the training classes are imbalanced (%s); consider task.class_weights: auto (the main "
+            "metric is then f1_macro)",
+            data.source,
+            ", ".join(f"{k} {v}" for k, v in counts["train"].items()),
+        )
+    return counts
 
 
 def _key_rows(rows: list[dict]) -> None:

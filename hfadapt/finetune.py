@@ -12,7 +12,22 @@ from typing import Any
 
 from transformers import Trainer
 
-from hfadapt import adapt, builtin, cache, card, curves, data, hub, manifest, metrics, output, pretrained, ranks, resume
+from hfadapt import (
+    adapt,
+    builtin,
+    cache,
+    card,
+    curves,
+    data,
+    hub,
+    loss,
+    manifest,
+    metrics,
+    output,
+    pretrained,
+    ranks,
+    resume,
+)
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, as_recipe, load_recipe, save_recipe
 from hfadapt.sampler import train_sampler
@@ -60,6 +75,7 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
         hub.token()  # a push that cannot happen fails now, not after training
     set_seed(recipe.training["seed"])  # before the head is initialised
     tokenizer, task_data, model = _load(recipe)
+    weights = loss.class_weights(recipe.task, task_data.label_names, task_data.splits["train"])
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     # tokenized once, by the main process
@@ -76,7 +92,8 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=data.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
-        callbacks=[stop := resume.StopOnSignal()],
+        callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe),
+        compute_loss_func=loss.weighted_loss(recipe.task, weights) if weights is not None else None,
     )
     train_metrics, seconds = _train(trainer, resume_from, work)
     if stop.signal is not None:
@@ -84,10 +101,13 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
             f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, "
             f"after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
         )
+    validation, validation_classes = _score(trainer, tokenized["validation"], "validation", recipe, task_data)
+    test, test_classes = _score(trainer, tokenized["test"], "test", recipe, task_data)
     results: dict[str, Any] = {
         "train": train_metrics,
-        "validation": trainer.evaluate(tokenized["validation"], metric_key_prefix="validation"),
-        "test": trainer.evaluate(tokenized["test"], metric_key_prefix="test"),
+        "validation": validation,
+        "test": test,
+        "per_class": {"validation": validation_classes, "test": test_classes},
         "main_metric": metrics.main_metric(recipe.task),
         "parameters": parameters,
         "data": task_data.report,
@@ -95,6 +115,8 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
         "device": str(trainer.args.device),
         "compute_seconds": seconds,
         "resumed_from": resume_from.name if resume_from else None,
+        "class_weights": weights,
+        "kept": _kept(trainer, recipe),
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
     _finish(trainer, recipe, tokenizer, results, work)
@@ -122,6 +144,44 @@ def _train(trainer, resume_from: Path | None, work: Path) -> tuple[dict[str, Any
             before["loss_sum"] + train_metrics["train_loss"] * (steps - before["steps"])
         ) / steps
     return train_metrics, round(before["compute_seconds"] + trainer.session_seconds(), 1)
+
+
+def _early_stopping(recipe: Recipe) -> list:
+    if recipe.early_stopping is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    settings = recipe.early_stopping
+    return [
+        EarlyStoppingCallback(early_stopping_patience=settings.patience, early_stopping_threshold=settings.threshold)
+    ]
+
+
+def _kept(trainer, recipe: Recipe) -> dict[str, Any]:
+    """Which model the run kept (the last, or with early stopping the best), and why training stopped."""
+    state = trainer.state
+    early = state.global_step < state.max_steps
+    stopped = "at the end of its schedule"
+    if early and recipe.early_stopping is not None:
+        stopped = f"early, after {recipe.early_stopping.patience} evaluations without improvement"
+    if recipe.early_stopping is None or state.best_global_step is None:
+        return {"model": "last", "step": state.global_step, "epoch": state.epoch, "stopped": stopped}
+    epochs = {h["step"]: h["epoch"] for h in state.log_history if "step" in h and "epoch" in h}
+    metric = trainer.args.metric_for_best_model
+    return {
+        "model": "best",
+        "step": state.best_global_step,
+        "epoch": epochs.get(state.best_global_step),
+        f"validation_{metric}": state.best_metric,
+        "stopped": stopped,
+    }
+
+
+def _score(trainer, dataset, split: str, recipe: Recipe, task_data) -> tuple[dict[str, Any], dict | None]:
+    """A split's metrics (as `Trainer.evaluate` gives them) and its per-class figures, from one pass."""
+    out = trainer.predict(dataset, metric_key_prefix=split)
+    trainer.log(out.metrics)  # as evaluate would: the log history keeps the final figures
+    return out.metrics, metrics.per_class(recipe.task, task_data.label_names, out.predictions, out.label_ids)
 
 
 def _load(recipe: Recipe):
@@ -253,6 +313,9 @@ def _save(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: Pat
         work / "training_curves.png",
         title=f"{base_model} on {recipe.data.source} ({recipe.adapt.method})",
     )
+    confusion = (results["per_class"]["test"] or {}).get("confusion")
+    if confusion is not None:
+        curves.confusion(confusion, results["label_names"], work / "confusion_matrix.png", title="test split")
     (work / "README.md").write_text(
         card.render(recipe, results, base_model, Path(recipe.output.dir).name), encoding="utf-8"
     )

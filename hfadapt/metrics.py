@@ -115,11 +115,7 @@ def entity_scores(true_tags: list[list[str]], predicted_tags: list[list[str]]) -
 
 def main_metric(task: TaskConfig) -> str:
     """The metric that heads the curves and names the best model."""
-    if task.main_metric:
-        return task.main_metric
-    if task.type == "token_classification":
-        return "f1"
-    return "pearson" if task.problem_type == "regression" else "accuracy"
+    return task.metric()
 
 
 def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any], dict[str, float]]:
@@ -131,12 +127,7 @@ def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any
         if isinstance(logits, tuple):
             logits = logits[0]
         if task.type == "token_classification":
-            predictions = logits.argmax(-1)
-            gold, guess = [], []
-            for pred_row, label_row in zip(predictions, labels, strict=True):
-                keep = label_row != -100
-                gold.append([label_names[i] for i in label_row[keep]])
-                guess.append([label_names[i] for i in pred_row[keep]])
+            gold, guess = _tags(logits, labels, label_names)
             scores = entity_scores(gold, guess)
             flat_pred = (
                 np.concatenate([[label_names.index(t) for t in row] for row in guess]) if guess else np.array([])
@@ -159,6 +150,79 @@ def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any
         return scores
 
     return compute
+
+
+def _tags(logits, labels, label_names: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tags of each sentence, at the scored positions (the first piece of each word)."""
+    gold, guess = [], []
+    for pred_row, label_row in zip(logits.argmax(-1), labels, strict=True):
+        keep = label_row != -100
+        gold.append([label_names[i] for i in label_row[keep]])
+        guess.append([label_names[i] for i in pred_row[keep]])
+    return gold, guess
+
+
+def per_class(task: TaskConfig, label_names: list[str] | None, logits, labels) -> dict[str, Any] | None:
+    """Precision, recall, F1 and support of each class (each entity type for token classification),
+    and for single-label classification the confusion matrix (rows: true labels, columns: predicted).
+    None for regression."""
+    if label_names is None:
+        return None
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    if task.type == "token_classification":
+        return {"classes": entity_types(*_tags(logits, labels, label_names))}
+    if task.problem_type == "multi_label_classification":
+        gold, guess = np.asarray(labels) > 0.5, np.asarray(logits) > 0
+        tp = (gold & guess).sum(axis=0)
+        return {"classes": _table(label_names, tp, guess.sum(axis=0), gold.sum(axis=0))}
+    gold, guess = np.asarray(labels, dtype=np.int64), np.asarray(logits).argmax(-1)
+    confusion = np.zeros((len(label_names), len(label_names)), dtype=np.int64)
+    np.add.at(confusion, (gold, guess), 1)
+    classes = _table(label_names, np.diag(confusion), confusion.sum(axis=0), confusion.sum(axis=1))
+    return {"classes": classes, "confusion": confusion.tolist()}
+
+
+def entity_types(true_tags: list[list[str]], predicted_tags: list[list[str]]) -> dict[str, dict[str, float]]:
+    """Entity-level precision, recall, F1 and support of each entity type (BIO, BIOES or BMES tags)."""
+    counts: dict[str, list[int]] = {}  # type -> [true positives, predicted, actual]
+    for gold, guess in zip(true_tags, predicted_tags, strict=False):
+        g, p = entities(gold), entities(guess)
+        for kind, *_ in g | p:
+            counts.setdefault(kind, [0, 0, 0])
+        for kind, *_ in g & p:
+            counts[kind][0] += 1
+        for kind, *_ in p:
+            counts[kind][1] += 1
+        for kind, *_ in g:
+            counts[kind][2] += 1
+    kinds = sorted(counts)
+    columns = np.array([counts[k] for k in kinds]).reshape(-1, 3).T if kinds else np.zeros((3, 0))
+    return _table(kinds, *columns)
+
+
+def _table(names: list[str], tp, predicted, actual) -> dict[str, dict[str, float]]:
+    tp, predicted, actual = (np.asarray(x, dtype=float) for x in (tp, predicted, actual))
+    precision, recall = _divide(tp, predicted), _divide(tp, actual)
+    f1 = _divide(2 * precision * recall, precision + recall)
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(actual[i]),
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def worst_class(per: dict[str, Any] | None) -> tuple[str, float] | None:
+    """The class (with examples) of lowest F1, for the summary line."""
+    classes = {k: v for k, v in ((per or {}).get("classes") or {}).items() if v["support"] > 0}
+    if not classes:
+        return None
+    name = min(classes, key=lambda k: classes[k]["f1"])
+    return name, classes[name]["f1"]
 
 
 def load_evaluate_module(name: str):

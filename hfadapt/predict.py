@@ -193,7 +193,8 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
         split: `train`, `validation` or `test`.
 
     Returns:
-        The split's metrics, keyed `SPLIT_METRIC` (e.g. `test_accuracy`), as `Trainer.evaluate` gives them.
+        The split's metrics, keyed `SPLIT_METRIC` (e.g. `test_accuracy`), as `Trainer.evaluate` gives them,
+        and for classification `SPLIT_per_class`: each class's precision, recall, F1 and support.
     """
     import tempfile
 
@@ -225,4 +226,9 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
             data_collator=collator,
             compute_metrics=metrics.compute_fn(recipe.task, trained_labels),
         )
-        return trainer.evaluate(tokenized[split], metric_key_prefix=split)
+        out = trainer.predict(tokenized[split], metric_key_prefix=split)
+    scores: dict[str, Any] = dict(out.metrics)
+    per = metrics.per_class(recipe.task, trained_labels, out.predictions, out.label_ids)
+    if per is not None:
+        scores[f"{split}_per_class"] = per
+    return scores

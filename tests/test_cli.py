@@ -136,6 +136,7 @@ def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_pa
     result = run_cli("finetune", write_recipe(tmp_path / "r.yaml", raw), "training.num_train_epochs=2")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("test accuracy: ")
+    assert " (worst class: " in result.stdout.splitlines()[-1]  # and the class of lowest F1
     run = tmp_path / "run"
     (tmp_path / "texts.txt").write_text("good great film\nawful dull movie\n")
     result = run_cli("predict", run, "--file", tmp_path / "texts.txt", "--output", tmp_path / "out.jsonl")

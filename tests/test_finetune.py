@@ -41,6 +41,17 @@ def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoin
     config = json.loads((run / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     assert load_recipe(run / "recipe.yaml") == load_recipe(raw=raw)
+    # per class: the test split's figures add up to its size, the confusion matrix to its counts
+    per = saved["per_class"]["test"]
+    assert (
+        sum(c["support"] for c in per["classes"].values())
+        == saved["data"]["sizes"]["test"]
+        == sum(map(sum, per["confusion"]))
+    )
+    recall = per["confusion"][1][1] / sum(per["confusion"][1])
+    assert per["classes"]["positive"]["recall"] == pytest.approx(recall)
+    assert (run / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| class | precision | recall | F1 | support |" in (run / "README.md").read_text()
     # every weight trained
     before, after = checkpoint_weights(tiny_checkpoint), saved_weights(run)
     for name, tensor in before.items():

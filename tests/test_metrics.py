@@ -70,3 +70,46 @@ def test_unknown_evaluate_module_is_a_clear_error():
 
     with pytest.raises(HfadaptError, match="task.evaluate_modules: cannot load 'no_such_metric_xyz'"):
         metrics.load_evaluate_module("no_such_metric_xyz")
+
+
+def test_per_class_figures_equal_scikit_learns_on_the_same_predictions():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from hfadapt.recipe import TaskConfig
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=300)
+    logits = rng.normal(size=(300, 4))
+    logits[np.arange(300), labels] += rng.normal(1.0, 1.0, size=300)  # right more often than not
+    names = ["a", "b", "c", "d"]
+    per = metrics.per_class(TaskConfig(), names, logits, labels)
+    p, r, f, s = precision_recall_fscore_support(labels, logits.argmax(-1), labels=range(4), zero_division=0)
+    for i, name in enumerate(names):
+        got = per["classes"][name]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
+    assert per["confusion"] == confusion_matrix(labels, logits.argmax(-1), labels=range(4)).tolist()
+    assert metrics.worst_class(per) == (names[int(np.argmin(f))], pytest.approx(f.min()))
+
+
+def test_per_entity_type_figures_count_whole_entities():
+    gold = [["B-PER", "I-PER", "O", "S-LOC"], ["B-ORG", "E-ORG", "O", "O"]]
+    guess = [["B-PER", "I-PER", "O", "O"], ["B-ORG", "E-ORG", "S-LOC", "O"]]
+    types = metrics.entity_types(gold, guess)
+    assert types["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert types["ORG"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    # one LOC in the gold, one (elsewhere) in the guess: neither matches
+    assert types["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_per_label_figures_for_multi_label():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from hfadapt.recipe import TaskConfig
+
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=float)
+    logits = np.array([[2.0, -1, 1], [-1, 1, -1], [1, -1, -1], [-1, -1, -1]])
+    per = metrics.per_class(TaskConfig(problem_type="multi_label_classification"), ["x", "y", "z"], logits, labels)
+    p, r, f, s = precision_recall_fscore_support(labels, logits > 0, zero_division=0)
+    assert [per["classes"][n]["f1"] for n in "xyz"] == pytest.approx(list(f))
+    assert [per["classes"][n]["support"] for n in "xyz"] == list(s)
+    assert "confusion" not in per

@@ -81,7 +81,7 @@ def with_(**sections):
         ),
         (
             with_(zzz={"a": 1}),
-            "zzz: unknown key (known keys: model, data, output, task, adapt, training, hub, "
+            "zzz: unknown key (known keys: model, data, output, task, adapt, training, early_stopping, hub, "
             "corpus, tokenizer, pretrain)",
         ),
         (

@@ -47,18 +47,44 @@ class TaskConfig:
     main_metric: str | None = option(
         None,
         help="the metric that names the best checkpoint and heads the curves; empty: accuracy for "
-        "classification, pearson for regression, entity f1 for token classification",
+        "classification (f1_macro with class_weights), pearson for regression, entity f1 for token classification",
     )
     evaluate_modules: list[str] = option(
         factory=list, help="extra `evaluate` metric modules: local paths, or Hub names when online"
     )
+    class_weights: str | list[float] | dict[str, float] | None = option(
+        None,
+        help="weights of the classes in the loss, for imbalanced labels: auto (inverse to their training counts), "
+        "a list in label order, or a mapping by label name; multi-label: the weights of positives (pos_weight)",
+    )
+
+    def metric(self) -> str:
+        """The main metric's name: `main_metric`, or the task's default."""
+        if self.main_metric:
+            return self.main_metric
+        if self.type == "token_classification":
+            return "f1"
+        if self.problem_type == "regression":
+            return "pearson"
+        return "f1_macro" if self.class_weights is not None else "accuracy"
 
     def problems(self) -> list[str]:
+        found = []
         if self.type == "token_classification" and self.problem_type != "single_label_classification":
-            return [
+            found.append(
                 "task.problem_type: token classification takes one label per token; use single_label_classification"
-            ]
-        return []
+            )
+        weights = self.class_weights
+        if weights is None:
+            return found
+        if self.problem_type == "regression":
+            found.append("task.class_weights: regression has no classes; remove task.class_weights")
+        elif isinstance(weights, str) and weights != "auto":
+            found.append(f"task.class_weights: {weights!r} is not auto, a list or a mapping of label names to weights")
+        values = weights if isinstance(weights, list) else list(weights.values()) if isinstance(weights, dict) else []
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in values):
+            found.append("task.class_weights: every weight must be a number above 0")
+        return found
 
 
 @dataclass
@@ -198,6 +224,24 @@ class HubConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Stop when the validation main metric stops improving, and keep the best checkpoint."""
+
+    patience: int = option(2, help="evaluations without improvement before training stops")
+    threshold: float = option(0.0, help="the least change of the main metric that counts as an improvement")
+
+    def problems(self, training: dict[str, Any]) -> list[str]:
+        found = []
+        if self.patience < 1:
+            found.append(f"early_stopping.patience: must be 1 or more, got {self.patience}")
+        if self.threshold < 0:
+            found.append(f"early_stopping.threshold: must be 0 or more, got {self.threshold}")
+        if training.get("eval_strategy") in ("no", None):
+            found.append("early_stopping: needs evaluations; set training.eval_strategy to epoch or steps")
+        return found
+
+
+@dataclass
 class Recipe:
     """A whole run: fine-tuning, and with corpus/tokenizer/pretrain sections, retraining first."""
 
@@ -207,6 +251,9 @@ class Recipe:
     task: TaskConfig = option(factory=TaskConfig, help="the task head and its metrics")
     adapt: AdaptConfig = option(factory=AdaptConfig, help="which weights train")
     training: dict[str, Any] = training_field(TRAINING_DEFAULTS, "fine-tuning")
+    early_stopping: EarlyStoppingConfig | None = option(
+        None, help="stop when the validation main metric stops improving; the best checkpoint is kept"
+    )
     hub: HubConfig | None = option(None, help="push to the Hugging Face Hub when training ends")
     corpus: CorpusConfig | None = option(None, help="retraining: the texts for the tokenizer and pretraining")
     tokenizer: TokenizerConfig | None = option(None, help="retraining: train a new tokenizer on the corpus")
@@ -231,6 +278,8 @@ class Recipe:
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
         found += arguments.training_problems("training", self.training)
+        if self.early_stopping is not None:
+            found += self.early_stopping.problems(self.training)
         if self.pretrain is not None:
             found += arguments.training_problems("pretrain.training", self.pretrain.training)
         found += self._retraining_problems()
@@ -307,7 +356,13 @@ class Recipe:
 
     def training_arguments(self, output_dir: str | Path | None = None):
         """`transformers.TrainingArguments` from the `training` section, checkpoints in `output_dir`."""
-        return arguments.training_arguments(output_dir or Path(self.output.dir) / "checkpoints", self.training)
+        settings = dict(self.training)
+        if self.early_stopping is not None:  # the kept model is the best one by the main metric (unless set)
+            metric = self.task.metric()
+            settings.setdefault("load_best_model_at_end", True)
+            settings.setdefault("metric_for_best_model", metric)
+            settings.setdefault("greater_is_better", metric not in ("loss", "mse"))
+        return arguments.training_arguments(output_dir or Path(self.output.dir) / "checkpoints", settings)
 
     def lora_config(self, target_modules: list[str] | None = None, modules_to_save: list[str] | None = None):
         """`peft.LoraConfig` from `adapt.lora`, for this recipe's task."""
