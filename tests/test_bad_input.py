@@ -471,3 +471,15 @@ def test_a_bad_corpus_leaves_no_output_folder(tiny_checkpoint, sentiment_csv, tm
     assert main(["tokenizer", str(tmp_path / "r.yaml")]) == 2
     assert capsys.readouterr().err == f"hfadapt: error: {expected.replace('DIR', str(tmp_path))}\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorboard") is not None, reason="tensorboard is installed here"
+)
+def test_a_tracker_that_is_not_installed_is_refused_before_any_weight():
+    assert problems(BASE, ["training.report_to=tensorboard"]) == [
+        "training.report_to: tensorboard is not installed; pip install tensorboard, or set report_to: none"
+    ]
+    assert problems(BASE, ["training.report_to=[none, tensorbord]"])[0].startswith(
+        "training.report_to: 'tensorbord' is not a tracker; use none, all, or one of tensorboard, trackio, wandb"
+    )

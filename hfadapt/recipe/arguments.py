@@ -78,3 +78,40 @@ def training_problems(path: str, settings: dict[str, Any]) -> list[str]:
     if steps == 0:
         found.append(f"{path}.max_steps: 0 steps trains nothing; give 1 or more, or -1 to train by epochs")
     return found
+
+
+# The trackers `training.report_to` can name, the module each needs, and the package that brings it.
+TRACKERS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "trackio": (("trackio",), "trackio"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet-ml"),
+    "clearml": (("clearml",), "clearml"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "neptune": (("neptune",), "neptune"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "azure_ml": (("azureml",), "azureml-sdk"),
+    "dagshub": (("dagshub",), "dagshub"),
+    "flyte": (("flytekit",), "flytekit"),
+    "kubeflow": (("kubeflow",), "kubeflow"),
+}
+
+
+def tracker_problems(path: str, report_to: Any) -> list[str]:
+    """Trackers named in `report_to` that are unknown or not installed: refused before any weight loads."""
+    import importlib.util
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    found = []
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in TRACKERS:
+            found.append(f"{path}.report_to: {name!r} is not a tracker; use none, all, or one of {', '.join(TRACKERS)}")
+            continue
+        modules, package = TRACKERS[name]
+        if not any(importlib.util.find_spec(m) for m in modules):
+            found.append(f"{path}.report_to: {name} is not installed; pip install {package}, or set report_to: none")
+    return found

@@ -278,6 +278,7 @@ class Recipe:
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
         found += arguments.training_problems("training", self.training)
+        found += arguments.tracker_problems("training", self.training.get("report_to"))
         if self.early_stopping is not None:
             found += self.early_stopping.problems(self.training)
         if self.pretrain is not None:
