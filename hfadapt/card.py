@@ -146,7 +146,13 @@ def _adaptation(recipe: Recipe) -> str:
 
 
 def _data(source: str, report: dict[str, Any]) -> str:
-    sizes = report.get("sizes", {})
+    sizes, cut = report.get("sizes", {}), report.get("truncation")
+    cuts = (
+        f"; texts cut at {cut['max_length']} tokens: {100 * cut['train']['cut']:.1f}% of training "
+        f"(keeping {100 * cut['train']['tokens_kept']:.1f}% of its tokens), {100 * cut['test']['cut']:.1f}% of test"
+        if cut
+        else ""
+    )
     made = ", ".join(report.get("splits_made_by_hash", [])) or "none"
     return (
         f"`{source}`; split sizes train {sizes.get('train')}, validation {sizes.get('validation')}, "
@@ -157,6 +163,7 @@ def _data(source: str, report: dict[str, Any]) -> str:
             + ", ".join(f"{count} with {reason}" for reason, count in reasons.items())
             for split, reasons in report.get("invalid_rows_dropped", {}).items()
         )
+        + cuts
     )
 
 

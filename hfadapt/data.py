@@ -256,6 +256,45 @@ def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict) 
     report["cross_split_duplicates_removed"] = leaks
 
 
+TRUNCATION_SAMPLE = 2000  # texts per split whose full length is measured for the truncation report
+TRUNCATION_WARNING = 0.1  # share of a split's texts cut by max_length above which the run warns
+
+
+def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig) -> dict[str, Any]:
+    """How much `data.max_length` cuts: per split, the share of texts longer than it and the share of
+    their tokens it keeps, measured on the first TRUNCATION_SAMPLE texts of each split.
+
+    A warning names the split and the fix when more than TRUNCATION_WARNING of its texts are cut.
+    """
+    report: dict[str, Any] = {"max_length": data.max_length}
+    for split in SPLITS:
+        ds = task_data.splits[split]
+        rows = ds.select(range(min(len(ds), TRUNCATION_SAMPLE)))
+        if task.type == "token_classification":
+            lengths = [
+                len(ids)
+                for ids in tokenizer(list(rows["tokens"]), is_split_into_words=True, verbose=False)["input_ids"]
+            ]
+        else:
+            pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
+            lengths = [len(ids) for ids in tokenizer(list(rows["text"]), pairs, verbose=False)["input_ids"]]
+        cut = [n for n in lengths if n > data.max_length]
+        kept = sum(min(n, data.max_length) for n in lengths) / max(sum(lengths), 1)
+        report[split] = {"texts": len(lengths), "cut": len(cut) / max(len(lengths), 1), "tokens_kept": kept}
+        if split == "train" and len(cut) > TRUNCATION_WARNING * len(lengths):
+            longest = sorted(lengths)[len(lengths) // 2]
+            logger.warning(
+                "data %s: %.0f%% of the training texts are longer than data.max_length=%d tokens and are cut "
+                "(%.0f%% of all tokens are kept; the median text has %d); raise data.max_length",
+                data.source,
+                100 * len(cut) / len(lengths),
+                data.max_length,
+                100 * kept,
+                longest,
+            )
+    return report
+
+
 def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig):
     """Token ids for every split; labels aligned to the first sub-token of each word for token tasks."""
     if task.type == "token_classification":

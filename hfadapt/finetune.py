@@ -80,6 +80,7 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     # tokenized once, by the main process
     tokenized = cache.tokenized(task_data, tokenizer, recipe.data, recipe.task).data
+    task_data.report["truncation"] = data.truncation(task_data, tokenizer, recipe.data, recipe.task)
     if resume_from is not None:
         _check_resumable(resume_from, model)
 

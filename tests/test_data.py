@@ -231,3 +231,24 @@ def test_length_grouping_by_label_only_for_single_label_classes():
     assert train_sampler(Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]}), 2) is None  # regression
     tags = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [[0, 1], [1]]})  # token classification
     assert train_sampler(tags, 2) is None
+
+
+def test_the_truncation_report_counts_the_texts_cut_and_the_tokens_kept(tiny_checkpoint, tmp_path, caplog):
+    from transformers import AutoTokenizer
+
+    from hfadapt.data import truncation
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    rows = [
+        {"text": " ".join(["good"] * (4 if i % 4 else 40)) + f" {i}", "label": ["a", "b"][i % 2]} for i in range(200)
+    ]
+    write_csv(tmp_path / "d.csv", rows)
+    data = DataConfig(source=str(tmp_path / "d.csv"), max_length=16)
+    task_data = load_splits(data, TaskConfig())
+    with caplog.at_level("WARNING"):
+        report = truncation(task_data, tokenizer, data, TaskConfig())
+    lengths = [len(tokenizer(t)["input_ids"]) for t in task_data.splits["train"]["text"]]
+    cut = [n for n in lengths if n > 16]
+    assert report["train"]["cut"] == pytest.approx(len(cut) / len(lengths)) and 0.15 < report["train"]["cut"] < 0.35
+    assert report["train"]["tokens_kept"] == pytest.approx(sum(min(n, 16) for n in lengths) / sum(lengths))
+    assert "of the training texts are longer than data.max_length=16 tokens and are cut" in caplog.text
