@@ -164,6 +164,12 @@ def _data(source: str, report: dict[str, Any]) -> str:
             for split, reasons in report.get("invalid_rows_dropped", {}).items()
         )
         + cuts
+        + (
+            f"; the given test split kept as given ({report['test_texts_removed_from_training']['count']} of its "
+            "texts removed from training and validation)"
+            if "test_texts_removed_from_training" in report
+            else ""
+        )
     )
 
 

@@ -91,7 +91,8 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
     if dropped:
         report["invalid_rows_dropped"] = dropped
         logger.warning("data %s: rows left out (data.drop_invalid): %s", data.source, dropped)
-    _remove_duplicates_and_conflicts(rows, report)
+    given_test = names["test"] in raw and not data.clean_given_test
+    _remove_duplicates_and_conflicts(rows, report, given_test)
     report["splits_made_by_hash"] = _make_missing_splits(rows, data)
     _check_split_contents(rows, report, data, task, label_names, known)
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_eval_samples}
@@ -223,8 +224,12 @@ def _check_labels_seen_in_training(rows: dict[str, list[dict]], label_names: lis
             examples.unseen_labels(split, [label_names[i] for i in unseen])
 
 
-def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict) -> None:
-    """Keep one copy of each text; drop texts with conflicting labels; keep test texts out of the other splits."""
+def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict, given_test: bool) -> None:
+    """Keep one copy of each text; drop texts with conflicting labels; keep test texts out of the other splits.
+
+    A test split the source gives (`given_test`) is kept exactly as given, so that its figures compare
+    with others computed on it: its texts leave training and validation instead, and are counted.
+    """
     labels: dict[str, set] = {}
     for split_rows in rows.values():
         for row in split_rows:
@@ -232,28 +237,42 @@ def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict) 
     conflicting = {key for key, seen in labels.items() if len(seen) > 1}
     report["conflicting_texts_removed"] = len(conflicting)
     claimed: set[str] = set()
-    duplicates = 0
-    leaks = 0
+    duplicates = leaks = 0
+    examples: list[str] = []
     for split in ("test", "validation", "train"):  # a text claimed by test stays out of validation and train
         if split not in rows:
+            continue
+        if split == "test" and given_test:
+            claimed = {row["_key"] for row in rows[split]}
             continue
         kept, here = [], set()
         for row in rows[split]:
             key = row["_key"]
-            if key in conflicting:
-                continue
-            if key in here:
-                duplicates += 1
-                continue
             if key in claimed:
                 leaks += 1
+                if len(examples) < 3:
+                    examples.append(key[:80])
+            elif key in conflicting:
                 continue
-            here.add(key)
-            kept.append(row)
+            elif key in here:
+                duplicates += 1
+            else:
+                here.add(key)
+                kept.append(row)
         claimed |= here
         rows[split] = kept
     report["duplicates_removed"] = duplicates
     report["cross_split_duplicates_removed"] = leaks
+    if given_test:
+        report["test_kept_as_given"] = True
+        if leaks:
+            report["test_texts_removed_from_training"] = {"count": leaks, "examples": examples}
+            logger.warning(
+                "data: %d texts of the given test split were also in training or validation; removed from there "
+                "(the test split is kept as given), e.g. %s",
+                leaks,
+                "; ".join(repr(e) for e in examples),
+            )
 
 
 TRUNCATION_SAMPLE = 2000  # texts per split whose full length is measured for the truncation report

@@ -54,6 +54,25 @@ def test_given_test_split_is_kept_and_its_texts_leave_training(tmp_path):
     assert data.report["splits_made_by_hash"] == ["validation"]
 
 
+def test_a_given_test_split_keeps_every_text_even_duplicates(tmp_path):
+    rows = sentiment_rows(200)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_csv(folder / "train.csv", rows)
+    # the official test set: 20 texts that training also has, one of them twice, one with another label
+    test = rows[:20] + [rows[0], {**rows[1], "label": "negative" if rows[1]["label"] == "positive" else "positive"}]
+    write_csv(folder / "test.csv", test)
+    data = load_splits(DataConfig(source=str(folder)), SEQ)
+    assert texts(data, "test") == [r["text"] for r in test], "every given test text, in order, duplicates too"
+    assert not set(texts(data, "test")) & set(texts(data, "train") + texts(data, "validation"))
+    removed = data.report["test_texts_removed_from_training"]
+    assert removed["count"] == 20 and removed["examples"][0] in {r["text"] for r in rows[:20]}
+    assert data.report["test_kept_as_given"] is True
+    # asked for, the given test split is cleaned as a made one is
+    cleaned = load_splits(DataConfig(source=str(folder), clean_given_test=True), SEQ)
+    assert len(texts(cleaned, "test")) == 19 and "test_kept_as_given" not in cleaned.report
+
+
 def test_label_names_are_kept(tmp_path):
     data = load_splits(DataConfig(source=str(write_csv(tmp_path / "d.csv", sentiment_rows(50)))), SEQ)
     assert data.label_names == ["negative", "positive"]

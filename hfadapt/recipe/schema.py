@@ -108,6 +108,11 @@ class DataConfig:
     max_length: int = option(128, help="tokens per text; longer texts are cut")
     max_train_samples: int | None = option(None, help="train on a fixed sample of N examples (by text hash): tiny runs")
     max_eval_samples: int | None = option(None, help="score validation and test on a fixed sample of N examples")
+    clean_given_test: bool = option(
+        False,
+        help="also remove duplicates and conflicting texts from a test split the source gives (by default it "
+        "is kept as given, and its texts leave training and validation instead)",
+    )
     encoding: str = option("utf-8", help="the text encoding of local CSV, TSV, JSON and text files, e.g. latin-1")
     drop_invalid: bool = option(
         False,
