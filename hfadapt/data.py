@@ -151,8 +151,10 @@ def _class_counts(rows, label_names: list[str], task: TaskConfig, data: DataConf
     for split in SPLITS:
         tally = [0] * len(label_names)
         for row in rows[split]:
-            for i in range(len(label_names)) if isinstance(row["label"], list) else [row["label"]]:
-                tally[i] += 1 if not isinstance(row["label"], list) else int(row["label"][i] > 0.5)
+            if isinstance(row["label"], list):  # multi-label: a 0/1 vector
+                tally = [n + int(v > 0.5) for n, v in zip(tally, row["label"], strict=True)]
+            else:
+                tally[row["label"]] += 1
         counts[split] = dict(zip(label_names, tally, strict=True))
     train = [c for c in counts["train"].values() if c]
     if train and max(train) >= 4 * min(train) and task.class_weights is None:

@@ -131,13 +131,14 @@ def _train(trainer, resume_from: Path | None, work: Path) -> tuple[dict[str, Any
     goes, so the next run starts clean rather than being told to resume.
     """
     saved = resume.totals(resume_from)  # read now: the checkpoint may be rotated out during training
+    trainer.before = saved or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
     try:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics)
     except Exception:
         if ranks.is_main() and not output.has_checkpoint(work):
             shutil.rmtree(work, ignore_errors=True)
         raise
-    before = saved or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
+    before = trainer.before
     steps = trainer.state.global_step
     if resume_from is not None and saved is not None and steps:
         # Trainer's train_loss covers the steps of this session alone
@@ -194,7 +195,6 @@ def _load(recipe: Recipe):
     task_data = data.load_splits(recipe.data, recipe.task)
     config = pretrained.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = pretrained.load_task_model(recipe.model, recipe.task, config)
-    pretrained.check_sizes(model, tokenizer)
     return tokenizer, task_data, adapt.apply(model, recipe, fresh)
 
 
@@ -202,9 +202,10 @@ class _Trainer(Trainer):
     """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler),
     and the run's totals so far (loss, compute seconds) saved in every checkpoint, for a resumed run's metrics."""
 
+    before = {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}  # the totals up to where training starts
+
     def train(self, *args, **kwargs):
         self._began = time.perf_counter()
-        self._before = resume.totals(kwargs.get("resume_from_checkpoint")) or {"loss_sum": 0.0, "compute_seconds": 0.0}
         return super().train(*args, **kwargs)
 
     def session_seconds(self) -> float:
@@ -219,9 +220,9 @@ class _Trainer(Trainer):
             session_loss = self._total_loss_scalar + self._tr_loss.item()
             resume.save_totals(
                 folder,
-                loss_sum=self._before["loss_sum"] + session_loss,
+                loss_sum=self.before["loss_sum"] + session_loss,
                 steps=self.state.global_step,
-                compute_seconds=self._before["compute_seconds"] + self.session_seconds(),
+                compute_seconds=self.before["compute_seconds"] + self.session_seconds(),
             )
         super()._save_checkpoint(model, trial)
 

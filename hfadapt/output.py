@@ -70,10 +70,7 @@ def lock(final: str | Path):
     pid_file = final.with_name(f".{final.name}.pid")
     try:
         held.acquire(timeout=0)
-    except Timeout:
-        for folder in reversed(made):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+    except Timeout:  # the holder's lock file is in final.parent, so no folder was made here
         holder = pid_file.read_text().strip() if pid_file.exists() else "unknown"
         raise HfadaptError(
             f"output.dir: another hfadapt run (process {holder}) is writing {final}; wait for it to finish, "

@@ -85,20 +85,16 @@ def check_readable(folder: Path, what: str) -> None:
 def check_tokenizer(tokenizer, config, max_length: int | None = None) -> None:
     """The tokenizer belongs to the model (its size fits the embedding matrix) and `max_length` fits its positions."""
     rows = getattr(config, "vocab_size", None)
-    if rows and len(tokenizer) > rows:
-        raise HfadaptError(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; "
-            "rebuild the vocabulary for this tokenizer (the recipe's vocabulary stage) or use the tokenizer "
-            "saved with the model"
-        )
+    if rows:
+        _check_rows(tokenizer, rows)
     if rows and len(tokenizer) < rows / 2:
         raise HfadaptError(
             f"model.name_or_path: the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has "
             f"{rows} rows: it is not the model's tokenizer; save the model's own tokenizer beside it"
         )
     positions = getattr(config, "max_position_embeddings", None)
-    limit = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else positions
-    limit = min(x for x in (positions, limit) if x) if (positions or limit) else None
+    limits = [x for x in (positions, tokenizer.model_max_length) if x and x < 1_000_000]  # a huge one means unset
+    limit = min(limits) if limits else None
     if max_length is not None and limit and max_length > limit:
         raise HfadaptError(
             f"data.max_length: {max_length} is more than the model's {limit} positions; use at most {limit}"
@@ -220,7 +216,10 @@ def linear_module_names(model) -> list[str]:
 
 def check_sizes(model, tokenizer) -> None:
     """Refuse a tokenizer with more tokens than the model has embedding rows (`index out of range in self`)."""
-    rows = model.get_input_embeddings().num_embeddings
+    _check_rows(tokenizer, model.get_input_embeddings().num_embeddings)
+
+
+def _check_rows(tokenizer, rows: int) -> None:
     if len(tokenizer) > rows:
         raise HfadaptError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {rows} rows; "

@@ -30,9 +30,6 @@ class ModelConfig:
     name_or_path: str = option(help="a local checkpoint folder, a Hub model id, or builtin:minilm")
     revision: str | None = option(None, help="a Hub branch, tag or commit")
 
-    def problems(self) -> list[str]:
-        return []
-
 
 @dataclass
 class TaskConfig:
