@@ -49,6 +49,7 @@ def tokenized(task_data: data.TaskData, tokenizer, data_config: DataConfig, task
         "label_names": task_data.label_names,
         "task": task.type,
         "max_length": data_config.max_length,
+        "long_texts": [data_config.long_texts, data_config.window_stride()],
         "tokenizer": tokenizer_fingerprint(tokenizer),
     }
 

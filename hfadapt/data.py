@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfadapt import examples, sources
+from hfadapt import examples, long_texts, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -64,7 +64,7 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
     """
     from datasets import Dataset, DatasetDict
 
-    source = sources.load_source(data.source, encoding=data.encoding)
+    source = sources.load_source(data.source, data.revision, data.encoding, subset=data.subset, files=data.files)
     raw = source.splits
     names = {"train": data.train_split, "validation": data.validation_split, "test": data.test_split}
     _check_columns(raw, names, data)
@@ -287,7 +287,7 @@ def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfi
 
     A warning names the split and the fix when more than TRUNCATION_WARNING of its texts are cut.
     """
-    report: dict[str, Any] = {"max_length": data.max_length}
+    report: dict[str, Any] = {"max_length": data.max_length, "long_texts": data.long_texts}
     for split in SPLITS:
         ds = task_data.splits[split]
         rows = ds.select(range(min(len(ds), TRUNCATION_SAMPLE)))
@@ -300,20 +300,31 @@ def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfi
             pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
             lengths = [len(ids) for ids in tokenizer(list(rows["text"]), pairs, verbose=False)["input_ids"]]
         cut = [n for n in lengths if n > data.max_length]
-        kept = sum(min(n, data.max_length) for n in lengths) / max(sum(lengths), 1)
+        windows = data.long_texts == "windows"
+        kept = 1.0 if windows else sum(min(n, data.max_length) for n in lengths) / max(sum(lengths), 1)
         report[split] = {"texts": len(lengths), "cut": len(cut) / max(len(lengths), 1), "tokens_kept": kept}
-        if split == "train" and len(cut) > TRUNCATION_WARNING * len(lengths):
-            longest = sorted(lengths)[len(lengths) // 2]
+        if windows:  # nothing is cut: the long texts are read as several windows
+            report[split]["windows_per_text"] = _windows(lengths, tokenizer, data) / max(len(lengths), 1)
+        elif split == "train" and len(cut) > TRUNCATION_WARNING * len(lengths):
             logger.warning(
                 "data %s: %.0f%% of the training texts are longer than data.max_length=%d tokens and are cut "
-                "(%.0f%% of all tokens are kept; the median text has %d); raise data.max_length",
+                "(%s; %.0f%% of all tokens are kept; the median text has %d); raise data.max_length, or set "
+                "data.long_texts: windows to read them whole",
                 data.source,
                 100 * len(cut) / len(lengths),
                 data.max_length,
+                "their beginning and end are kept" if data.long_texts == "head_tail" else "their end is lost",
                 100 * kept,
-                longest,
+                sorted(lengths)[len(lengths) // 2],
             )
     return report
+
+
+def _windows(lengths: list[int], tokenizer, data: DataConfig) -> int:
+    """How many windows texts of these lengths (special tokens included) make under data.long_texts: windows."""
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    room, step = data.max_length - special, data.max_length - special - data.window_stride()
+    return sum(1 + max(0, -(-(n - special - room) // step)) for n in lengths)
 
 
 def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig):
@@ -335,13 +346,18 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
         columns = ["tokens", "label"]
     else:
 
-        def encode(batch):
+        def encode(batch, indices):
             pairs = batch["text_pair"] if "text_pair" in batch else None
-            enc = tokenizer(batch["text"], pairs, truncation=True, max_length=data.max_length)
-            enc["labels"] = batch["label"]
+            enc = long_texts.encode(tokenizer, batch["text"], data, pairs)
+            if "doc" in enc:  # windows: a row per window, with its text's label and index
+                enc["labels"] = [batch["label"][d] for d in enc["doc"]]
+                enc["doc"] = [indices[d] for d in enc["doc"]]
+            else:
+                enc["labels"] = batch["label"]
             return enc
 
         columns = task_data.splits["train"].column_names
+        return task_data.splits.map(encode, batched=True, with_indices=True, remove_columns=columns, desc="Tokenizing")
     return task_data.splits.map(encode, batched=True, remove_columns=columns, desc="Tokenizing")
 
 

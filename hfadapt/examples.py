@@ -176,7 +176,7 @@ def refuse_or_count(unusable: dict[str, dict[str, list[int]]], data: DataConfig,
             starts = source.lines.get(split)
             places = [f"line {starts[i]}" if starts else f"row {i + 1}" for i in rows[:SHOWN]]
             more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
-            where = source.file if starts else f"the {split} split"
+            where = (source.split_files.get(split) or source.file) if starts else f"the {split} split"
             lines.append(
                 f"  {reason}: {len(rows)} row{'s' if len(rows) > 1 else ''} ({', '.join(places)}{more} of {where})"
             )

@@ -20,6 +20,7 @@ from hfadapt import (
     curves,
     data,
     hub,
+    long_texts,
     loss,
     manifest,
     metrics,
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
 
 
-def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def finetune(recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Run a fine-tuning recipe and return its metrics (also saved as OUTPUT_DIR/metrics.json).
 
     Every check on the input (the recipe, the output folder, the model, the data, the labels,
@@ -46,7 +47,7 @@ def finetune(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...]
     `output.resume`, a stopped run continues from its newest complete checkpoint.
 
     Args:
-        recipe: a `Recipe`, or the path of a YAML recipe.
+        recipe: a `Recipe`, its dict form (as in YAML), or the path of a YAML recipe.
         overrides: `key=value` strings applied to the recipe, e.g. `training.learning_rate=3e-5`.
 
     Returns:
@@ -198,9 +199,10 @@ def _load(recipe: Recipe):
     return tokenizer, task_data, adapt.apply(model, recipe, fresh)
 
 
-class _Trainer(Trainer):
+class _Trainer(long_texts.WindowPooling, Trainer):
     """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler),
-    and the run's totals so far (loss, compute seconds) saved in every checkpoint, for a resumed run's metrics."""
+    the run's totals so far (loss, compute seconds) saved in every checkpoint, for a resumed run's metrics,
+    and windows of long texts scored per text (long_texts.WindowPooling)."""
 
     before = {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}  # the totals up to where training starts
 

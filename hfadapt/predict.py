@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, metrics, pretrained, sources
+from hfadapt import data, long_texts, metrics, pretrained, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.examples import missing
 from hfadapt.recipe import load_recipe
@@ -97,6 +97,7 @@ def predict(
     results = []
     for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", unit="batch", disable=not progress):
         batch = texts[start : start + batch_size]
+        docs = None
         if recipe.task.type == "token_classification":
             words = [list(t) if " " not in t.strip() else t.split() for t in batch]
             enc = tokenizer(
@@ -107,12 +108,14 @@ def predict(
                 padding=True,
                 return_tensors="pt",
             )
-        else:
-            enc = tokenizer(
-                batch, truncation=True, max_length=recipe.data.max_length, padding=True, return_tensors="pt"
-            )
+        else:  # data.long_texts as in training: windows are scored per text, as the mean of their logits
+            rows = long_texts.encode(tokenizer, batch, recipe.data)
+            docs = rows.pop("doc", None)
+            enc = tokenizer.pad(rows, return_tensors="pt")
         with torch.no_grad():
             logits = model(**enc).logits
+        if docs is not None:
+            logits = torch.from_numpy(long_texts.pool(logits.numpy(), None, docs)[0])
         for i, text in enumerate(batch):
             if recipe.task.type == "token_classification":
                 results.append(_entities(text, words[i], logits[i].argmax(-1).tolist(), enc.word_ids(i), id2label))
@@ -200,6 +203,9 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
 
     from transformers import Trainer, TrainingArguments
 
+    class _Trainer(long_texts.WindowPooling, Trainer):
+        """Windows of long texts scored per text, as in training."""
+
     recipe, model, tokenizer = load_run(run_dir)
     if source is not None:
         recipe.data.source = source
@@ -219,7 +225,7 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
             report_to="none",
             per_device_eval_batch_size=recipe.training.get("per_device_eval_batch_size", 64),
         )
-        trainer = Trainer(
+        trainer = _Trainer(
             model=model,
             args=args,
             processing_class=tokenizer,

@@ -30,15 +30,38 @@ class Source:
     lines: dict[str, list[int]] = field(default_factory=dict)  # split -> line of each example
     file: str | None = None  # the local file the splits came from, for messages
     kinds: dict[str, set[str]] = field(default_factory=dict)  # JSON lines: column -> Python types of its values
+    split_files: dict[str, str] = field(default_factory=dict)  # data.files: split -> its local file
 
 
-def load_source(source: str, revision: str | None = None, encoding: str = "utf-8", where: str = "data.source"):
-    """Any supported source as a `Source`; `where` names the recipe field in messages."""
+def load_source(
+    source: str,
+    revision: str | None = None,
+    encoding: str = "utf-8",
+    where: str = "data.source",
+    subset: str | None = None,
+    files: dict[str, str] | None = None,
+):
+    """Any supported source as a `Source`; `where` names the recipe field in messages.
+
+    `subset` and `revision` pick a Hub data set's configuration and version; `files` names the file of
+    each split inside a local folder or a Hub repo.
+    """
     import datasets
 
+    path = Path(source).expanduser()
+    if revision is not None and (builtin.is_builtin(source) or path.exists()):
+        raise HfadaptError(f"data.revision: {source} is not a Hub data set; only a Hub data set has revisions")
+    if subset is not None and (builtin.is_builtin(source) or path.is_file()):
+        raise HfadaptError(
+            f"data.subset: {source} has no subsets; subsets are the configurations of a Hub data set (or of a "
+            "local copy of one, declared in its README.md)"
+        )
+    if subset is not None and path.is_dir() and files is None:  # a local copy of a Hub repo
+        return Source(_load(lambda: datasets.load_dataset(str(path), subset), source, "data.subset"))
+    if files is not None:
+        return _load_files(source, files, encoding, subset, revision)
     if builtin.is_builtin(source):
         return Source(builtin.load_corpus(source))
-    path = Path(source).expanduser()
     if path.is_file():
         kinds: dict[str, set[str]] = {}
         lines = check_file(path, encoding, where, kinds)
@@ -60,7 +83,48 @@ def load_source(source: str, revision: str | None = None, encoding: str = "utf-8
         raise HfadaptError(
             f"{where}: {source} does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"
         )
-    return Source(_load(lambda: datasets.load_dataset(source, revision=revision), source, where, hub=True))
+    return Source(_load(lambda: datasets.load_dataset(source, subset, revision=revision), source, where, hub=True))
+
+
+def _load_files(source: str, files: dict[str, str], encoding: str, subset: str | None, revision: str | None):
+    """`data.files`: a named file per split, in a local folder (or absolute) or in a Hub data set repo."""
+    import datasets
+
+    folder = Path(source).expanduser()
+    if builtin.is_builtin(source) or folder.is_file():
+        raise HfadaptError(
+            f"data.files: names files inside data.source, which must then be a folder or a Hub data set; "
+            f"{source} is a {'built-in corpus' if builtin.is_builtin(source) else 'file'}"
+        )
+    if not folder.is_dir():  # a Hub repo: datasets resolves the files in it
+        loaded = _load(
+            lambda: datasets.load_dataset(source, subset, data_files=files, revision=revision),
+            source,
+            "data.files",
+            hub=True,
+        )
+        return Source(loaded)
+    paths = {split: folder / Path(name).expanduser() for split, name in files.items()}
+    for split, path in paths.items():
+        if not path.is_file():
+            raise HfadaptError(
+                f"data.files.{split}: {path} does not exist; give a file inside {folder} or an absolute path"
+            )
+        if path.suffix.lower() not in FILE_BUILDERS:
+            raise HfadaptError(
+                f"data.files.{split}: {path.name}: unsupported file type {path.suffix!r}; use one of "
+                f"{', '.join(FILE_BUILDERS)}"
+            )
+    kinds = sorted({FILE_BUILDERS[p.suffix.lower()] for p in paths.values()})
+    if len(kinds) > 1:
+        raise HfadaptError(f"data.files: the files mix types ({', '.join(kinds)}); give every split the same type")
+    lines, columns = {}, {}
+    for split, path in paths.items():
+        lines[split] = check_file(path, encoding, f"data.files.{split}", columns)
+    builder, kwargs = _builder(next(iter(paths.values())), encoding)
+    data_files = {split: str(path) for split, path in paths.items()}
+    loaded = _load(lambda: datasets.load_dataset(builder, data_files=data_files, **kwargs), source, "data.files")
+    return Source(loaded, {k: v for k, v in lines.items() if v}, None, columns, {k: str(v) for k, v in paths.items()})
 
 
 def _builder(path: Path, encoding: str) -> tuple[str, dict]:

@@ -271,3 +271,82 @@ def test_the_truncation_report_counts_the_texts_cut_and_the_tokens_kept(tiny_che
     assert report["train"]["cut"] == pytest.approx(len(cut) / len(lengths)) and 0.15 < report["train"]["cut"] < 0.35
     assert report["train"]["tokens_kept"] == pytest.approx(sum(min(n, 16) for n in lengths) / sum(lengths))
     assert "of the training texts are longer than data.max_length=16 tokens and are cut" in caplog.text
+
+
+def _split_files(folder):
+    rows = sentiment_rows(300)
+    write_csv(folder / "my_train.csv", rows[:200])
+    write_csv(folder / "dev.csv", rows[200:250])
+    write_csv(folder / "eval.csv", rows[250:])
+    return rows
+
+
+def test_data_files_name_each_splits_file(tmp_path):
+    rows = _split_files(tmp_path)
+    files = {"train": "my_train.csv", "validation": "dev.csv", "test": str(tmp_path / "eval.csv")}
+    task_data = load_splits(DataConfig(source=str(tmp_path), files=files), SEQ)
+    assert task_data.report["sizes"] == {"train": 200, "validation": 50, "test": 50}
+    assert texts(task_data, "test") == [r["text"] for r in rows[250:]]
+    assert task_data.report["splits_made_by_hash"] == []
+    # a split without a file is made by text hash from training, as for a single file
+    only_train = load_splits(DataConfig(source=str(tmp_path), files={"train": "my_train.csv"}), SEQ)
+    assert set(only_train.report["splits_made_by_hash"]) == {"test", "validation"}
+    assert sum(only_train.report["sizes"].values()) == 200
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (
+            {"train": "missing.csv"},
+            "data.files.train: {tmp}/missing.csv does not exist; give a file inside {tmp} or an absolute path",
+        ),
+        (
+            {"train": "my_train.csv", "validation": "bad.csv"},
+            "data.files.validation: {tmp}/bad.csv: the header has 2 fields, but line 3 has 3; quote the fields that "
+            "contain a comma",
+        ),
+        (
+            {"train": "my_train.csv", "test": "rows.jsonl"},
+            "data.files: the files mix types (csv, json); give every split the same type",
+        ),
+        (
+            {"train": "notes.md"},
+            "data.files.train: notes.md: unsupported file type '.md'; use one of .csv, "
+            ".tsv, .json, .jsonl, .parquet, .txt",
+        ),
+    ],
+)
+def test_bad_data_files_are_named_with_their_fix(tmp_path, files, message):
+    _split_files(tmp_path)
+    (tmp_path / "bad.csv").write_text("text,label\ngood film,positive\nbad, film,negative\n")
+    (tmp_path / "rows.jsonl").write_text('{"text": "good", "label": "positive"}\n')
+    (tmp_path / "notes.md").write_text("# notes\n")
+    with pytest.raises(HfadaptError) as caught:
+        load_splits(DataConfig(source=str(tmp_path), files=files), SEQ)
+    assert str(caught.value) == message.format(tmp=tmp_path)
+
+
+def test_a_subset_picks_a_configuration_of_a_local_copy_of_a_hub_data_set(tmp_path):
+    rows = sentiment_rows(200)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_csv(tmp_path / "a" / "train.csv", rows[:150])
+    write_csv(tmp_path / "b" / "train.csv", rows[150:])
+    (tmp_path / "README.md").write_text(
+        "---\nconfigs:\n- config_name: first\n  data_files:\n  - split: train\n    path: a/train.csv\n"
+        "- config_name: second\n  data_files:\n  - split: train\n    path: b/train.csv\n---\n"
+    )
+    first = load_splits(DataConfig(source=str(tmp_path), subset="first"), SEQ)
+    second = load_splits(DataConfig(source=str(tmp_path), subset="second"), SEQ)
+    assert first.report["rows_read"] == {"train": 150} and second.report["rows_read"] == {"train": 50}
+    file = write_csv(tmp_path / "one.csv", rows)
+    with pytest.raises(HfadaptError) as caught:
+        load_splits(DataConfig(source=str(file), subset="first"), SEQ)
+    assert str(caught.value) == (
+        f"data.subset: {file} has no subsets; subsets are the configurations of a Hub data set (or of a local "
+        "copy of one, declared in its README.md)"
+    )
+    with pytest.raises(HfadaptError) as caught:
+        load_splits(DataConfig(source=str(file), revision="v1"), SEQ)
+    assert str(caught.value) == f"data.revision: {file} is not a Hub data set; only a Hub data set has revisions"

@@ -132,8 +132,10 @@ def _deepcopy(value: Any) -> Any:
     return value
 
 
-def as_recipe(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """A `Recipe` given as itself or as a file, with `overrides` applied and checked."""
+def as_recipe(recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A `Recipe` given as itself, as its dict form or as a file, with `overrides` applied and checked."""
     if isinstance(recipe, Recipe):
         return load_recipe(raw=recipe.to_dict(), overrides=overrides)
+    if isinstance(recipe, dict):
+        return load_recipe(raw=recipe, overrides=overrides)
     return load_recipe(recipe, overrides)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from hfadapt.errors import RecipeError
 from hfadapt.recipe import arguments, typecheck
+from hfadapt.recipe.data import DataConfig
 from hfadapt.recipe.defaults import LORA_OWNED, TRAINING_DEFAULTS, training_field
 from hfadapt.recipe.retraining import CorpusConfig, PretrainConfig, TokenizerConfig
 from hfadapt.recipe.typecheck import option
@@ -81,58 +82,6 @@ class TaskConfig:
         values = weights if isinstance(weights, list) else list(weights.values()) if isinstance(weights, dict) else []
         if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in values):
             found.append("task.class_weights: every weight must be a number above 0")
-        return found
-
-
-@dataclass
-class DataConfig:
-    """Where the examples come from and which columns hold what."""
-
-    source: str = option(
-        help="a CSV/TSV/JSON/JSONL/Parquet/text file, a folder of them, a save_to_disk folder, "
-        "a Hub data set id, or builtin:NAME"
-    )
-    text_column: str = option("text", help="the column of texts (token classification: lists of words)")
-    text_pair_column: str | None = option(None, help="a second text column, for text pairs")
-    label_column: str = option("label", help="the column of labels: names, numbers, lists (multi-label) or floats")
-    train_split: str = option("train", help="the source's training split")
-    validation_split: str = option("validation", help="the source's validation split; made by text hash if missing")
-    test_split: str = option("test", help="the source's test split; made by text hash if missing")
-    validation_fraction: float = option(
-        0.1, help="share of the deduplicated examples set aside as validation when missing"
-    )
-    test_fraction: float = option(0.1, help="share of the deduplicated examples set aside as test when missing")
-    max_length: int = option(128, help="tokens per text; longer texts are cut")
-    max_train_samples: int | None = option(None, help="train on a fixed sample of N examples (by text hash): tiny runs")
-    max_eval_samples: int | None = option(None, help="score validation and test on a fixed sample of N examples")
-    clean_given_test: bool = option(
-        False,
-        help="also remove duplicates and conflicting texts from a test split the source gives (by default it "
-        "is kept as given, and its texts leave training and validation instead)",
-    )
-    encoding: str = option("utf-8", help="the text encoding of local CSV, TSV, JSON and text files, e.g. latin-1")
-    drop_invalid: bool = option(
-        False,
-        help="leave out rows with an empty text, a missing label or a value of the wrong type (counted in "
-        "metrics.json) instead of refusing the data",
-    )
-
-    def problems(self) -> list[str]:
-        found = []
-        for name in ("validation_fraction", "test_fraction"):
-            share = getattr(self, name)
-            if not 0 <= share < 1:
-                found.append(f"data.{name}: must be at least 0 and below 1, got {share}")
-        if self.validation_fraction + self.test_fraction >= 1:
-            found.append(
-                "data.validation_fraction + data.test_fraction: leave some examples for training "
-                "(their sum must be below 1)"
-            )
-        if self.max_length < 8:
-            found.append(f"data.max_length: {self.max_length} tokens is too short; use 8 or more")
-        for name in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                found.append(f"data.{name}: must be 1 or more (or null for all)")
         return found
 
 
@@ -279,6 +228,11 @@ class Recipe:
         found = self.task.problems() + self.adapt.problems() + self.data.problems()
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
+        if self.task.type == "token_classification" and self.data.long_texts != "truncate":
+            found.append(
+                f"data.long_texts: {self.data.long_texts} reads texts with one label; token classification "
+                "cuts sentences at data.max_length (set data.long_texts: truncate)"
+            )
         found += arguments.training_problems("training", self.training)
         found += arguments.tracker_problems("training", self.training.get("report_to"))
         if self.early_stopping is not None:
