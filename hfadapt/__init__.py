@@ -21,6 +21,7 @@ _API = {
     "load_recipe": "hfadapt.recipe",
     "finetune": "hfadapt.finetune",
     "finetune_seeds": "hfadapt.seeds",
+    "search": "hfadapt.search",
     "retrain": "hfadapt.retrain",
     "prepare": "hfadapt.prepare",
     "advise": "hfadapt.advise",
@@ -46,6 +47,7 @@ __all__ = [
     "read_texts",
     "recipe",
     "retrain",
+    "search",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from hfadapt.prepare import prepare
     from hfadapt.recipe import Recipe, load_recipe
     from hfadapt.retrain import retrain
+    from hfadapt.search import search
     from hfadapt.seeds import finetune_seeds
 
 

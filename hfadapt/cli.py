@@ -45,6 +45,23 @@ def _recipe_commands(sub) -> None:
         p.add_argument("overrides", nargs="*")
 
     p = sub.add_parser(
+        "search", help="search hyperparameters: one fine-tuning run per trial, chosen by the validation metric"
+    )
+    p.add_argument("recipe", help="a YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides for every trial, e.g. data.max_train_samples=2000")
+    p.add_argument(
+        "--space",
+        action="append",
+        required=True,
+        metavar="KEY=SPEC",
+        help="a recipe key and what to try, once per key: LOW..HIGH (:log for a log scale) or choices a,b,c; "
+        "e.g. --space training.learning_rate=1e-4..1e-3:log --space adapt.lora.r=4,8,16",
+    )
+    p.add_argument("--trials", type=int, required=True, help="how many runs (trial-000, trial-001, ...)")
+    p.add_argument("--output", help="the search's folder (default: the recipe's output.dir)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped search, keeping its finished trials")
+
+    p = sub.add_parser(
         "prepare", help="tokenize the recipe's data (and pack its pretraining corpus) once, ahead of training"
     )
     p.add_argument("recipe")
@@ -144,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from hfadapt.launch import check_environment
 
-    if args.command in ("finetune", "pretrain", "retrain", "prepare"):
+    if args.command in ("finetune", "search", "pretrain", "retrain", "prepare"):
         check_environment()
     commands = {
         "validate": _validate,
         "finetune": _finetune,
+        "search": _search,
         "tokenizer": _retrain,
         "pretrain": _retrain,
         "retrain": _retrain,
@@ -182,6 +200,15 @@ def _finetune(args) -> None:
         _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
         return
     _print_summary(hfadapt.finetune(args.recipe, overrides))
+
+
+def _search(args) -> None:
+    from hfadapt.search import report, search
+
+    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    result = search(args.recipe, args.space, args.trials, overrides, output_dir=args.output)
+    print(report(result), end="")
+    print(f"written to {result['output_dir']}: search.md, trials.json, trials.png, best.yaml, trial-NNN/")
 
 
 def _retrain(args) -> None:
