@@ -3,13 +3,20 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from conftest import sentiment_rows, write_csv
 
 from hfadapt import advise, finetune, load_recipe
-from hfadapt.advise.verdict import PILOTS, decide
+from hfadapt.advise.compare import compare, majority
+from hfadapt.advise.deadline import Deadline
+from hfadapt.advise.pilots import run_pilot, steps_for_seconds
+from hfadapt.advise.report import _notes
+from hfadapt.advise.verdict import PILOTS, decide, pilot_names
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
+from hfadapt.metrics import entity_scores
+from hfadapt.recipe import TaskConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,22 +28,29 @@ BUDGET = 200
 CYRILLIC = str.maketrans("abcdefghijklmnopqrstuvwxyz", "абцдефгхийклмнопярстужвьыз")
 
 
-def check_pilots(advice):
-    """Every pilot trained its share and was scored; the verdict follows its own rule."""
+def check_pilots(advice, names=PILOTS):
+    """Every pilot trained its share and was scored; the comparison is consistent with itself."""
     pilots = {p["name"]: p for p in advice["pilots"]}
-    assert list(pilots) == list(PILOTS)
+    assert list(pilots) == list(names)
+    steps = BUDGET // (5 if "retrain" in names else 3)
+    assert advice["budget"]["steps_per_pilot"] == steps
+    reference = pilots[advice["comparison"]["reference"]]
+    assert reference["difference"] == reference["difference_se"] == 0.0 and reference["tied"]
     for p in pilots.values():
-        assert p["steps"] == BUDGET // 5
+        assert p["steps"] == p["planned_steps"] == steps and not p["stopped_at_deadline"]
         assert any("eval_loss" in h for h in p["log_history"]) and any("loss" in h for h in p["log_history"])
         assert 0.0 <= p["validation_metric"] <= 1.0 and p["train_samples_per_second"] > 0 and p["seconds_per_step"] > 0
+        assert p["difference"] == pytest.approx(p["validation_metric"] - reference["validation_metric"])
+        assert p["interval"][0] <= p["interval"][1] and p["difference_interval"][0] <= p["difference_interval"][1]
         # step time leaves out the evaluations that ran inside training
         runtime = next(h["train_runtime"] for h in p["log_history"] if "train_runtime" in h)
         evaluations = sum(h["eval_runtime"] for h in p["log_history"] if "eval_runtime" in h)
         assert evaluations > 0 and p["seconds_per_step"] * p["steps"] == pytest.approx(runtime - evaluations, rel=1e-3)
-    assert (
-        pilots["retrain"]["mlm_steps"] == BUDGET // 5
-        and pilots["retrain"]["pretrain"]["vocabulary"]["vocab_size"] == advice["fit"]["new"]["vocab_size"]
-    )
+    if "retrain" in names:
+        assert (
+            pilots["retrain"]["mlm_steps"] == steps
+            and pilots["retrain"]["pretrain"]["vocabulary"]["vocab_size"] == advice["fit"]["new"]["vocab_size"]
+        )
     assert (
         pilots["freeze"]["parameters"]["trainable"]
         < pilots["full"]["parameters"]["trainable"]
@@ -46,20 +60,33 @@ def check_pilots(advice):
     return pilots
 
 
-def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict(tiny_checkpoint, sentiment_csv, tmp_path):
+def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retraining_pilot(
+    tiny_checkpoint, sentiment_csv, tmp_path
+):
     advice = advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", budget_steps=BUDGET, overrides=TINY)
     assert advice["fit"]["checkpoint"]["unk_rate"] < 0.05 and advice["fit"]["checkpoint"]["char_coverage"] >= 0.95
-    pilots = check_pilots(advice)
+    # a tokenizer that fits is never retrained: no retraining pilot, and its two shares go to the others
+    assert advice["skipped"] == ["retrain"]
+    pilots = check_pilots(advice, names=("freeze", "lora", "full"))
     verdict = advice["verdict"]
     assert verdict["strategy"] in ("freeze", "lora", "full")
-    # the rule: among fine-tuning pilots within one standard error of the best, the fewest trainable parameters
-    tolerance = math.sqrt(0.25 / pilots["full"]["validation_size"])
-    assert verdict["tolerance"] == pytest.approx(tolerance)
-    best = max(pilots[n]["validation_metric"] for n in ("freeze", "lora", "full"))
-    tied = [pilots[n] for n in ("freeze", "lora", "full") if pilots[n]["validation_metric"] >= best - tolerance]
-    assert verdict["strategy"] == min(tied, key=lambda p: p["parameters"]["trainable"])["name"]
+    # every pilot's accuracy is computed from its own predictions, and agrees with what its run reported
+    for p in pilots.values():
+        final = [h for h in p["log_history"] if "validation_accuracy" in h][-1]
+        assert p["validation_metric"] == pytest.approx(final["validation_accuracy"])
+        assert p["validation_size"] == advice["data_report"]["sizes"]["validation"]
+    # the rule: among the pilots that left the baseline and are tied with the best, the fastest step (10%
+    # slack), then the least memory, then the fewest trainable parameters
+    tied = [p for p in pilots.values() if p["tied"] and not p["stuck"]]
+    fastest = min(p["seconds_per_step"] for p in tied)
+    quick = [p for p in tied if p["seconds_per_step"] <= 1.1 * fastest]
+    cheapest = min(quick, key=lambda p: (p["training_state_mb"], p["parameters"]["trainable"]))
+    assert verdict["strategy"] == cheapest["name"]
     assert verdict["reasons"][0].startswith("the checkpoint's tokenizer fits the texts")
-    assert best > 0.9  # the pilots train: here full fine-tuning learns the task within its 40 steps
+    best = max(p["validation_metric"] for p in pilots.values())
+    assert best > 0.9  # the pilots train: here full fine-tuning learns the task within its 66 steps
+    assert not pilots["full"]["stuck"] and advice["comparison"]["baseline"]["label"] in ("positive", "negative")
+    assert advice["fit"]["truncation"]["max_length"] == 32 and advice["fit"]["length"] is None
 
     folder = tmp_path / "advice"
     assert sorted(p.name for p in folder.iterdir()) == ["advice.json", "advice.md", "pilots.png", "recommended.yaml"]
@@ -68,7 +95,9 @@ def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict(tiny_checkpoin
     assert (folder / "pilots.png").read_bytes()[:4] == b"\x89PNG"
     report = (folder / "advice.md").read_text()
     assert "**Verdict: " in report and "| [UNK] rate | " in report and "hfadapt finetune recommended.yaml" in report
-    assert all(f"| {name} | " in report or f"| {name} (" in report for name in PILOTS)
+    assert "No retraining pilot: the checkpoint's tokenizer fits the texts" in report
+    assert "| train | 319 | 0.0% | 100.0% |" in report and "Majority-class baseline (" in report
+    assert all(f"| {name} | {BUDGET // 3} | " in report for name in ("freeze", "lora", "full"))
     train = advice["data_report"]["sizes"]["train"]
     assert advice["estimate"]["steps"] == math.ceil(train / 16) * 3  # the recipe's 3 epochs at batch 16
     # the recommended recipe loads, keeps the overrides and the winning method, and trains as it is
@@ -94,7 +123,12 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
     # the fine-tuning pilots see [UNK] for every word and stay at chance; the retrained vocabulary lets it learn
     best = max(pilots[n]["validation_metric"] for n in ("freeze", "lora", "full"))
     assert best < 0.7 < pilots["retrain"]["validation_metric"]
-    assert "the retraining pilot reached" in verdict["reasons"][-1] and ": better" in verdict["reasons"][-1]
+    # at chance, the fine-tuning pilots have not left the majority-class baseline: only retraining did
+    assert [n for n, p in pilots.items() if p["stuck"]] == ["freeze", "lora", "full"]
+    assert verdict["reasons"][-1] == (
+        f"the retraining pilot reached {pilots['retrain']['validation_metric']:.4f} after 40 masked-LM steps: "
+        "it left the majority-class baseline and no fine-tuning pilot did"
+    )
     # the probe: a linear model reads the labels from the new tokens, and from the checkpoint's [UNK]s hardly at all
     probe = advice["probe"]
     assert probe["new"] > 0.9 and probe["new"] - probe["checkpoint"] > probe["tolerance"] == pytest.approx(
@@ -135,6 +169,9 @@ def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining
     assert advice["fit"]["checkpoint"]["unk_rate"] > 0.9 and advice["fit"]["new"]["unk_rate"] == 0.0
     pilots = check_pilots(advice)
     assert advice["verdict"]["strategy"] == "retrain", advice["verdict"]
+    # the majority tag is O: its entity F1 is 0, which no fine-tuning pilot left
+    assert advice["comparison"]["baseline"] == {"label": "O", "validation_metric": 0.0, "interval": [0.0, 0.0]}
+    assert [n for n, p in pilots.items() if p["stuck"]] == ["freeze", "lora", "full"]
     best = max(pilots[n]["validation_metric"] for n in ("freeze", "lora", "full"))
     assert best < 0.5 < pilots["retrain"]["validation_metric"]
     recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
@@ -203,63 +240,114 @@ def test_cli_without_a_budget_gives_the_fit_and_a_recipe(tiny_checkpoint, tmp_pa
     assert load_recipe(tmp_path / "advice" / "recommended.yaml").pretrain is not None
 
 
-def pilot(name, score, trainable):
+# A compared pilot, as compare.compare leaves it, by where it stands against the best fine-tuning pilot
+# (0.81): best, tied (the interval of the paired difference contains 0), below, above, or stuck at the
+# majority-class baseline. Costs: freeze is the cheapest, then lora, then full.
+STANDING = {
+    "best": (0.0, [0.0, 0.0], True, False),
+    "tied": (-0.01, [-0.03, 0.01], True, False),
+    "below": (-0.11, [-0.15, -0.07], False, False),
+    "above": (0.09, [0.05, 0.13], False, False),
+    "stuck": (-0.31, [-0.36, -0.26], False, True),
+}
+COSTS = {
+    "freeze": (0.010, 100, 500),
+    "lora": (0.020, 150, 100),
+    "full": (0.030, 400, 1000),
+    "retrain": (0.030, 400, 1000),
+}
+
+
+def compared(name, standing):
+    difference, interval, tied, stuck = STANDING[standing]
+    step, memory, trainable = COSTS[name]
     return {
         "name": name,
-        "validation_metric": score,
+        "steps": 40,
+        "validation_metric": 0.81 + difference,
+        "interval": [0.75 + difference, 0.87 + difference],
+        "difference": difference,
+        "difference_se": 0.02,
+        "difference_interval": interval,
+        "tied": tied,
+        "stuck": stuck,
         "main_metric": "accuracy",
         "parameters": {"trainable": trainable},
+        "seconds_per_step": step,
+        "peak_cuda_mb": None,
+        "training_state_mb": memory,
         "mlm_steps": 10,
     }
 
 
 GOOD_FIT = {"unk_rate": 0.001, "char_coverage": 0.99}
 BAD_FIT = {"unk_rate": 0.30, "char_coverage": 0.40}
+BASELINE = {"label": "negative", "validation_metric": 0.5, "interval": [0.45, 0.55]}
 
 
 HIDES = {"checkpoint": 0.70, "new": 0.85, "tolerance": 0.02}  # the checkpoint's tokens hide 15 points
 HIDES_NOTHING = {"checkpoint": 0.84, "new": 0.85, "tolerance": 0.02}
+TUNED_LORA_TIES = {"freeze": "below", "lora": "tied", "full": "best"}
+TUNED_FULL_LEADS = {"freeze": "below", "lora": "below", "full": "best"}
 
 
 @pytest.mark.parametrize(
-    "fit, scores, probe, expected",
+    "fit, standings, probe, expected",
     [
-        # a tie within 0.02: fewer parameters
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.80, "full": 0.81, "retrain": 0.90}, None, "lora"),
-        # a good fit never retrains
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, None, "full"),
-        # ... whatever the probe says
-        (GOOD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.90}, HIDES, "full"),
-        # not worse by more than 0.02
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, None, "retrain"),
+        # tied with the best: the cheaper wins (lora's step is faster than full's)
+        (GOOD_FIT, TUNED_LORA_TIES, None, "lora"),
+        # the cheapest (freeze) is tied but has not left the baseline: it cannot win
+        (GOOD_FIT, {"freeze": "stuck", "lora": "tied", "full": "best"}, None, "lora"),
+        # below the best: the best wins, whatever it costs
+        (GOOD_FIT, TUNED_FULL_LEADS, None, "full"),
+        # a good fit never retrains, whatever the probe says
+        (GOOD_FIT, TUNED_FULL_LEADS, HIDES, "full"),
+        # not distinguishable from the best: retrain
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "tied"}, None, "retrain"),
         # clearly worse: fine-tune
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, None, "full"),
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "below"}, None, "full"),
         # the probe shows what the short pilot cannot
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES, "retrain"),
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.70}, HIDES_NOTHING, "full"),
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "below"}, HIDES, "retrain"),
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "below"}, HIDES_NOTHING, "full"),
         # the pilot alone suffices
-        (BAD_FIT, {"freeze": 0.70, "lora": 0.75, "full": 0.81, "retrain": 0.80}, HIDES_NOTHING, "retrain"),
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "tied"}, HIDES_NOTHING, "retrain"),
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "above"}, None, "retrain"),
+        # a retraining pilot that has not left the baseline cannot win by itself
+        (BAD_FIT, {**TUNED_FULL_LEADS, "retrain": "stuck"}, None, "full"),
         # low coverage alone
-        (
-            {"unk_rate": 0.01, "char_coverage": 0.50},
-            {"freeze": 0.5, "lora": 0.5, "full": 0.5, "retrain": 0.5},
-            None,
-            "retrain",
-        ),
+        ({"unk_rate": 0.01, "char_coverage": 0.50}, {**TUNED_LORA_TIES, "retrain": "tied"}, None, "retrain"),
     ],
 )
-def test_decision_rules(fit, scores, probe, expected):
-    trainable = {"freeze": 500, "lora": 100, "full": 1000, "retrain": 1000}
-    verdict = decide(fit, [pilot(n, scores[n], trainable[n]) for n in PILOTS], tolerance=0.02, probe=probe)
+def test_decision_rules(fit, standings, probe, expected):
+    pilots = [compared(name, standing) for name, standing in standings.items()]
+    verdict = decide(fit, pilots, probe=probe, baseline=BASELINE)
     assert verdict["strategy"] == expected, verdict["reasons"]
-    if fit is BAD_FIT and expected == "full":
-        assert (
-            "but the retraining pilot reached 0.7000 against the best fine-tuning pilot's "
-            "0.8100: worse by more than one standard error (0.020)"
-        ) in verdict["reasons"][-2]
+    if fit is BAD_FIT and expected == "full" and standings.get("retrain") == "below":
+        assert verdict["reasons"][-2] == (
+            "but the retraining pilot reached 0.7000 against the best fine-tuning pilot's 0.8100: worse after 10 "
+            "masked-LM steps (the 95% interval of the paired difference is -0.1500 to -0.0700); longer "
+            "pretraining may still pay off"
+        )
     if probe is HIDES and fit is BAD_FIT:
         assert "the checkpoint's vocabulary hides 15.0 points of what the task needs" in verdict["reasons"][-2]
         assert "pilots this short measure the first steps" in verdict["reasons"][-1]
+
+
+def test_tied_pilots_go_to_the_cheapest_and_a_stuck_one_is_named():
+    pilots = [
+        compared(name, standing) for name, standing in {"freeze": "stuck", "lora": "tied", "full": "best"}.items()
+    ]
+    verdict = decide(GOOD_FIT, pilots, baseline=BASELINE)
+    assert verdict["reasons"][1] == (
+        "lora reached a validation accuracy of 0.8000 (95% interval 0.7400 to 0.8600); lora, full are tied with "
+        "the best, full (the 95% interval of each one's paired difference to it contains 0), and lora costs least: "
+        "0.020 s a step, 150 MB training state, 100 trainable parameters; freeze has not left the majority-class "
+        "baseline (negative for every example: validation accuracy 0.5000), and cannot win"
+    )
+    # a step within 10% of the fastest counts as equally fast: then the least memory decides
+    pilots[2]["seconds_per_step"] = 0.021
+    pilots[2]["training_state_mb"] = 120
+    assert decide(GOOD_FIT, pilots, baseline=BASELINE)["strategy"] == "full"
 
 
 @pytest.mark.parametrize(
@@ -272,6 +360,167 @@ def test_decision_rules(fit, scores, probe, expected):
     ],
 )
 def test_decision_rules_without_pilots(fit, probe, expected):
-    verdict = decide(fit, [], tolerance=None, probe=probe)
+    verdict = decide(fit, [], probe=probe)
     assert verdict["strategy"] == expected, verdict["reasons"]
     assert "no pilots were run (no budget)" in verdict["reasons"][-1] or probe is HIDES
+
+
+@pytest.mark.parametrize("fit, probe, expected", [(GOOD_FIT, None, "full"), (BAD_FIT, None, "retrain")])
+def test_when_no_pilot_left_the_baseline_the_verdict_says_to_train_longer(fit, probe, expected):
+    names = PILOTS if fit is BAD_FIT else ("freeze", "lora", "full")
+    verdict = decide(fit, [compared(name, "stuck") for name in names], probe=probe, baseline=BASELINE)
+    assert verdict["strategy"] == expected
+    stuck = (
+        "no pilot has left the majority-class baseline (negative for every example: validation accuracy 0.5000) "
+        "in 40 steps, so the pilots cannot rank the strategies; train longer: a larger --budget-steps or "
+        "--budget-minutes, or a higher training.learning_rate"
+    )
+    last = {"full": f"{stuck}: full fine-tuning is the plain default", "retrain": f"{stuck} and no probe could be: "}
+    assert verdict["reasons"][-1].startswith(last[expected])
+
+
+def test_a_fitting_tokenizer_gets_no_retraining_pilot():
+    assert pilot_names(GOOD_FIT) == ("freeze", "lora", "full")
+    assert pilot_names(BAD_FIT) == PILOTS
+    assert pilot_names({"unk_rate": 0.06, "char_coverage": 0.99}) == PILOTS
+
+
+def labels_and_guesses(size, right):
+    """Gold labels 0/1 alternating, and a guess for each pilot right on exactly the examples in right[name]."""
+    truth = np.arange(size) % 2
+    guesses = {name: np.where(np.isin(np.arange(size), list(hits)), truth, 1 - truth) for name, hits in right.items()}
+    return truth, guesses
+
+
+SEQUENCE = TaskConfig()
+
+
+def test_near_99_percent_the_paired_rule_separates_what_one_standard_error_at_50_percent_tied():
+    # 500 validation examples: full right on 495, lora on 485 of those, freeze on 480 of those
+    truth, guesses = labels_and_guesses(500, {"full": range(495), "lora": range(485), "freeze": range(480)})
+    result = compare(SEQUENCE, "accuracy", ["a", "b"], truth, guesses)
+    scores = {name: p["validation_metric"] for name, p in result["pilots"].items()}
+    assert scores == {"full": 0.99, "lora": 0.97, "freeze": 0.96}
+    # the old rule: within sqrt(0.25 / n) of the best counted as tied, and lora (the cheapest) won
+    old = math.sqrt(0.25 / 500)
+    assert [n for n in ("freeze", "lora", "full") if scores[n] >= 0.99 - old] == ["lora", "full"]
+    # paired: lora differs from full on 10 examples, all of them full's; the interval stays below 0
+    lora = result["pilots"]["lora"]
+    assert lora["difference"] == pytest.approx(-0.02) and lora["difference_interval"][1] < 0 and not lora["tied"]
+    pilots = [{**compared(name, "best"), **result["pilots"][name]} for name in ("freeze", "lora", "full")]
+    assert decide(GOOD_FIT, pilots)["strategy"] == "full"
+
+
+def test_the_paired_standard_error_is_the_standard_error_of_the_per_example_differences():
+    # 20 examples: full right on 18, lora on 16; full alone right on 3 of them, lora alone on 1
+    truth, guesses = labels_and_guesses(20, {"full": range(18), "lora": [*range(15), 19]})
+    result = compare(SEQUENCE, "accuracy", ["a", "b"], truth, guesses)
+    lora = result["pilots"]["lora"]
+    # per example, lora - full is -1 three times, +1 once, 0 sixteen times: mean -0.1, and the standard error
+    # of a mean of 20 draws from those values is sqrt((4 / 20 - 0.1 ** 2) / 20)
+    assert lora["difference"] == pytest.approx(-0.1)
+    hand = math.sqrt((4 / 20 - 0.1**2) / 20)
+    assert hand == pytest.approx(0.09747, abs=1e-5)
+    assert lora["difference_se"] == pytest.approx(hand, rel=0.05)  # 1,000 resamples: within a few percent
+    assert lora["tied"] and lora["difference_interval"][0] < 0 < lora["difference_interval"][1]
+    # the same resamples every time
+    assert compare(SEQUENCE, "accuracy", ["a", "b"], truth, guesses)["pilots"]["lora"] == lora
+
+
+def test_a_pilot_at_the_majority_class_is_flagged_and_cannot_win():
+    # 1,000 examples, 800 negative (0): the baseline's accuracy is 0.80
+    truth = np.array([0] * 800 + [1] * 200)
+    freeze = truth.copy()
+    freeze[810:] = 0  # says negative for 99% of the examples: right on all negatives and 10 positives
+    full = truth.copy()
+    full[813:] = 0  # 3 positives more than freeze: above the baseline, but not clearly above freeze
+    lora = np.zeros(1000, dtype=np.int64)  # the majority class alone
+    result = compare(
+        SEQUENCE,
+        "accuracy",
+        ["negative", "positive"],
+        truth,
+        {"freeze": freeze, "lora": lora, "full": full},
+        baseline=("negative", np.zeros(1000, dtype=np.int64)),
+    )
+    assert result["baseline"]["validation_metric"] == 0.8 and result["reference"] == "full"
+    stand = result["pilots"]
+    assert stand["freeze"]["majority_share"] == 0.99 and stand["freeze"]["stuck"] and stand["freeze"]["tied"]
+    assert stand["lora"]["majority_share"] == 1.0 and stand["lora"]["stuck"]
+    assert stand["full"]["majority_share"] == 0.987 and not stand["full"]["stuck"]
+    assert stand["full"]["baseline_difference_interval"][0] > 0
+    # freeze is tied with full and cheaper, but it has not left the baseline
+    pilots = [{**compared(name, "best"), **stand[name]} for name in ("freeze", "lora", "full")]
+    verdict = decide(GOOD_FIT, pilots, baseline={**result["baseline"], "label": "negative"})
+    assert verdict["strategy"] == "full"
+    assert verdict["reasons"][1].endswith(
+        "freeze, lora have not left the majority-class baseline (negative for every example: validation "
+        "accuracy 0.8000), and cannot win"
+    )
+
+
+def test_entity_f1_resampled_by_sentence_agrees_with_the_metric():
+    truth = [["B-LOC", "I-LOC", "O"], ["O", "S-PER"], ["B-ORG", "O", "O", "B-LOC"]]
+    guess = [["B-LOC", "I-LOC", "O"], ["O", "O"], ["B-ORG", "O", "O", "B-PER"]]
+    task = TaskConfig(type="token_classification")
+    result = compare(task, "f1", ["O", "B-LOC", "I-LOC", "S-PER", "B-ORG", "B-PER"], truth, {"full": guess})
+    assert result["pilots"]["full"]["validation_metric"] == pytest.approx(entity_scores(truth, guess)["f1"])
+    # the majority tag of the training words, for every word
+    names = ["O", "B-LOC", "I-LOC", "S-PER", "B-ORG", "B-PER"]
+    assert majority(task, names, {"label": [[0, 1, 2, 0], [4, 0]]}, truth) == (
+        "O",
+        [["O"] * 3, ["O"] * 2, ["O"] * 4],
+    )
+
+
+def test_the_deadline_stops_training_after_the_step_that_reaches_it():
+    from transformers import TrainerControl, TrainerState
+
+    now = [0.0]
+    deadline = Deadline(5.0, clock=lambda: now[0])
+    state, control = TrainerState(max_steps=100), TrainerControl()
+    deadline.on_train_begin(None, state, control)
+    for step, seconds in enumerate([1.0, 3.0, 4.9], start=1):
+        now[0], state.global_step = seconds, step
+        deadline.on_step_end(None, state, control)
+        assert not control.should_training_stop
+    now[0], state.global_step = 5.2, 4
+    deadline.on_step_end(None, state, control)
+    assert control.should_training_stop
+    deadline.on_train_end(None, state, control)
+    # the next training run (retraining's fine-tuning after its masked-LM steps) starts its own clock
+    control = TrainerControl()
+    deadline.on_train_begin(None, state, control)
+    now[0] = 9.0
+    deadline.on_step_end(None, state, control)
+    assert not control.should_training_stop
+    deadline.on_train_end(None, state, control)
+    assert deadline.runs == [
+        {"steps": 4, "seconds": 5.2, "stopped_at_deadline": True},
+        {"steps": 4, "seconds": pytest.approx(3.8), "stopped_at_deadline": False},
+    ]
+
+
+def test_a_pilot_is_stopped_at_its_deadline(tiny_recipe, tmp_path):
+    from hfadapt.data import load_splits
+
+    setting = load_recipe(raw=tiny_recipe())
+    validation = load_splits(setting.data, setting.task).splits["validation"]
+    pilot, predictions = run_pilot("full", setting, 40, tmp_path / "pilot", validation, seconds=0.0)
+    # a deadline of 0 s: training stops after its first step, and says so
+    assert pilot["steps"] == 1 and pilot["planned_steps"] == 40 and pilot["stopped_at_deadline"]
+    assert len(predictions) == len(validation) and set(predictions) <= {0, 1}
+    assert _notes({**pilot, "stuck": False, "tied": True}, "full") == (
+        "best fine-tuning pilot; stopped at the deadline (0 s a run)"
+    )
+
+
+def test_a_budget_in_minutes_counts_the_fit_it_spent():
+    with pytest.raises(HfadaptError) as caught:
+        steps_for_seconds(10.0, 1.0, ("freeze", "lora", "full"), 0.5, spent=20.0)
+    assert str(caught.value) == (
+        "--budget-minutes 0.5 is too small for the pilots: the tokenizer fit and the probe took 20 s of it, and one "
+        "training step takes 1.00 s here, so 3 equal shares (frozen layers, LoRA and full fine-tuning) get 2 steps "
+        "each, fewer than 10; give at least 1.1 minutes, or no budget for the tokenizer fit alone"
+    )
+    assert steps_for_seconds(100.0, 1.0, PILOTS, 2.0, spent=20.0) == 14  # 70% of 100 s in 5 shares of 1 s steps

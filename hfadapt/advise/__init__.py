@@ -1,12 +1,14 @@
 """Advice: how to adapt a checkpoint to a data set, from its tokenizer's fit and short pilot runs.
 
-1. Fit (`probe`): the checkpoint's tokenizer on the training texts, beside a WordPiece tokenizer
-   trained on them (the one retraining would build); and for text classification a linear probe:
-   how well a logistic regression reads the task from each tokenizer's tokens, which shows in
-   seconds what the checkpoint's vocabulary hides.
-2. Pilots (`pilots`), when a budget is given: on the same data and split, a few steps each of
-   frozen layers (embeddings and the lower half of the encoder), LoRA, full fine-tuning, and
-   retraining (the rebuilt vocabulary, a few masked-LM steps, then fine-tuning).
+1. Fit (`fit`, `probe`): the checkpoint's tokenizer on the training texts, beside a WordPiece
+   tokenizer trained on them (the one retraining would build), and how much data.max_length cuts;
+   and for text classification a linear probe: how well a logistic regression reads the task from
+   each tokenizer's tokens, which shows in seconds what the checkpoint's vocabulary hides.
+2. Pilots (`pilots`, `deadline`), when a budget is given: on the same data and split, a few steps
+   each of frozen layers (embeddings and the lower half of the encoder), LoRA, full fine-tuning,
+   and, when the tokenizer fits badly, retraining (the rebuilt vocabulary, a few masked-LM steps,
+   then fine-tuning). Each predicts the same validation examples, and `compare` sets them side by
+   side, paired, with the majority-class baseline.
 3. A verdict with its reasons (`verdict`), a recipe for it, and the cost of the full run from the
    measured throughput; written up by `report`.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import shutil
 import tempfile
@@ -23,19 +24,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, metrics, output, pretrained
-from hfadapt.advise.pilots import check_budget, estimate, run_pilot, steps_for_minutes
-from hfadapt.advise.probe import token_probe
+from hfadapt import adapt, output, pretrained
+from hfadapt.advise.compare import compare, comparison_metric, gold, imbalanced, majority
+from hfadapt.advise.fit import measure
+from hfadapt.advise.pilots import (
+    MINUTES_FOR_STEPS,
+    check_budget,
+    estimate,
+    pilot_data,
+    run_pilot,
+    shares,
+    steps_for_seconds,
+    time_one_step,
+)
 from hfadapt.advise.report import plot, render
-from hfadapt.advise.verdict import PILOTS, decide
-from hfadapt.data import load_splits, texts
+from hfadapt.advise.verdict import PILOTS, decide, pilot_names
+from hfadapt.data import load_splits
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
-from hfadapt.retrain.tokenizer import tokenizer_fit, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-FIT_TEXTS = 5000  # a uniform sample of the training texts for the fit report, as the tokenizer stage uses
 # What each pilot changes in the recipe. Learning rates as in the shipped MiniLM recipes: LoRA
 # takes about 10x the rate of full fine-tuning.
 PILOT_SETTINGS: dict[str, dict[str, Any]] = {
@@ -76,48 +85,60 @@ def advise(
             (atomically); without it the pilots run in a temporary folder and only the return value remains.
         text_column: the column of texts (a recipe's `data.text_column`).
         budget_steps: training steps for all pilots together; or
-        budget_minutes: minutes for the pilots, turned into steps by timing one step. Neither: no pilots.
+        budget_minutes: minutes for the fit, the probe and the pilots together: the pilots get what the fit and
+            the probe leave, turned into steps by timing one step, and each stops at its share. Neither: no pilots.
         overrides: `key=value` for every pilot and the recommended recipe, e.g. `data.label_column=stars`.
         overwrite: replace `output_dir` once the new advice is ready.
 
     Returns:
         The advice as saved in advice.json: fit, probe, pilots, verdict, estimate and the recommended recipe.
     """
-    steps = check_budget(budget_steps, budget_minutes)
+    check_budget(budget_steps, budget_minutes)
     if output_dir is not None:
         output.check(output_dir, overwrite)
         with output.lock(output_dir):
-            return _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, list(overrides), steps)
-    return _advise(model, data, None, text_column, budget_steps, budget_minutes, list(overrides), steps)
+            return _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, list(overrides))
+    return _advise(model, data, None, text_column, budget_steps, budget_minutes, list(overrides))
 
 
-def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, overrides, steps) -> dict[str, Any]:
+def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, overrides) -> dict[str, Any]:
+    started = time.perf_counter()  # the budget in minutes counts from here: the fit and the probe spend it too
     base, retraining = _base_recipes(model, data, text_column, list(overrides))
     tokenizer = pretrained.load_tokenizer(base.model)
     task_data = load_splits(base.data, base.task)
-    if budget_minutes is not None:
-        steps = steps_for_minutes(base, tokenizer, task_data, budget_minutes)
+    base, retraining = _imbalance_metric(base, retraining, task_data.report)
+    step = time_one_step(base, tokenizer, task_data) if budget_minutes is not None else None
+    if step is not None:  # too small even before the fit: refused at once
+        steps_for_seconds(budget_minutes * 60, step, PILOTS, budget_minutes)
+    fit, probe = measure(base, retraining, tokenizer, task_data)
+    names = pilot_names(fit["checkpoint"])
+    steps = budget_steps // shares(names) if budget_steps is not None else None
+    if step is not None:
+        spent = time.perf_counter() - started
+        steps = steps_for_seconds(budget_minutes * 60 - spent, step, names, budget_minutes, spent)
     # the budget is settled: from here on things are written
-    started = time.perf_counter()
-    fit, probe = _fit(base, retraining, tokenizer, task_data)
     final = Path(output_dir) if output_dir is not None else None
     scratch = tempfile.TemporaryDirectory(prefix="hfadapt-advise-") if final is None else None
     work = output.start(final) if final is not None else Path(scratch.name)
     try:
         settings = _pilot_settings(base, retraining, {item.partition("=")[0] for item in overrides})
-        pilots = [run_pilot(name, settings[name], steps, work / "pilots" / name) for name in PILOTS] if steps else []
-        # one standard error of an accuracy near 50% on the texts the pilots were scored on
-        tolerance = (0.25 / pilots[0]["validation_size"]) ** 0.5 if pilots else None
-        verdict = decide(fit["checkpoint"], pilots, tolerance, probe)
-        recommended = _recommended(settings[verdict["strategy"]], base)
+        end = started + budget_minutes * 60 if budget_minutes is not None else None
+        pilots, comparison = _pilots(names, settings, steps, work, task_data, base, fit, end) if steps else ([], None)
+        baseline = comparison["baseline"] if comparison else None
+        verdict = decide(fit["checkpoint"], pilots, probe, baseline)
+        recommended = _recommended(settings[verdict["strategy"]], base, fit["length"])
         advice = {
             "model": model,
             "data": data,
-            "data_report": {k: task_data.report[k] for k in ("sizes", "fingerprint") if k in task_data.report},
-            "main_metric": metrics.main_metric(base.task),
+            "data_report": {
+                k: task_data.report[k] for k in ("sizes", "fingerprint", "class_counts") if k in task_data.report
+            },
+            "main_metric": comparison_metric(base.task),
             "budget": {"steps": budget_steps, "minutes": budget_minutes, "steps_per_pilot": steps},
             "fit": fit,
             "probe": probe,
+            "skipped": [] if "retrain" in names else ["retrain"],
+            "comparison": {k: v for k, v in comparison.items() if k != "pilots"} if comparison else None,
             "pilots": pilots,
             "verdict": verdict,
             "estimate": estimate(verdict["strategy"], pilots, recommended, task_data.report["sizes"]["train"]),
@@ -132,20 +153,32 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     return advice
 
 
-def _fit(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The checkpoint's tokenizer beside a new WordPiece on a sample of the training texts, and the probe."""
-    train_texts = texts(task_data.splits["train"])
-    sample = random.Random(base.training["seed"]).sample(train_texts, min(FIT_TEXTS, len(train_texts)))
-    new_tokenizer = train_tokenizer(train_texts, retraining.tokenizer)
-    fit = {
-        "checkpoint": tokenizer_fit(tokenizer, sample),
-        "new": tokenizer_fit(new_tokenizer, sample),
-        "texts": len(sample),
-    }
-    logger.info("tokenizer fit, checkpoint vs new WordPiece: %s", fit)
-    probe = token_probe(tokenizer, new_tokenizer, task_data, base)
-    logger.info("linear probe on the tokens, checkpoint vs new WordPiece: %s", probe)
-    return fit, probe
+def _pilots(names, settings, steps, work, task_data, base, fit, end) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the pilots one after another, each within its share of the time left (with a budget in minutes),
+    and compare them on the validation examples they all predicted."""
+    validation = load_splits(base.updated({"data": pilot_data(base)}).data, base.task).splits["validation"]
+    pilots, predictions, overhead = [], {}, None
+    for i, name in enumerate(names):
+        seconds = None
+        if end is not None:
+            left = max(end - time.perf_counter(), 0.0)
+            wall = left * shares([name]) / shares(names[i:])
+            # loading, evaluating, saving and predicting: as the pilots so far took, or the budget's usual share
+            # (retraining also trains a tokenizer, as the fit did, and loads and saves twice)
+            expected = (1 - MINUTES_FOR_STEPS) * wall if overhead is None else overhead
+            if name == "retrain" and overhead is not None:
+                expected = 2 * overhead + fit["tokenizer_seconds"]
+            seconds = max(wall - expected, 0.0) / shares([name])
+        pilot, predictions[name] = run_pilot(name, settings[name], steps, work / "pilots" / name, validation, seconds)
+        overhead = max(overhead or 0.0, pilot["overhead_seconds"])
+        pilots.append(pilot)
+    truth = gold(base.task, task_data.label_names, validation)
+    metric = comparison_metric(base.task)
+    baseline = majority(base.task, task_data.label_names, task_data.splits["train"], truth)
+    comparison = compare(base.task, metric, task_data.label_names, truth, predictions, baseline)
+    for pilot in pilots:
+        pilot.update(comparison["pilots"][pilot["name"]], main_metric=metric, validation_size=len(truth))
+    return pilots, comparison
 
 
 def _write(advice: dict[str, Any], recommended: Recipe, work: Path, final: Path) -> None:
@@ -178,10 +211,6 @@ def _base_recipes(model: str, source: str, text_column: str | None, overrides: l
         raw["data"]["text_column"] = text_column
     retraining = ("corpus.", "tokenizer.", "pretrain.")
     base = load_recipe(raw=raw, overrides=[o for o in overrides if not o.startswith(retraining)])
-    if base.data.text_pair_column:
-        raise HfadaptError(
-            "data.text_pair_column: advise fits the tokenizer on single texts; text pairs are not supported yet"
-        )
     positions = pretrained.load_config(base.model).max_position_embeddings
     retrain_raw = base.to_dict()
     # the data's training split only (pretraining holds out a share of it by a salted hash)
@@ -208,8 +237,26 @@ def _pilot_settings(base: Recipe, retraining: Recipe, overridden: set[str]) -> d
     return settings
 
 
-def _recommended(chosen: Recipe, base: Recipe) -> Recipe:
-    """The chosen strategy's recipe, writing to runs/DATA_STRATEGY."""
+def _recommended(chosen: Recipe, base: Recipe, length: dict[str, Any] | None) -> Recipe:
+    """The chosen strategy's recipe, writing to runs/DATA_STRATEGY, with a data.max_length that holds most
+    training texts whole where the recipe's cuts more than a tenth of them (`fit.measure`)."""
     source = Path(base.data.source.removeprefix("builtin:")).stem or "data"
     strategy = "retrain" if chosen.pretrain is not None else chosen.adapt.method
+    if length is not None:
+        changes: dict[str, Any] = {"max_length": length["max_length"]}
+        if length["long_texts"] is not None:
+            changes["long_texts"] = length["long_texts"]
+        chosen = chosen.updated({"data": changes})
     return chosen.with_output(f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', source)}_{strategy}")
+
+
+def _imbalance_metric(base: Recipe, retraining: Recipe, report: dict[str, Any]) -> tuple[Recipe, Recipe]:
+    """Where the training classes are imbalanced and no main metric is set, the pilots (and the recommended
+    recipe) are scored by macro F1: accuracy rewards a model that always says the majority class."""
+    counts = report.get("class_counts", {}).get("train")
+    chosen = base.task.main_metric or base.task.class_weights is not None  # f1_macro already with class weights
+    if chosen or counts is None or base.task.problem_type != "single_label_classification" or not imbalanced(counts):
+        return base, retraining
+    logger.info("advise: the training classes are imbalanced (%s); the pilots are compared by f1_macro", counts)
+    metric = {"task": {"main_metric": "f1_macro"}}
+    return base.updated(metric), retraining.updated(metric)

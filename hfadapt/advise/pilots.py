@@ -1,8 +1,8 @@
 """Pilots: a few steps of each strategy on the same data, measured; and the budget they share.
 
-The budget is cut into SHARES equal shares: one per fine-tuning pilot, two for retraining (its
-masked-LM steps, then as many fine-tuning steps as the others), so every pilot fine-tunes for the
-same number of steps.
+The budget is cut into equal shares: one per fine-tuning pilot, two for retraining (its masked-LM
+steps, then as many fine-tuning steps as the others), so every pilot fine-tunes for the same number
+of steps. With a budget in minutes, each pilot also has a deadline (`deadline.Deadline`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hfadapt import data, pretrained
+from hfadapt.advise.deadline import Deadline, every_trainer
 from hfadapt.errors import HfadaptError
 from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe
@@ -24,14 +25,23 @@ from hfadapt.retrain import retrain
 
 logger = logging.getLogger(__name__)
 
-SHARES = 5  # freeze, lora, full, and two for retrain (masked-LM steps, fine-tuning steps)
+SHARES = 5  # at most: freeze, lora, full, and two for retrain (masked-LM steps, fine-tuning steps)
 MIN_STEPS = 10  # fewer steps per pilot measure the warm-up, not the strategy
 PILOT_EVAL_SAMPLES = 500  # pilots score on at most this many validation texts: one standard error about 2%
 MINUTES_FOR_STEPS = 0.7  # of --budget-minutes, the share spent in training steps; the rest loads, evaluates and saves
 
 
-def check_budget(budget_steps: int | None, budget_minutes: float | None) -> int | None:
-    """Steps per pilot for a step budget (None for a time budget, settled later, or none)."""
+def shares(names: list[str] | tuple[str, ...]) -> int:
+    """Equal shares of the budget the pilots `names` take: one each, two for retraining."""
+    return sum(2 if name == "retrain" else 1 for name in names)
+
+
+def check_budget(budget_steps: int | None, budget_minutes: float | None) -> None:
+    """Refuse a budget that cannot give every pilot MIN_STEPS steps, whichever pilots run.
+
+    Raises:
+        HfadaptError: both budgets, a bad value, or a step budget too small for the pilots.
+    """
     if budget_steps is not None and budget_minutes is not None:
         raise HfadaptError("advise: give --budget-steps or --budget-minutes, not both")
     if budget_steps is not None:
@@ -40,34 +50,62 @@ def check_budget(budget_steps: int | None, budget_minutes: float | None) -> int 
         if budget_steps < SHARES * MIN_STEPS:
             raise HfadaptError(
                 f"--budget-steps {budget_steps} is too small for the pilots: they take {SHARES} equal shares "
-                "(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and "
-                f"fine-tuning steps) of at least {MIN_STEPS} steps each; "
+                f"{_SHARES_TEXT[True]} of at least {MIN_STEPS} steps each; "
                 f"give at least {SHARES * MIN_STEPS}, or no budget for the tokenizer fit alone"
             )
-        return budget_steps // SHARES
     if budget_minutes is not None and not budget_minutes > 0:
         raise HfadaptError(f"--budget-minutes: expected a positive number of minutes, got {budget_minutes!r}")
-    return None
 
 
-def steps_for_minutes(base: Recipe, tokenizer, task_data, minutes: float) -> int:
-    """Steps per pilot that fit in `minutes`, from a timed full fine-tuning step on a real batch."""
-    step = _time_one_step(base, tokenizer, task_data)
-    per_pilot = int(minutes * 60 * MINUTES_FOR_STEPS / SHARES / step)
+_SHARES_TEXT = {
+    True: "(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and fine-tuning steps)",
+    False: "(frozen layers, LoRA and full fine-tuning)",
+}
+
+
+def steps_for_seconds(
+    seconds: float, step: float, names: list[str] | tuple[str, ...], minutes: float, spent: float = 0.0
+) -> int:
+    """Steps per pilot that fit in `seconds` of the budget, given one training step takes `step` seconds.
+
+    Args:
+        seconds: the seconds of the budget left for the pilots.
+        step: seconds of one full fine-tuning step (`time_one_step`).
+        names: the pilots to run.
+        minutes: the whole budget, for the message.
+        spent: seconds of the budget already spent (on the fit and the probe), for the message.
+
+    Returns:
+        Fine-tuning steps per pilot: MINUTES_FOR_STEPS of the time, cut into `shares(names)`.
+
+    Raises:
+        HfadaptError: fewer than MIN_STEPS steps per pilot, with the budget that would do.
+    """
+    count = shares(names)
+    per_pilot = int(seconds * MINUTES_FOR_STEPS / count / step)
     if per_pilot < MIN_STEPS:
-        need = SHARES * MIN_STEPS * step / 60 / MINUTES_FOR_STEPS
+        need = (spent + count * MIN_STEPS * step / MINUTES_FOR_STEPS) / 60
+        took = f"the tokenizer fit and the probe took {spent:.0f} s of it, and " if spent else ""
         raise HfadaptError(
-            f"--budget-minutes {minutes:g} is too small for the pilots: one training step "
-            f"takes {step:.2f} s here, so {SHARES} equal shares "
-            "(frozen layers, LoRA, full fine-tuning, and retraining's masked-LM and "
-            f"fine-tuning steps) get {per_pilot} steps each, fewer than {MIN_STEPS}; "
+            f"--budget-minutes {minutes:g} is too small for the pilots: {took}one training step "
+            f"takes {step:.2f} s here, so {count} equal shares {_SHARES_TEXT['retrain' in names]} "
+            f"get {per_pilot} steps each, fewer than {MIN_STEPS}; "
             f"give at least {math.ceil(need * 10) / 10:g} minutes, or no budget for the tokenizer fit alone"
         )
     return per_pilot
 
 
-def _time_one_step(base: Recipe, tokenizer, task_data) -> float:
-    """Seconds of one full fine-tuning step (forward, backward, AdamW) on a training batch; nothing is written."""
+def time_one_step(base: Recipe, tokenizer, task_data) -> float:
+    """Seconds of one full fine-tuning step (forward, backward, AdamW) on a training batch; nothing is written.
+
+    Args:
+        base: the recipe every pilot starts from.
+        tokenizer: the checkpoint's tokenizer.
+        task_data: the data, split.
+
+    Returns:
+        The faster of two steps after a warm-up step.
+    """
     import datasets
     import torch
 
@@ -100,8 +138,24 @@ def _time_one_step(base: Recipe, tokenizer, task_data) -> float:
     return min(times[1:])
 
 
-def run_pilot(name: str, setting: Recipe, steps: int, folder: Path) -> dict[str, Any]:
-    """Train one strategy for `steps` fine-tuning steps (retraining: as many masked-LM steps first) and measure it."""
+def run_pilot(
+    name: str, setting: Recipe, steps: int, folder: Path, validation, seconds: float | None = None
+) -> tuple[dict[str, Any], Any]:
+    """Train one strategy for `steps` fine-tuning steps (retraining: as many masked-LM steps first), measure it,
+    and predict the validation examples with it.
+
+    Args:
+        name: the pilot, one of verdict.PILOTS.
+        setting: the strategy's whole recipe.
+        steps: fine-tuning steps (and for retraining, masked-LM steps).
+        folder: where the pilot's run is written.
+        validation: the validation examples every pilot is scored on (`data.load_splits` with
+            `pilot_data`'s settings).
+        seconds: each training run (retraining has two) stops after the step that reaches it; None: no deadline.
+
+    Returns:
+        The pilot's figures, and its predictions on `validation` (`compare.gold`'s form).
+    """
     schedule = {
         "max_steps": steps,
         "eval_strategy": "steps",
@@ -110,35 +164,40 @@ def run_pilot(name: str, setting: Recipe, steps: int, folder: Path) -> dict[str,
         "save_strategy": "no",
         "disable_tqdm": True,
     }
-    changes: dict[str, Any] = {
-        "training": schedule,
-        "data": {"max_eval_samples": setting.data.max_eval_samples or PILOT_EVAL_SAMPLES},
-    }
+    changes: dict[str, Any] = {"training": schedule, "data": pilot_data(setting)}
     if setting.pretrain is not None:
         changes["pretrain"] = {"training": {**schedule, "eval_strategy": "no"}}
     recipe = setting.updated(changes).with_output(folder)
-    logger.info("pilot %s: %d steps", name, steps)
+    logger.info("pilot %s: %d steps%s", name, steps, f", at most {seconds:.0f} s each run" if seconds else "")
     gc.collect()
-    with _PeakMemory() as memory:
+    deadline = Deadline(seconds)
+    with _PeakMemory() as memory, every_trainer(deadline):
         began = time.perf_counter()
         results = retrain(recipe)["finetune"] if name == "retrain" else finetune(recipe)
-        seconds = time.perf_counter() - began
     run = folder / "finetuned" if name == "retrain" else folder
+    predictions = predict_validation(run, recipe, validation, results["label_names"])
+    seconds_taken = time.perf_counter() - began
     metric, parameters = results["main_metric"], results["parameters"]
     history = json.loads((run / "log_history.json").read_text())
     training = _training_seconds(results["train"]["train_runtime"], history)
-    samples = results["train"]["train_samples_per_second"] * results["train"]["train_runtime"]
+    done = deadline.runs[-1]["steps"]
+    batch = recipe.training["per_device_train_batch_size"] * recipe.training.get("gradient_accumulation_steps", 1)
     pilot = {
         "name": name,
-        "steps": steps,
+        "steps": done,
+        "planned_steps": steps,
+        "stopped_at_deadline": any(r["stopped_at_deadline"] for r in deadline.runs),
+        "deadline_seconds": seconds,
         "mlm_steps": 0,
         "main_metric": metric,
         "validation_metric": results["validation"][f"validation_{metric}"],
         "validation_loss": results["validation"]["validation_loss"],
         "validation_size": results["data"]["sizes"]["validation"],
-        "train_samples_per_second": samples / training,
-        "seconds_per_step": training / steps,
-        "seconds": round(seconds, 1),
+        "train_samples_per_second": done * batch / training,
+        "seconds_per_step": training / max(done, 1),
+        "seconds": round(seconds_taken, 1),
+        # what loading, evaluating, saving and predicting took beside the training runs
+        "overhead_seconds": seconds_taken - sum(r["seconds"] for r in deadline.runs),
         "peak_rss_growth_mb": memory.peak_growth_mb,
         "peak_cuda_mb": memory.cuda_mb,
         # weights (4 bytes each), and for the trainable ones a gradient and AdamW's two moments
@@ -149,8 +208,50 @@ def run_pilot(name: str, setting: Recipe, steps: int, folder: Path) -> dict[str,
     }
     if name == "retrain":
         pilot.update(_pretraining(folder / "pretrained"))
-    logger.info("pilot %s: validation %s %.4f", name, metric, pilot["validation_metric"])
-    return pilot
+    logger.info("pilot %s: %d steps, validation %s %.4f", name, done, metric, pilot["validation_metric"])
+    return pilot, predictions
+
+
+def pilot_data(setting: Recipe) -> dict[str, Any]:
+    """The data settings every pilot trains and is scored with: at most PILOT_EVAL_SAMPLES validation texts."""
+    return {"max_eval_samples": setting.data.max_eval_samples or PILOT_EVAL_SAMPLES}
+
+
+def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[str] | None) -> Any:
+    """A finished pilot's predictions on `validation`, one per example (for token tasks, one tag per word:
+    words that truncation left out get O, as the model predicted no entity there)."""
+    import datasets
+    import numpy as np
+    from transformers import Trainer
+
+    from hfadapt.predict import load_run
+
+    _, model, tokenizer = load_run(run)
+    one = data.TaskData(datasets.DatasetDict({"train": validation}), label_names)
+    rows = data.tokenize(one, tokenizer, recipe.data, recipe.task)["train"]
+    args = recipe.training_arguments(output_dir=str(run / "predicting"))
+    trainer = Trainer(model=model, args=args, eval_dataset=rows, data_collator=data.collator(tokenizer, recipe.task))
+    logits = trainer.predict(rows).predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    del trainer, model
+    gc.collect()
+    if recipe.task.type == "token_classification":
+        words = list(validation["tokens"])
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=recipe.data.max_length)
+        tags = []
+        for i, sentence in enumerate(words):
+            row, previous = ["O"] * len(sentence), None
+            for position, word in enumerate(encoded.word_ids(i)):
+                if word is not None and word != previous:  # the first piece of each word, as training scores it
+                    row[word] = label_names[int(logits[i][position].argmax())]
+                previous = word
+            tags.append(row)
+        return tags
+    if recipe.task.problem_type == "regression":
+        return logits.reshape(len(logits), -1)[:, 0]
+    if recipe.task.problem_type == "multi_label_classification":
+        return (logits > 0).astype(np.int64)
+    return logits.argmax(-1)
 
 
 def _pretraining(folder: Path) -> dict[str, Any]:

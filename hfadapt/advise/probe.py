@@ -12,7 +12,8 @@ from hfadapt.recipe import Recipe
 def token_probe(old, new, task_data, recipe: Recipe) -> dict[str, Any] | None:
     """What each tokenizer's tokens let a model read, in seconds: the validation accuracy of a
     logistic regression on TF-IDF weights of the token ids and id bigrams (the texts cut at
-    data.max_length tokens, as the model sees them), trained on the training split.
+    data.max_length tokens, as the model sees them; a text pair as one row of both texts' tokens), trained
+    on the training split.
 
     [UNK] is one id, so whatever the checkpoint's vocabulary turns into it is lost to the linear
     model as it is to the network. None where the task is not single-label text classification.
@@ -34,8 +35,10 @@ def token_probe(old, new, task_data, recipe: Recipe) -> dict[str, Any] | None:
     for side, tokenizer in (("checkpoint", old), ("new", new)):
 
         def ids(name, tokenizer=tokenizer):
+            split = splits[name]
+            pairs = list(split["text_pair"]) if "text_pair" in split.column_names else None
             encoded = tokenizer(
-                list(splits[name]["text"]), add_special_tokens=False, truncation=True, max_length=recipe.data.max_length
+                list(split["text"]), pairs, add_special_tokens=False, truncation=True, max_length=recipe.data.max_length
             )
             return [[str(i) for i in row] for row in encoded["input_ids"]]
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from hfadapt import curves
-from hfadapt.advise.pilots import PILOT_EVAL_SAMPLES
 from hfadapt.recipe import dump_recipe, load_recipe
 
 
@@ -51,6 +50,8 @@ def render(advice: dict[str, Any]) -> str:
         "",
         *[f"- {reason}" for reason in verdict["reasons"]],
     ]
+    if advice["fit"].get("length") is not None:
+        lines += ["", f"**Texts cut:** {advice['fit']['length']['advice']}."]
     lines += _fit_section(advice) + _probe_section(advice) + _pilots_section(advice) + _cost_section(advice)
     command = "retrain" if advice["recommended"].get("pretrain") else "finetune"
     lines += [
@@ -89,6 +90,19 @@ def _fit_section(advice: dict[str, Any]) -> list[str]:
     for label, key, form in FIT_ROWS:
         values = [fit[side][key] for side in ("checkpoint", "new")]
         lines.append(f"| {label} | " + " | ".join("n/a" if v is None else form.format(v) for v in values) + " |")
+    truncation = fit.get("truncation")
+    if truncation is None:
+        return lines
+    lines += [
+        "",
+        f"At the recipe's data.max_length={truncation['max_length']}, with the checkpoint's tokenizer:",
+        "",
+        "| split | texts measured | texts cut | tokens kept |",
+        "|---|---|---|---|",
+    ]
+    for split in ("train", "validation", "test"):
+        row = truncation[split]
+        lines.append(f"| {split} | {row['texts']:,} | {row['cut']:.1%} | {row['tokens_kept']:.1%} |")
     return lines
 
 
@@ -115,33 +129,91 @@ def _pilots_section(advice: dict[str, Any]) -> list[str]:
     pilots, metric = advice["pilots"], advice["main_metric"]
     if not pilots:
         return ["", "## Pilots", "", "None: no budget was given (`--budget-steps` or `--budget-minutes`)."]
+    comparison = advice["comparison"]
     lines = [
         "",
         "## Pilots",
         "",
-        f"Each pilot fine-tunes for {advice['budget']['steps_per_pilot']} steps on the same split "
-        f"(validation scored on at most {PILOT_EVAL_SAMPLES} texts; one standard error is about "
-        f"{advice['verdict']['tolerance']:.3f}); retraining first rebuilds the vocabulary and runs as many masked-LM "
-        "steps. Peak memory is the growth of this process's resident memory above its level when the pilot started "
-        "(sampled every 50 ms); training state is weights plus, for trainable weights, gradients and AdamW's two "
-        "moments (fp32). Curves: pilots.png.",
+        f"Each pilot fine-tunes for {advice['budget']['steps_per_pilot']} steps on the same split; retraining first "
+        "rebuilds the vocabulary and runs as many masked-LM steps. "
+        + (
+            "No retraining pilot: the checkpoint's tokenizer fits the texts, and a tokenizer that fits is never "
+            "retrained; its share of the budget went to the others. "
+            if "retrain" in advice["skipped"]
+            else ""
+        )
+        + f"All pilots predicted the same {pilots[0]['validation_size']:,} validation examples, compared paired: "
+        f"{comparison['resamples']:,} bootstrap resamples of those examples (seed {comparison['seed']}), the same "
+        "for every pilot. A pilot is tied with the best fine-tuning pilot when the 95% interval of their "
+        "difference contains 0; SE is the standard deviation of the resampled differences.",
         "",
-        f"| pilot | trainable parameters | validation {metric} | validation loss | train samples/s | s/step "
-        "| peak memory growth MB | training state MB | wall s |",
+    ]
+    baseline = comparison["baseline"]
+    if baseline is not None:
+        low, high = baseline["interval"]
+        lines += [
+            f"Majority-class baseline ({baseline['label']} for every example): validation {metric} "
+            f"{baseline['validation_metric']:.4f} (95% interval {low:.4f} to {high:.4f}). A pilot that gives at "
+            "least 99% of its predictions that class, or whose paired difference to the baseline has a 95% "
+            "interval reaching 0, has not left it and cannot win.",
+            "",
+        ]
+    reference = comparison["reference"]
+    lines += [
+        f"| pilot | steps | validation {metric} | 95% interval | difference to {reference} | SE | "
+        "95% interval of the difference | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in pilots:
+        low, high = p["interval"]
+        d_low, d_high = p["difference_interval"]
+        lines.append(
+            f"| {_name(p)} | {p['steps']} | {p['validation_metric']:.4f} | {low:.4f} to {high:.4f} | "
+            f"{p['difference']:+.4f} | {p['difference_se']:.4f} | {d_low:+.4f} to {d_high:+.4f} | "
+            f"{_notes(p, reference)} |"
+        )
+    lines += [
+        "",
+        "Peak memory is the growth of this process's resident memory above its level when the pilot started "
+        "(sampled every 50 ms; memory an earlier pilot left allocated is not counted again); training state is "
+        "weights plus, for trainable weights, gradients and AdamW's two moments (fp32). Curves: pilots.png.",
+        "",
+        "| pilot | trainable parameters | validation loss | train samples/s | s/step | peak memory growth MB "
+        "| peak GPU MB | training state MB | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pilots:
-        name = p["name"]
-        if p["mlm_steps"]:
-            before, after = p["pretrain"]["perplexity_before"], p["pretrain"]["perplexity"]
-            name += f" ({p['mlm_steps']} masked-LM steps, perplexity {before:.0f} -> {after:.0f})"
         trainable = f"{p['parameters']['trainable']:,} ({p['parameters']['trainable_percent']:.1f}%)"
+        cuda = "n/a" if p["peak_cuda_mb"] is None else f"{p['peak_cuda_mb']:.0f}"
         lines.append(
-            f"| {name} | {trainable} | {p['validation_metric']:.4f} | {p['validation_loss']:.4f} | "
-            f"{p['train_samples_per_second']:.1f} | {p['seconds_per_step']:.3f} | {p['peak_rss_growth_mb']:.0f} | "
-            f"{p['training_state_mb']:.1f} | {p['seconds']:.0f} |"
+            f"| {_name(p)} | {trainable} | {p['validation_loss']:.4f} | {p['train_samples_per_second']:.1f} | "
+            f"{p['seconds_per_step']:.3f} | {p['peak_rss_growth_mb']:.0f} | {cuda} | {p['training_state_mb']:.1f} | "
+            f"{p['seconds']:.0f} |"
         )
     return lines
+
+
+def _name(pilot: dict[str, Any]) -> str:
+    if not pilot["mlm_steps"]:
+        return pilot["name"]
+    before, after = pilot["pretrain"]["perplexity_before"], pilot["pretrain"]["perplexity"]
+    return f"{pilot['name']} ({pilot['mlm_steps']} masked-LM steps, perplexity {before:.0f} -> {after:.0f})"
+
+
+def _notes(pilot: dict[str, Any], reference: str) -> str:
+    """What the comparison says of a pilot, and whether its deadline stopped it."""
+    notes = []
+    if pilot["stuck"]:
+        notes.append("has not left the majority-class baseline")
+    elif pilot["name"] == reference:
+        notes.append("best fine-tuning pilot")
+    elif pilot["tied"]:
+        notes.append("tied with the best")
+    else:
+        notes.append("above the best" if pilot["difference"] > 0 else "below the best")
+    if pilot["stopped_at_deadline"]:
+        notes.append(f"stopped at the deadline ({pilot['deadline_seconds']:.0f} s a run)")
+    return "; ".join(notes)
 
 
 def _cost_section(advice: dict[str, Any]) -> list[str]:
