@@ -214,3 +214,11 @@ def test_a_stopped_search_keeps_its_finished_trials_and_resumes_from_the_command
     assert summary["trials"][1]["validation"] == kept["validation"]["validation_accuracy"]
     printed = capsys.readouterr().out
     assert f"Best: {summary['best']['folder']}" in printed and "written to" in printed
+
+
+def test_without_optuna_the_search_says_how_to_install_it(tiny_recipe, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
+    with pytest.raises(HfadaptError) as caught:
+        search(load_recipe(raw=tiny_recipe(training=FAST)), SPACE, 3)
+    assert str(caught.value) == "search needs optuna: pip install 'hfadapt[search]' (or pip install optuna)"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.incomplete").exists()
