@@ -178,6 +178,71 @@ def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining
     assert recipe.task.type == "token_classification" and recipe.corpus.sources == [str(path)]
 
 
+def test_text_pairs_are_read_whole_by_the_fit_the_probe_and_the_pilots(tiny_checkpoint, tmp_path):
+    # the label is in the second text alone: what reads only the first one stays at chance
+    rows = [
+        {"question": f"what did the critic say {i}", "review": r["text"], "label": r["label"]}
+        for i, r in enumerate(sentiment_rows(400, seed=7))
+    ]
+    csv = write_csv(tmp_path / "pairs.csv", rows)
+    pairs = TINY + ["data.text_column=question", "data.text_pair_column=review"]
+    advice = advise(str(tiny_checkpoint), str(csv), budget_steps=150, overrides=pairs)
+    assert advice["probe"]["checkpoint"] > 0.9 and advice["probe"]["new"] > 0.9
+    assert [p["name"] for p in advice["pilots"]] == ["freeze", "lora", "full"]
+    sizes = advice["data_report"]["sizes"]
+    assert all(p["steps"] == 50 and p["validation_size"] == sizes["validation"] for p in advice["pilots"])
+    assert max(p["validation_metric"] for p in advice["pilots"]) > 0.9  # the pilots read the pair too
+    assert advice["recommended"]["data"]["text_pair_column"] == "review"
+    assert advice["fit"]["texts"] == sizes["train"]
+    # the fit reads each pair as one text
+    from datasets import Dataset
+
+    from hfadapt.advise.fit import texts
+
+    assert texts(Dataset.from_dict({"text": ["is it good", "x"], "text_pair": ["yes", "y z"]})) == [
+        "is it good yes",
+        "x y z",
+    ]
+
+
+def test_texts_cut_by_max_length_get_a_length_that_holds_most_of_them(tiny_checkpoint, sentiment_csv, tmp_path):
+    from transformers import AutoTokenizer
+
+    advice = advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", overrides=["data.max_length=8"])
+    truncation, length = advice["fit"]["truncation"], advice["fit"]["length"]
+    assert truncation["max_length"] == 8 and truncation["train"]["cut"] == 1.0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    lengths = sorted(len(ids) for ids in tokenizer([r["text"] for r in sentiment_rows(400)])["input_ids"])
+    assert length["length_90"] <= 16 < lengths[-1] + 8 and length["max_length"] == 16 and length["limit"] == 128
+    assert length["advice"] == (
+        f"100% of the training texts are longer than data.max_length=8 tokens and are cut "
+        f"({truncation['train']['tokens_kept']:.0%} of their tokens kept); data.max_length=16 holds "
+        f"{length['held_whole']:.0%} of them whole"
+    )
+    assert load_recipe(tmp_path / "advice" / "recommended.yaml").data.max_length == 16
+    report = (tmp_path / "advice" / "advice.md").read_text()
+    assert f"**Texts cut:** {length['advice']}." in report and "| train | 319 | 100.0% |" in report
+
+
+def test_texts_longer_than_the_model_reads_are_pointed_to_windows(tiny_checkpoint, tmp_path):
+    rows = [{"text": " ".join([r["text"]] * 25), "label": r["label"]} for r in sentiment_rows(200, seed=8)]
+    csv = write_csv(tmp_path / "long.csv", rows)
+    advice = advise(str(tiny_checkpoint), str(csv), tmp_path / "advice", overrides=["data.max_length=64"])
+    length = advice["fit"]["length"]
+    assert length["length_90"] > 128 and length["max_length"] == 128 and length["held_whole"] == 0.0
+    recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
+    assert recipe.data.max_length == 128
+    if "long_texts" in recipe.to_dict()["data"]:  # a recipe field once hfadapt reads long texts in windows
+        assert length["long_texts"] == recipe.data.long_texts == "windows"
+        assert length["advice"].endswith(
+            f"90% of them have up to {length['length_90']} tokens, more than the model's 128 positions "
+            "(data.max_length=128 holds 0% of them whole); data.long_texts=windows reads the rest in overlapping "
+            "windows"
+        )
+    else:
+        assert length["long_texts"] is None and "data.long_texts: windows, where hfadapt has it" in length["advice"]
+
+
 def test_token_words_join_into_the_sentence_they_came_from():
     from hfadapt.data import join_words
 

@@ -121,8 +121,6 @@ def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> d
             else "the rest would need a model with more positions, or reading long texts in windows "
             "(data.long_texts: windows, where hfadapt has it)"
         )
-    if raised:
-        text += "; the pilots ran at the shorter length, so a step of the full run takes longer than they measured"
     return {
         "cut": cut,
         "length_90": wanted,

@@ -223,13 +223,20 @@ def _cost_section(advice: dict[str, Any]) -> list[str]:
     text = f"{estimate['steps']:,} fine-tuning steps x {estimate['seconds_per_step']:.3f} s"
     if "mlm_steps" in estimate:
         text = f"{estimate['mlm_steps']:,} masked-LM steps x {estimate['mlm_seconds_per_step']:.3f} s + " + text
-    return [
+    lines = [
         "",
         "## Cost of the full run",
         "",
         f"About {_duration(estimate['train_seconds'])} of training on this machine ({text}, the speeds measured in "
         "the pilot), plus evaluation and saving.",
     ]
+    length = advice["fit"].get("length")
+    if length is not None and length["max_length"] > advice["fit"]["truncation"]["max_length"]:
+        lines[-1] += (
+            f" The pilots ran at data.max_length={advice['fit']['truncation']['max_length']}; at the recommended "
+            f"{length['max_length']} a step takes longer."
+        )
+    return lines
 
 
 def _duration(seconds: float) -> str:
