@@ -115,7 +115,7 @@ def _advise_command(sub) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-steps", type=int, help="training steps for all pilots together (at least 50)")
     budget.add_argument(
-        "--budget-minutes", type=float, help="minutes for the pilots, turned into steps by timing one step"
+        "--budget-minutes", type=float, help="minutes for the fit, probe and pilots; each pilot stops at its share"
     )
     p.add_argument("--output", help="write advice.md, advice.json, pilots.png and recommended.yaml in this folder")
     p.add_argument("--overwrite", action="store_true", help="replace the --output folder once the new advice is ready")
