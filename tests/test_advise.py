@@ -589,3 +589,14 @@ def test_a_budget_in_minutes_counts_the_fit_it_spent():
         "each, fewer than 10; give at least 1.1 minutes, or no budget for the tokenizer fit alone"
     )
     assert steps_for_seconds(100.0, 1.0, PILOTS, 2.0, spent=20.0) == 14  # 70% of 100 s in 5 shares of 1 s steps
+
+
+def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_recipe, tmp_path):
+    from hfadapt.data import load_splits
+
+    setting = load_recipe(raw=tiny_recipe(data={"max_length": 8, "long_texts": "windows"}))
+    validation = load_splits(setting.data, setting.task).splits["validation"]
+    pilot, predictions = run_pilot("full", setting, 5, tmp_path / "pilot", validation)
+    # every text makes two windows or more at 8 tokens: the windows' predictions are pooled per text
+    assert pilot["steps"] == 5 and not pilot["stopped_at_deadline"] and pilot["deadline_seconds"] is None
+    assert len(predictions) == len(validation) and set(predictions) <= {0, 1}

@@ -83,7 +83,7 @@ def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> d
     and the task reads one text with one label).
     """
     cut = truncation["train"]["cut"]
-    if cut <= LONG_SHARE:
+    if cut <= LONG_SHARE or truncation.get("long_texts") == "windows":  # windows read long texts whole
         return None
     split = task_data.splits["train"]
     rows = split.select(range(min(len(split), data.TRUNCATION_SAMPLE)))

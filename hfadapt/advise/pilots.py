@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, pretrained
+from hfadapt import data, long_texts, pretrained
 from hfadapt.advise.deadline import Deadline, every_trainer
 from hfadapt.errors import HfadaptError
 from hfadapt.finetune import finetune
@@ -233,6 +233,8 @@ def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[
     trainer = Trainer(model=model, args=args, eval_dataset=rows, data_collator=data.collator(tokenizer, recipe.task))
     logits = trainer.predict(rows).predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
+    if "doc" in rows.column_names:  # data.long_texts: windows: a text's prediction is the mean of its windows'
+        logits, _ = long_texts.pool(logits, None, rows["doc"])
     del trainer, model
     gc.collect()
     if recipe.task.type == "token_classification":
