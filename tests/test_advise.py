@@ -600,3 +600,19 @@ def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_
     # every text makes two windows or more at 8 tokens: the windows' predictions are pooled per text
     assert pilot["steps"] == 5 and not pilot["stopped_at_deadline"] and pilot["deadline_seconds"] is None
     assert len(predictions) == len(validation) and set(predictions) <= {0, 1}
+
+
+def test_imbalanced_classes_are_compared_by_macro_f1(tiny_checkpoint, tmp_path):
+    # a positive review for every five negative ones: always saying negative scores an accuracy of about 0.83
+    rows = [r for r in sentiment_rows(600, seed=9) if r["label"] == "negative"][:250]
+    rows += [r for r in sentiment_rows(600, seed=9) if r["label"] == "positive"][:50]
+    csv = write_csv(tmp_path / "imbalanced.csv", rows)
+    advice = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=32"])
+    assert (
+        advice["data_report"]["class_counts"]["train"]["negative"]
+        >= 4 * (advice["data_report"]["class_counts"]["train"]["positive"])
+    )
+    assert advice["main_metric"] == "f1_macro" and advice["recommended"]["task"]["main_metric"] == "f1_macro"
+    # a metric the user chose stays
+    chosen = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=32", "task.main_metric=accuracy"])
+    assert chosen["main_metric"] == "accuracy" and chosen["recommended"]["task"]["main_metric"] == "accuracy"
