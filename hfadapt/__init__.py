@@ -30,6 +30,7 @@ _API = {
     "load_run": "hfadapt.predict",
     "read_texts": "hfadapt.predict",
     "push": "hfadapt.hub",
+    "export_onnx": "hfadapt.export",
 }
 __all__ = [
     "HfadaptError",
@@ -37,6 +38,7 @@ __all__ = [
     "RecipeError",
     "advise",
     "evaluate",
+    "export_onnx",
     "finetune",
     "finetune_seeds",
     "load_recipe",

@@ -95,6 +95,11 @@ def _run_commands(sub) -> None:
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="push to this branch (created if missing)")
 
+    p = sub.add_parser("export", help="export a finished run to ONNX, checked against PyTorch by ONNX Runtime")
+    p.add_argument("model_dir", help="the output folder of a finished run")
+    p.add_argument("--output", help="where model.onnx and its tokenizer go (default: MODEL_DIR/onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+
     p = sub.add_parser("evaluate", help="score a finished run on a data set")
     p.add_argument("model_dir")
     p.add_argument(
@@ -173,6 +178,7 @@ def _run(args) -> int:
         "prepare": _prepare,
         "predict": _predict,
         "push": _push,
+        "export": _export,
         "evaluate": _evaluate,
         "advise": _advise,
     }
@@ -246,6 +252,12 @@ def _push(args) -> None:
     from hfadapt.hub import push
 
     print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
+
+
+def _export(args) -> None:
+    from hfadapt.export import export_onnx
+
+    print(json.dumps(export_onnx(args.model_dir, args.output, args.overwrite), indent=2))
 
 
 def _evaluate(args) -> None:
