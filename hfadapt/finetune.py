@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
 
 
-def finetune(recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def finetune(
+    recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[str, ...] = (), *, callbacks: list | tuple = ()
+) -> dict[str, Any]:
     """Run a fine-tuning recipe and return its metrics (also saved as OUTPUT_DIR/metrics.json).
 
     Every check on the input (the recipe, the output folder, the model, the data, the labels,
@@ -49,6 +51,7 @@ def finetune(recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[st
     Args:
         recipe: a `Recipe`, its dict form (as in YAML), or the path of a YAML recipe.
         overrides: `key=value` strings applied to the recipe, e.g. `training.learning_rate=3e-5`.
+        callbacks: `transformers.TrainerCallback`s given to the Trainer beside hfadapt's own.
 
     Returns:
         `train`, `validation` and `test` metrics, the `main_metric`, parameter counts, the data
@@ -65,10 +68,10 @@ def finetune(recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[st
         )
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
     with output.lock(recipe.output.dir):
-        return _finetune(recipe)
+        return _finetune(recipe, list(callbacks))
 
 
-def _finetune(recipe: Recipe) -> dict[str, Any]:
+def _finetune(recipe: Recipe, callbacks: list) -> dict[str, Any]:
     from transformers import set_seed
 
     resume_from = _resume_point(recipe) if recipe.output.resume else None
@@ -94,7 +97,7 @@ def _finetune(recipe: Recipe) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=data.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
-        callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe),
+        callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe) + callbacks,
         compute_loss_func=loss.weighted_loss(recipe.task, weights) if weights is not None else None,
     )
     train_metrics, seconds = _train(trainer, resume_from, work)

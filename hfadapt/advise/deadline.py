@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -36,21 +35,3 @@ class Deadline(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         seconds = self.clock() - self.began
         self.runs.append({"steps": state.global_step, "seconds": seconds, "stopped_at_deadline": self.stopped})
-
-
-@contextlib.contextmanager
-def every_trainer(*callbacks: TrainerCallback) -> Iterator[None]:
-    """Every `Trainer` built inside the block gets `callbacks` too.
-
-    finetune and retrain build their Trainers themselves and take no callbacks; a Trainer adds the
-    list `transformers.trainer.DEFAULT_CALLBACKS` to each one it is built with, so the list is
-    extended for the block alone. A `callbacks` argument of finetune and retrain would replace this.
-    """
-    from transformers import trainer
-
-    saved = trainer.DEFAULT_CALLBACKS
-    trainer.DEFAULT_CALLBACKS = saved + list(callbacks)
-    try:
-        yield
-    finally:
-        trainer.DEFAULT_CALLBACKS = saved

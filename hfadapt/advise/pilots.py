@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hfadapt import data, long_texts, pretrained
-from hfadapt.advise.deadline import Deadline, every_trainer
+from hfadapt.advise.deadline import Deadline
 from hfadapt.errors import HfadaptError
 from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe
@@ -171,9 +171,12 @@ def run_pilot(
     logger.info("pilot %s: %d steps%s", name, steps, f", at most {seconds:.0f} s each run" if seconds else "")
     gc.collect()
     deadline = Deadline(seconds)
-    with _PeakMemory() as memory, every_trainer(deadline):
+    with _PeakMemory() as memory:
         began = time.perf_counter()
-        results = retrain(recipe)["finetune"] if name == "retrain" else finetune(recipe)
+        if name == "retrain":
+            results = retrain(recipe, callbacks=[deadline])["finetune"]
+        else:
+            results = finetune(recipe, callbacks=[deadline])
     run = folder / "finetuned" if name == "retrain" else folder
     predictions = predict_validation(run, recipe, validation, results["label_names"])
     seconds_taken = time.perf_counter() - began

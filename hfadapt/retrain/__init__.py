@@ -25,7 +25,11 @@ from hfadapt.retrain import corpus, stages
 
 
 def retrain(
-    recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = (), until: str = "finetuned"
+    recipe: Recipe | dict | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    until: str = "finetuned",
+    *,
+    callbacks: list | tuple = (),
 ) -> dict[str, Any]:
     """Run a retraining recipe's stages, reusing the finished ones.
 
@@ -33,6 +37,7 @@ def retrain(
         recipe: a `Recipe`, or the path of a YAML recipe with a `corpus` section.
         overrides: `key=value` strings applied to the recipe.
         until: the last stage to run: `tokenizer`, `pretrained` or `finetuned`.
+        callbacks: `transformers.TrainerCallback`s given to the pretraining and fine-tuning Trainers.
 
     Returns:
         Each stage's report: `tokenizer` (the fit), `pretrain` (perplexities, packing, vocabulary)
@@ -49,10 +54,10 @@ def retrain(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
     with output.lock(recipe.output.dir), corpus.reading_once():
-        return _retrain(recipe, until)
+        return _retrain(recipe, until, list(callbacks))
 
 
-def _retrain(recipe: Recipe, until: str) -> dict[str, Any]:
+def _retrain(recipe: Recipe, until: str, callbacks: list) -> dict[str, Any]:
     from transformers import set_seed
 
     root = Path(recipe.output.dir)  # made by the first stage that writes, once its checks have passed
@@ -69,18 +74,18 @@ def _retrain(recipe: Recipe, until: str) -> dict[str, Any]:
         with ranks.main_first():
             reuse = stages.reusable(recipe, root, "pretrained")  # the main rank alone clears a stale stage
         if not reuse:
-            stages.pretrain_stage(recipe, root / "pretrained")  # every rank trains
+            stages.pretrain_stage(recipe, root / "pretrained", callbacks)  # every rank trains
         results["pretrain"] = json.loads((root / "pretrained" / "pretrain.json").read_text())
     if until == "pretrained":
         return results
-    results["finetune"] = _finetune_stage(recipe, root)
+    results["finetune"] = _finetune_stage(recipe, root, callbacks)
     if ranks.is_main():
         save_recipe(recipe, root / "recipe.yaml")
         (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results
 
 
-def _finetune_stage(recipe: Recipe, root: Path) -> dict[str, Any]:
+def _finetune_stage(recipe: Recipe, root: Path, callbacks: list) -> dict[str, Any]:
     """Fine-tune the pretrained stage (or the checkpoint) into ROOT/finetuned."""
     folder = root / "finetuned"
     with ranks.main_first():
@@ -91,7 +96,7 @@ def _finetune_stage(recipe: Recipe, root: Path) -> dict[str, Any]:
         changes["output"] = {"dir": str(folder), "overwrite": False}
         if recipe.pretrain is not None:
             changes["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
-        finetune(recipe.updated(changes))
+        finetune(recipe.updated(changes), callbacks=callbacks)
         if ranks.is_main():
             stages.mark(recipe, folder, "finetuned")
         ranks.wait()

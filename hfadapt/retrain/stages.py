@@ -140,7 +140,7 @@ def pretraining_model(recipe: Recipe) -> tuple[Any, Any, dict[str, Any]]:
     return model, tokenizer, report
 
 
-def pretrain_stage(recipe: Recipe, folder: Path) -> None:
+def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -> None:
     """Masked-LM pretraining from `pretraining_model`, on the packed corpus, saved in `folder`."""
     settings = recipe.pretrain
     model, tokenizer, report = pretraining_model(recipe)
@@ -163,6 +163,7 @@ def pretrain_stage(recipe: Recipe, folder: Path) -> None:
         eval_dataset=packed.data["validation"],
         data_collator=mlm.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
         processing_class=tokenizer,
+        callbacks=list(callbacks),
     )
     started = time.perf_counter()
     report.update(_pretrain(trainer, settings.block_size))
