@@ -53,6 +53,15 @@ def with_(**sections):
             with_(adapt={"method": "lora", "lora": {"r": "eight"}}),
             "adapt.lora.r: expected an integer, got the string 'eight'",
         ),
+        (with_(adapt={"method": "lora", "lora": {"r": 0}}), "adapt.lora.r: the rank must be 1 or more, got 0"),
+        (
+            with_(adapt={"method": "lora", "lora": {"lora_dropout": -1}}),
+            "adapt.lora.lora_dropout: must be at least 0 and below 1, got -1",
+        ),
+        (
+            with_(adapt={"method": "lora", "lora": {"lora_alpha": 0}}),
+            "adapt.lora.lora_alpha: must be above 0, got 0",
+        ),
         (
             with_(adapt={"method": "prefix"}),
             "adapt.method: expected one of 'full', 'freeze', 'lora', got the string 'prefix'",

@@ -131,12 +131,26 @@ class AdaptConfig:
             )
         if self.freeze.layers < 0:
             found.append("adapt.freeze.layers: must be 0 or more")
+        found += _lora_value_problems(self.lora)
         for i, pattern in enumerate(self.freeze.patterns):
             try:
                 re.compile(pattern)
             except re.error as e:
                 found.append(f"adapt.freeze.patterns[{i}]: not a regular expression ({e})")
         return found
+
+
+def _lora_value_problems(lora: dict[str, Any]) -> list[str]:
+    """The LoRA values peft takes without a check: a rank, a scale and a dropout that cannot train."""
+    found = []
+    rank, alpha, dropout = lora.get("r"), lora.get("lora_alpha"), lora.get("lora_dropout")
+    if isinstance(rank, int) and rank < 1:
+        found.append(f"adapt.lora.r: the rank must be 1 or more, got {rank}")
+    if isinstance(alpha, (int, float)) and alpha <= 0:
+        found.append(f"adapt.lora.lora_alpha: must be above 0, got {alpha}")
+    if isinstance(dropout, (int, float)) and not 0 <= dropout < 1:
+        found.append(f"adapt.lora.lora_dropout: must be at least 0 and below 1, got {dropout}")
+    return found
 
 
 @dataclass
