@@ -130,10 +130,10 @@ def compare(
         label, guess = baseline
         base = _scores(task, metric, label_names, truth, guess, draws)
         base_point = float(_scores(task, metric, label_names, truth, guess, whole)[0])
-        result["baseline"] = {"label": label, "validation_metric": base_point, "interval": _interval(base)}
+        result["baseline"] = {"label": label, "validation_metric": base_point, "interval": interval(base)}
         for name, p in predictions.items():
             share = majority_share(task, label_names, p, label)
-            above = _interval(resampled[name] - base)
+            above = interval(resampled[name] - base)
             result["pilots"][name] = {"majority_share": share, "baseline_difference_interval": above}
             stuck[name] = share >= MAJORITY_SHARE or above[0] <= 0
     tuned = [name for name in predictions if name in FINE_TUNING]
@@ -141,11 +141,11 @@ def compare(
     reference = max(moving or tuned, key=lambda name: point[name]) if tuned else None
     for name in predictions:
         entry = result["pilots"].setdefault(name, {"majority_share": None, "baseline_difference_interval": None})
-        entry.update(validation_metric=point[name], interval=_interval(resampled[name]), stuck=stuck[name])
+        entry.update(validation_metric=point[name], interval=interval(resampled[name]), stuck=stuck[name])
         if reference is None:
             continue
         difference = resampled[name] - resampled[reference]
-        low, high = _interval(difference)
+        low, high = interval(difference)
         entry.update(
             difference=point[name] - point[reference],
             difference_se=float(difference.std(ddof=1)),
@@ -156,7 +156,15 @@ def compare(
     return result
 
 
-def _interval(values: np.ndarray) -> list[float]:
+def interval(values: np.ndarray) -> list[float]:
+    """The central LEVEL interval of resampled values (their 2.5th and 97.5th percentiles).
+
+    Args:
+        values: one value per resample.
+
+    Returns:
+        `[low, high]`.
+    """
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return [float(low), float(high)]

@@ -116,7 +116,9 @@ def _probe_section(advice: dict[str, Any]) -> list[str]:
         "",
         "A logistic regression on TF-IDF weights of token ids and id bigrams, trained on the "
         f"{advice['data_report']['sizes']['train']:,} training texts and scored on {probe['validation_size']:,} "
-        f"validation texts ({probe['seconds']:.0f} s; one standard error about {probe['tolerance']:.3f}). "
+        f"validation texts ({probe['seconds']:.0f} s); the two are compared on the same texts (paired bootstrap: "
+        f"difference {100 * (probe['new'] - probe['checkpoint']):+.1f} points, SE {100 * probe['difference_se']:.1f}, "
+        f"95% interval {100 * probe['difference_interval'][0]:+.1f} to {100 * probe['difference_interval'][1]:+.1f}). "
         "[UNK] is a single id: what a vocabulary cannot spell is lost to this model as it is to the network.",
         "",
         "| | checkpoint's tokenizer | WordPiece trained on these texts |",

@@ -115,19 +115,16 @@ def _fit_reasons(checkpoint_fit: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def _probe_reason(probe: dict[str, Any]) -> tuple[bool, str]:
-    """Whether the checkpoint's vocabulary hides what the task needs, and the sentence saying so."""
+    """Whether the checkpoint's vocabulary hides what the task needs (the paired 95% interval of the
+    probe's accuracy gain lies above 0), and the sentence saying so."""
     gain = probe["new"] - probe["checkpoint"]
-    hidden = gain > probe["tolerance"]
+    low, high = probe["difference_interval"]
+    hidden = low > 0
+    span = f"95% interval of the paired difference {low * 100:+.1f} to {high * 100:+.1f} points"
     if hidden:
-        finding = (
-            f"the checkpoint's vocabulary hides {gain * 100:.1f} points of what the task "
-            f"needs, more than one standard error ({probe['tolerance']:.3f})"
-        )
+        finding = f"the checkpoint's vocabulary hides {gain * 100:.1f} points of what the task needs ({span})"
     else:
-        finding = (
-            "the checkpoint's vocabulary hides nothing measurable (the new tokens are not "
-            f"better by more than one standard error, {probe['tolerance']:.3f})"
-        )
+        finding = f"the checkpoint's vocabulary hides nothing measurable ({span}, which holds 0 or less)"
     return hidden, (
         f"a linear model on the tokens reaches a validation accuracy of {probe['new']:.4f} "
         f"with the new tokenizer's against {probe['checkpoint']:.4f} with the checkpoint's: {finding}"
