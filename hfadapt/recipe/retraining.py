@@ -76,6 +76,12 @@ class PretrainConfig:
         "replace", help="with a new tokenizer (init: continue): its vocabulary alone, or added to the old one"
     )
     block_size: int = option(128, help="tokens per block; texts are packed end to end")
+    new_rows: Literal["draw", "static"] = option(
+        "draw",
+        help="continue with a new tokenizer: rows of new tokens the old tokenizer cannot spell (only [UNK]) are "
+        "drawn at random (draw), or combined from the rows of the shared tokens nearest them in static "
+        "embeddings learnt on the corpus in seconds (static: the idea of FOCUS and WECHSEL)",
+    )
     mlm_probability: float = option(0.15, help="share of the tokens masked")
     whole_word_masking: bool = option(True, help="mask all the tokens of a word together")
     repeat: dict[str, int] = option(
@@ -93,6 +99,8 @@ class PretrainConfig:
         found = []
         if not 0 < self.mlm_probability < 1:
             found.append(f"pretrain.mlm_probability: must be between 0 and 1, got {self.mlm_probability}")
+        if self.new_rows == "static" and self.init == "scratch":
+            found.append("pretrain.new_rows: static places the rows of a checkpoint continued; init is scratch")
         if self.block_size < 8:
             found.append(f"pretrain.block_size: {self.block_size} is too short; use 8 or more")
         for source, times in self.repeat.items():

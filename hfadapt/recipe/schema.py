@@ -290,6 +290,11 @@ class Recipe:
                 "set tokenizer.algorithm: wordpiece and tokenizer.split_han: true "
                 f"(got {tokenizer.algorithm}, split_han {tokenizer.split_han}), or tokenizer.words: false"
             )
+        if self.pretrain is not None and self.pretrain.new_rows == "static" and tokenizer is None:
+            found.append(
+                "pretrain.new_rows: static places the rows of a new tokenizer's tokens; add a tokenizer section "
+                "or set pretrain.new_rows: draw"
+            )
         if self.pretrain is not None and self.pretrain.init == "scratch" and tokenizer is None:
             found.append("pretrain.init: scratch needs a tokenizer section to build the vocabulary from")
         if self.pretrain is not None:

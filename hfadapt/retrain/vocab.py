@@ -51,8 +51,13 @@ def extend(old_tokenizer, new_tokenizer):
     return tokenizer
 
 
-def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any]:
-    """Resize `model`'s embeddings (and tied output layer) to `new_tokenizer` and fill every row. Returns the report."""
+def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0, static=None) -> dict[str, Any]:
+    """Resize `model`'s embeddings (and tied output layer) to `new_tokenizer` and fill every row. Returns the report.
+
+    With `static` (static embeddings of the new vocabulary, `transfer.static_embeddings`), the rows
+    the old tokenizer cannot spell start as combinations of the shared tokens' rows (`transfer.combine`)
+    instead of random draws; a token the static embeddings never saw is still drawn.
+    """
     import torch
 
     old = model.get_input_embeddings().weight.detach().clone()
@@ -67,12 +72,16 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any
     draw = torch.distributions.MultivariateNormal(mean.double(), covariance_matrix=covariance)
     torch.manual_seed(seed)
     copied = composed = drawn = 0
+    anchors: dict[int, int] = {}  # new id -> old id, for the tokens both vocabularies share
+    unspelled: list[int] = []
     for token, index in new_vocab:
         role = role_of.get(token)
         source = getattr(old_tokenizer, role + "_id", None) if role else old_vocab.get(token)
         if source is not None:
             rows[index] = old[source]
             copied += 1
+            if role is None:
+                anchors[index] = source
             continue
         bare = token[2:] if token.startswith("##") and len(token) > 2 else token
         pieces = [i for i in old_tokenizer(bare, add_special_tokens=False)["input_ids"] if i != old_unk]
@@ -81,7 +90,17 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any
             composed += 1
         else:
             rows[index] = draw.sample().to(old.dtype)
+            unspelled.append(index)
             drawn += 1
+    transferred = {}
+    if static is not None:
+        from hfadapt.retrain import transfer
+
+        placed = transfer.combine(static, anchors, unspelled, old.numpy())
+        for index, row in placed.items():
+            rows[index] = torch.from_numpy(row).to(old.dtype)
+        drawn -= len(placed)
+        transferred = transfer.report(len(placed), drawn)
     model.resize_token_embeddings(size, mean_resizing=False)
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(rows)
@@ -99,6 +118,7 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0) -> dict[str, Any
         "composed": composed,
         "drawn": drawn,
         "old_vocab_size": old.shape[0],
+        **transferred,
     }
     logger.info("vocabulary rebuilt: %s", report)
     return report
