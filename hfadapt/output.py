@@ -108,4 +108,21 @@ def finish(work: Path, final: str | Path) -> Path:
     work.rename(final)
     if old.exists():
         shutil.rmtree(old)
+    _relocate_recipes(work, final)
     return final
+
+
+def _relocate_recipes(work: Path, final: Path) -> None:
+    """The runs inside a finished folder (a multi-seed run's seeds, a search's trials) were written in
+    `work`: their saved recipes now name their folders in `final`, so that each reruns where it lies."""
+    nested = list(final.glob("*/recipe.yaml"))
+    if not nested:
+        return
+    from hfadapt.recipe import load_recipe, save_recipe
+
+    before = str(work.absolute())
+    for saved in nested:
+        recipe = load_recipe(saved)
+        folder = str(Path(recipe.output.dir).absolute())
+        if folder == before or folder.startswith(before + "/"):
+            save_recipe(recipe.updated({"output": {"dir": str(final) + folder[len(before) :]}}), saved)

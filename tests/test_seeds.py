@@ -25,7 +25,9 @@ def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, ca
     assert not (tmp_path / "run.incomplete").exists()
     metrics = {s: json.loads((run / f"seed-{s}" / "metrics.json").read_text()) for s in (1, 2)}
     for s in (1, 2):
-        assert load_recipe(run / f"seed-{s}" / "recipe.yaml").training["seed"] == s
+        saved = load_recipe(run / f"seed-{s}" / "recipe.yaml")
+        # each seed's recipe reruns where the seed now lies, not in the folder it was written in
+        assert saved.training["seed"] == s and saved.output.dir == str(run / f"seed-{s}")
         assert (run / f"seed-{s}" / "model.safetensors").exists() and (run / f"seed-{s}" / "README.md").exists()
     assert json.loads((run / "seeds.json").read_text()) == summary
     assert summary["seeds"] == [1, 2]
