@@ -208,9 +208,18 @@ def _retraining_lineage(model_path: str) -> str:
             f"| vocabulary ({vocab['mode']}) | {vocab['vocab_size']:,} rows: {vocab['copied']:,} copied from the "
             f"checkpoint, {vocab['composed']:,} composed from old pieces, {vocab['drawn']:,} drawn |\n"
         )
+    if "discriminator_accuracy" in report:
+        stage = "replaced-token detection"
+        scores = (
+            f"held-out discriminator accuracy {100 * report['discriminator_accuracy_before']:.1f}% -> "
+            f"{100 * report['discriminator_accuracy']:.1f}% (generator perplexity {report['generator_perplexity']:.1f})"
+        )
+    else:
+        stage = "masked-LM pretraining"
+        scores = f"held-out perplexity {report['perplexity_before']:.1f} -> {report['perplexity']:.1f}"
     rows += (
-        f"| masked-LM pretraining | {report['steps']:,} steps, {report['tokens_seen']:,} tokens, "
-        f"{100 * report['packing']['non_padding_share']:.2f}% real tokens per block; held-out perplexity "
-        f"{report['perplexity_before']:.1f} -> {report['perplexity']:.1f}; {report['seconds'] / 60:.0f} min |\n"
+        f"| {stage} | {report['steps']:,} steps, {report['tokens_seen']:,} tokens, "
+        f"{100 * report['packing']['non_padding_share']:.2f}% real tokens per block; {scores}; "
+        f"{report['seconds'] / 60:.0f} min |\n"
     )
     return rows

@@ -206,6 +206,8 @@ def _base_recipes(model: str, source: str, text_column: str | None, overrides: l
             raise HfadaptError(f"{item}: advise sets {section} itself ({OWNED[section]})")
         if key in ("training.max_steps", "pretrain.training.max_steps"):
             raise HfadaptError(f"{item}: the budget sets the pilots' steps (--budget-steps or --budget-minutes)")
+        if key == "pretrain.objective":
+            raise HfadaptError(f"{item}: the retraining pilot pretrains with masked-LM, the objective it reports on")
     raw: dict[str, Any] = {"model": {"name_or_path": model}, "data": {"source": source}, "output": {"dir": "advice"}}
     if text_column is not None:
         raw["data"]["text_column"] = text_column

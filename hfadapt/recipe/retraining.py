@@ -82,6 +82,12 @@ class PretrainConfig:
         "drawn at random (draw), or combined from the rows of the shared tokens nearest them in static "
         "embeddings learnt on the corpus in seconds (static: the idea of FOCUS and WECHSEL)",
     )
+    objective: Literal["mlm", "rtd"] = option(
+        "mlm",
+        help="masked-LM (mlm), or replaced-token detection (rtd, ELECTRA's: a small generator fills the masked "
+        "positions and the model learns, at every position, whether the token is the original; the model is "
+        "kept, the generator dropped)",
+    )
     mlm_probability: float = option(0.15, help="share of the tokens masked")
     whole_word_masking: bool = option(True, help="mask all the tokens of a word together")
     repeat: dict[str, int] = option(

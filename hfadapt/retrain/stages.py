@@ -20,7 +20,7 @@ from typing import Any
 from hfadapt import output, pretrained, ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
-from hfadapt.retrain import corpus, mlm, vocab
+from hfadapt.retrain import corpus, mlm, rtd, vocab
 from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,9 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
     # so the ranks drift apart (seen in tests/test_distributed.py).
     args.eval_on_start = True
     args.prediction_loss_only = True  # perplexity is all evaluation reports: no logits are gathered
-    trainer = mlm.MaskedLMTrainer(
+    if settings.objective == "rtd":
+        model = rtd.ReplacedTokenDetection(model, tokenizer.all_special_ids)
+    trainer = (rtd.ReplacedTokenDetectionTrainer if settings.objective == "rtd" else mlm.MaskedLMTrainer)(
         model=model,
         args=args,
         train_dataset=packed.data["train"],
@@ -180,7 +182,10 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
     started = time.perf_counter()
     report.update(_pretrain(trainer, settings.block_size))
     report["seconds"] = round(time.perf_counter() - started, 1)
-    trainer.save_model(str(work))  # every rank takes part; the main one writes
+    if settings.objective == "rtd":
+        rtd.save_discriminator(trainer, work)  # the model alone: the generator is dropped
+    else:
+        trainer.save_model(str(work))  # every rank takes part; the main one writes
     if ranks.is_main():
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -188,7 +193,7 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
         mark(recipe, work, "pretrained")
         output.finish(work, folder)
     ranks.wait()
-    logger.info("pretraining: perplexity %.1f -> %.1f", report["perplexity_before"], report["perplexity"])
+    logger.info("pretraining: %s", {k: v for k, v in report.items() if "perplexity" in k or "accuracy" in k})
 
 
 def _pretrain(trainer, block_size: int) -> dict[str, Any]:
@@ -197,10 +202,20 @@ def _pretrain(trainer, block_size: int) -> dict[str, Any]:
     before = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)
     after = trainer.evaluate()
     state, args = trainer.state, trainer.args
+    if "eval_discriminator_accuracy" in after:  # replaced-token detection: its generator's perplexity
+        scores = {
+            "discriminator_accuracy_before": before["eval_discriminator_accuracy"],
+            "discriminator_accuracy": after["eval_discriminator_accuracy"],
+            "generator_perplexity": after["eval_generator_perplexity"],
+        }
+    else:
+        scores = {
+            "perplexity_before": mlm.perplexity(before["eval_loss"]),
+            "perplexity": mlm.perplexity(after["eval_loss"]),
+        }
     return {
         "train": train_metrics,
-        "perplexity_before": mlm.perplexity(before["eval_loss"]),
-        "perplexity": mlm.perplexity(after["eval_loss"]),
+        **scores,
         "eval_loss": after["eval_loss"],
         "tokens_seen": state.global_step * args.train_batch_size * args.world_size * block_size,
         "steps": state.global_step,
