@@ -385,6 +385,26 @@ def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkp
     assert len(held_out) + len(train) == len(data_prepare_train(recipe))
 
 
+def test_a_corpus_source_of_word_lists_is_read_as_its_sentences(tiny_checkpoint, tmp_path):
+    from hfadapt.retrain.corpus import corpus_documents
+
+    ner = [{"tokens": list(t) + ["good", "film"], "tags": ["O"] * (len(t) + 2)} for t in CHINESE[:5]]
+    (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ner))
+    rows = [{"text": t, "label": "pos"} for t in CHINESE[:5]]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    raw = {
+        "model": {"name_or_path": str(tiny_checkpoint)},
+        "data": {"source": str(tmp_path / "data.jsonl")},
+        "corpus": {"sources": [str(tmp_path / "ner.jsonl")], "validation_fraction": 0.001},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    recipe = load_recipe(raw=raw)
+    read = [t for split in ("train", "validation") for t, _ in corpus_documents(recipe, split)]
+    # Han characters joined without spaces, other words with one, as data.join_words does
+    assert sorted(read) == sorted(f"{t}good film" for t in CHINESE[:5])
+
+
 def data_prepare_train(recipe):
     from hfadapt import data
 

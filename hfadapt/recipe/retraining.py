@@ -19,7 +19,11 @@ class CorpusConfig:
         help="files, folders, Hub ids or builtin:NAME; when a source is data.source, only its "
         "training split is read (no validation or test text leaks in)"
     )
-    text_column: str = option("text", help="the column of texts in each source")
+    text_column: str = option(
+        "text",
+        help="the column of texts in each source; a source without it that has a `tokens` column of word lists "
+        "(a token-classification data set such as builtin:msra_ner) is read as its sentences",
+    )
     words_column: str = option("words", help="the corpus's own word segmentation, where a source has this column")
     segmenter: Literal["jieba"] | None = option(
         None, help="segments the other sources' texts into words (pip install jieba)"

@@ -96,6 +96,13 @@ def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Itera
         rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
     else:
         part = _source(source)
+        words_only = corpus.text_column not in part.column_names and "tokens" in part.column_names
+        if words_only:  # a data set of word lists (token classification, e.g. builtin:msra_ner): its sentences
+            part = part.map(
+                lambda batch: {corpus.text_column: [data.join_words(words) for words in batch["tokens"]]},
+                batched=True,
+                desc="Joining words",
+            )
         if corpus.text_column not in part.column_names:
             raise HfadaptError(
                 f"corpus.text_column: {source} has no column {corpus.text_column!r}; its columns "
