@@ -29,8 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/rotten_tomatoes_full.yaml"
 ARMS = [
-    ("plain cross-entropy (accuracy picks nothing: the last model)", []),
-    ("task.class_weights: auto", ["task.class_weights=auto"]),
+    ("plain cross-entropy, the last model kept", []),
+    ("task.class_weights: auto, the last model kept", ["task.class_weights=auto"]),
     (
         "class_weights: auto + early stopping (patience 1, best macro-F1 kept)",
         ["task.class_weights=auto", "early_stopping={patience: 1}"],
