@@ -10,7 +10,7 @@ the lowest --keep share (a fixed tenth, whatever the seed), written as one JSON 
 splits it by text hash as usual, so validation and test are as imbalanced as training. Each row is
 `hfadapt finetune recipes/rotten_tomatoes_full.yaml --seeds ...` on that file, bf16 autocast. The
 figures that matter here are per class: the rotten class's F1, and macro-F1 (the mean of both
-classes' F1), which accuracy hides (always answering fresh scores about 90%).
+classes' F1), which accuracy hides (always answering fresh scores 93% on this test split).
 """
 
 from __future__ import annotations
