@@ -586,9 +586,9 @@ def test_a_budget_in_minutes_counts_the_fit_it_spent():
     assert str(caught.value) == (
         "--budget-minutes 0.5 is too small for the pilots: the tokenizer fit and the probe took 20 s of it, and one "
         "training step takes 1.00 s here, so 3 equal shares (frozen layers, LoRA and full fine-tuning) get 2 steps "
-        "each, fewer than 10; give at least 1.1 minutes, or no budget for the tokenizer fit alone"
+        "each, fewer than 10; give at least 1 minute, or no budget for the tokenizer fit alone"
     )
-    assert steps_for_seconds(100.0, 1.0, PILOTS, 2.0, spent=20.0) == 14  # 70% of 100 s in 5 shares of 1 s steps
+    assert steps_for_seconds(100.0, 1.0, PILOTS, 2.0, spent=20.0) == 17  # 85% of 100 s in 5 shares of 1 s steps
 
 
 def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_recipe, tmp_path):
@@ -602,7 +602,7 @@ def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_
     assert len(predictions) == len(validation) and set(predictions) <= {0, 1}
 
 
-def test_imbalanced_classes_are_compared_by_macro_f1(tiny_checkpoint, tmp_path):
+def test_imbalanced_classes_are_weighed_and_compared_by_macro_f1(tiny_checkpoint, tmp_path):
     # a positive review for every five negative ones: always saying negative scores an accuracy of about 0.83
     rows = [r for r in sentiment_rows(600, seed=9) if r["label"] == "negative"][:250]
     rows += [r for r in sentiment_rows(600, seed=9) if r["label"] == "positive"][:50]
@@ -612,7 +612,9 @@ def test_imbalanced_classes_are_compared_by_macro_f1(tiny_checkpoint, tmp_path):
         advice["data_report"]["class_counts"]["train"]["negative"]
         >= 4 * (advice["data_report"]["class_counts"]["train"]["positive"])
     )
-    assert advice["main_metric"] == "f1_macro" and advice["recommended"]["task"]["main_metric"] == "f1_macro"
+    # the classes are weighed in the loss, which makes macro F1 the main metric
+    assert advice["main_metric"] == "f1_macro" and advice["recommended"]["task"]["class_weights"] == "auto"
+    assert load_recipe(raw=advice["recommended"]).task.metric() == "f1_macro"
     # a metric the user chose stays
     chosen = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=32", "task.main_metric=accuracy"])
     assert chosen["main_metric"] == "accuracy" and chosen["recommended"]["task"]["main_metric"] == "accuracy"

@@ -253,12 +253,18 @@ def _recommended(chosen: Recipe, base: Recipe, length: dict[str, Any] | None) ->
 
 
 def _imbalance_metric(base: Recipe, retraining: Recipe, report: dict[str, Any]) -> tuple[Recipe, Recipe]:
-    """Where the training classes are imbalanced and no main metric is set, the pilots (and the recommended
-    recipe) are scored by macro F1: accuracy rewards a model that always says the majority class."""
+    """Where the training classes are imbalanced and neither a main metric nor class weights are set, the
+    pilots (and the recommended recipe) weigh the classes in the loss (`task.class_weights: auto`) and are
+    scored by macro F1: accuracy rewards a model that always says the majority class, and the weights
+    help the rare class (docs/imbalance.md)."""
     counts = report.get("class_counts", {}).get("train")
-    chosen = base.task.main_metric or base.task.class_weights is not None  # f1_macro already with class weights
+    chosen = base.task.main_metric or base.task.class_weights is not None
     if chosen or counts is None or base.task.problem_type != "single_label_classification" or not imbalanced(counts):
         return base, retraining
-    logger.info("advise: the training classes are imbalanced (%s); the pilots are compared by f1_macro", counts)
-    metric = {"task": {"main_metric": "f1_macro"}}
-    return base.updated(metric), retraining.updated(metric)
+    logger.info(
+        "advise: the training classes are imbalanced (%s); the pilots weigh them (task.class_weights: auto) "
+        "and are compared by f1_macro",
+        counts,
+    )
+    weighted = {"task": {"class_weights": "auto"}}
+    return base.updated(weighted), retraining.updated(weighted)
