@@ -331,7 +331,7 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
     """Token ids for every split; labels aligned to the first sub-token of each word for token tasks."""
     if task.type == "token_classification":
 
-        def encode(batch):
+        def encode(batch, indices):  # indices: used by the windows of long texts below
             enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data.max_length)
             enc["labels"] = []
             for i, tags in enumerate(batch["label"]):
@@ -357,8 +357,7 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
             return enc
 
         columns = task_data.splits["train"].column_names
-        return task_data.splits.map(encode, batched=True, with_indices=True, remove_columns=columns, desc="Tokenizing")
-    return task_data.splits.map(encode, batched=True, remove_columns=columns, desc="Tokenizing")
+    return task_data.splits.map(encode, batched=True, with_indices=True, remove_columns=columns, desc="Tokenizing")
 
 
 def collator(tokenizer, task: TaskConfig):
