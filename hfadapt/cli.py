@@ -43,6 +43,12 @@ def _recipe_commands(sub) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("recipe")
         p.add_argument("overrides", nargs="*")
+        if name == "retrain":
+            p.add_argument(
+                "--seeds",
+                help="pretrain once, then fine-tune once per seed, e.g. --seeds 1,2,3: OUTPUT_DIR/finetuned/seed-N/ "
+                "each, and the mean and sd of every metric in OUTPUT_DIR/finetuned/seeds.json",
+            )
 
     p = sub.add_parser(
         "search", help="search hyperparameters: one fine-tuning run per trial, chosen by the validation metric"
@@ -221,10 +227,15 @@ def _retrain(args) -> None:
     from hfadapt.retrain import retrain
 
     until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
-    results = retrain(args.recipe, args.overrides, until=until)
+    seeds = None
+    if getattr(args, "seeds", None):
+        from hfadapt.seeds import parse_seeds
+
+        seeds = parse_seeds(args.seeds)
+    results = retrain(args.recipe, args.overrides, until=until, seeds=seeds)
     print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
     if "finetune" in results:
-        _print_summary(results["finetune"])
+        (_print_summary if seeds is None else _print_seeds)(results["finetune"])
 
 
 def _prepare(args) -> None:

@@ -29,7 +29,11 @@ TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 
 
 def finetune_seeds(
-    recipe: Recipe | str | Path, seeds: list[int] | tuple[int, ...], overrides: list[str] | tuple[str, ...] = ()
+    recipe: Recipe | str | Path,
+    seeds: list[int] | tuple[int, ...],
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    callbacks: list | tuple = (),
 ) -> dict[str, Any]:
     """Run a fine-tuning recipe once per seed and return the summary saved as OUTPUT_DIR/seeds.json.
 
@@ -37,11 +41,11 @@ def finetune_seeds(
     sample standard deviation (n - 1 in the denominator).
     """
     recipe = as_recipe(recipe, overrides)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     if recipe.retraining:
         raise HfadaptError(
-            "--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); "
-            "multi-seed runs are for hfadapt finetune recipes"
+            "--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); run it with "
+            "hfadapt retrain RECIPE --seeds ..., which pretrains once and fine-tunes once per seed"
         )
     if recipe.hub is not None:
         raise HfadaptError(
@@ -52,10 +56,10 @@ def finetune_seeds(
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
     with output.lock(final):
-        return _run_seeds(recipe, seeds, final, work)
+        return _run_seeds(recipe, seeds, final, work, list(callbacks))
 
 
-def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path) -> dict[str, Any]:
+def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path, callbacks: list) -> dict[str, Any]:
     if ranks.is_main():
         output.start(final, resume=recipe.output.resume)
     ranks.wait()
@@ -75,7 +79,7 @@ def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path) -> dic
             logger.info(
                 "seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds)
             )
-            finetune(one, ["output.resume=true"] if stopped else [])
+            finetune(one, ["output.resume=true"] if stopped else [], callbacks=callbacks)
         runs[seed] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
     result = summarize(runs)
@@ -123,7 +127,18 @@ def summarize(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _check_seeds(seeds) -> list[int]:
+def check_seeds(seeds) -> list[int]:
+    """Refuse seeds that cannot make a multi-seed run.
+
+    Args:
+        seeds: the seeds asked for, a list of whole numbers.
+
+    Returns:
+        The seeds as a list, once they are at least two, distinct and not negative.
+
+    Raises:
+        HfadaptError: any other seeds, with the fix.
+    """
     if isinstance(seeds, int) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise HfadaptError(f"--seeds: expected a list of whole numbers, e.g. --seeds 1,2,3; got {seeds!r}")
     seeds = list(seeds)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import CHINESE, chinese_retraining
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
@@ -364,6 +365,33 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     raw["tokenizer"]["vocab_size"] = 250
     with pytest.raises(HfadaptError, match=r"tokenizer was made with other settings \(tokenizer\)"):
         retrain(load_recipe(raw=raw))
+
+
+def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_path):
+    from hfadapt.cli import main
+    from hfadapt.retrain import retrain
+
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert main(["retrain", str(tmp_path / "recipe.yaml"), "--seeds", "1,2"]) == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "finetuned" / "seeds.json").read_text())
+    assert summary["seeds"] == [1, 2] and len(summary["test"]["test_accuracy"]["values"]) == 2
+    seed_runs = [json.loads((run / "finetuned" / f"seed-{s}" / "metrics.json").read_text()) for s in (1, 2)]
+    assert [r["test"]["test_accuracy"] for r in seed_runs] == summary["test"]["test_accuracy"]["values"]
+    # every seed fine-tunes the one pretrained stage
+    assert {load_recipe(run / "finetuned" / f"seed-{s}" / "recipe.yaml").model.name_or_path for s in (1, 2)} == {
+        str(run / "pretrained")
+    }
+    stamp = (run / "pretrained" / "model.safetensors").stat().st_mtime_ns
+    assert retrain(load_recipe(raw=raw), seeds=[1, 2])["finetune"] == summary  # reused whole
+    with pytest.raises(HfadaptError, match=r"finetuned was made with other settings \(seeds\)"):
+        retrain(load_recipe(raw=raw), seeds=[1, 3])
+    retrain(load_recipe(raw=raw, overrides=["output.overwrite=true"]), seeds=[1, 3])
+    assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((run / "finetuned" / "seeds.json").read_text())["seeds"] == [1, 3]
+    with pytest.raises(HfadaptError, match="at least two seeds"):
+        retrain(load_recipe(raw=raw), seeds=[1])
 
 
 def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):

@@ -30,6 +30,7 @@ def retrain(
     until: str = "finetuned",
     *,
     callbacks: list | tuple = (),
+    seeds: list[int] | tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Run a retraining recipe's stages, reusing the finished ones.
 
@@ -38,12 +39,24 @@ def retrain(
         overrides: `key=value` strings applied to the recipe.
         until: the last stage to run: `tokenizer`, `pretrained` or `finetuned`.
         callbacks: `transformers.TrainerCallback`s given to the pretraining and fine-tuning Trainers.
+        seeds: fine-tune once per seed from the one pretrained stage (`finetuned/seed-N/` each, their
+            mean and sd in `finetuned/seeds.json`); the tokenizer and pretraining follow the recipe's seeds.
 
     Returns:
         Each stage's report: `tokenizer` (the fit), `pretrain` (perplexities, packing, vocabulary)
-        and `finetune` (the fine-tuning metrics, as `finetune` returns them).
+        and `finetune` (the fine-tuning metrics, as `finetune` returns them, or with `seeds` the
+        summary `finetune_seeds` returns).
     """
     recipe = as_recipe(recipe, overrides)
+    if seeds is not None:
+        from hfadapt.seeds import check_seeds
+
+        seeds = check_seeds(seeds)
+        if recipe.hub is not None:
+            raise HfadaptError(
+                "--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and "
+                "push one seed's folder with hfadapt push OUTPUT_DIR/finetuned/seed-N"
+            )
     if recipe.corpus is None:
         raise HfadaptError(
             "corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); "
@@ -54,10 +67,10 @@ def retrain(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
     with output.lock(recipe.output.dir), corpus.reading_once():
-        return _retrain(recipe, until, list(callbacks))
+        return _retrain(recipe, until, list(callbacks), seeds)
 
 
-def _retrain(recipe: Recipe, until: str, callbacks: list) -> dict[str, Any]:
+def _retrain(recipe: Recipe, until: str, callbacks: list, seeds: list[int] | None) -> dict[str, Any]:
     from transformers import set_seed
 
     root = Path(recipe.output.dir)  # made by the first stage that writes, once its checks have passed
@@ -78,26 +91,31 @@ def _retrain(recipe: Recipe, until: str, callbacks: list) -> dict[str, Any]:
         results["pretrain"] = json.loads((root / "pretrained" / "pretrain.json").read_text())
     if until == "pretrained":
         return results
-    results["finetune"] = _finetune_stage(recipe, root, callbacks)
+    results["finetune"] = _finetune_stage(recipe, root, callbacks, seeds)
     if ranks.is_main():
         save_recipe(recipe, root / "recipe.yaml")
         (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results
 
 
-def _finetune_stage(recipe: Recipe, root: Path, callbacks: list) -> dict[str, Any]:
-    """Fine-tune the pretrained stage (or the checkpoint) into ROOT/finetuned."""
+def _finetune_stage(recipe: Recipe, root: Path, callbacks: list, seeds: list[int] | None) -> dict[str, Any]:
+    """Fine-tune the pretrained stage (or the checkpoint) into ROOT/finetuned, once or once per seed."""
     folder = root / "finetuned"
     with ranks.main_first():
-        reuse = stages.reusable(recipe, root, "finetuned")
+        reuse = stages.reusable(recipe, root, "finetuned", seeds)
     if not reuse:
         # a fresh run in the stage's folder (or the stopped one's, with output.resume)
         changes: dict[str, Any] = {"corpus": None, "tokenizer": None, "pretrain": None}
         changes["output"] = {"dir": str(folder), "overwrite": False}
         if recipe.pretrain is not None:
             changes["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
-        finetune(recipe.updated(changes), callbacks=callbacks)
+        if seeds is None:
+            finetune(recipe.updated(changes), callbacks=callbacks)
+        else:
+            from hfadapt.seeds import finetune_seeds
+
+            finetune_seeds(recipe.updated(changes), seeds, callbacks=callbacks)
         if ranks.is_main():
-            stages.mark(recipe, folder, "finetuned")
+            stages.mark(recipe, folder, "finetuned", seeds)
         ranks.wait()
-    return json.loads((folder / "metrics.json").read_text())
+    return json.loads((folder / ("metrics.json" if seeds is None else "seeds.json")).read_text())

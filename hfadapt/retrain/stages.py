@@ -38,27 +38,31 @@ COSMETIC = ("disable_tqdm", "report_to", "logging_steps", "logging_strategy")
 FIT_SAMPLE = 5000  # texts of the corpus, drawn uniformly, that the fit report measures
 
 
-def stage_key(recipe: Recipe, stage: str) -> dict:
-    """The recipe sections `stage` depends on, as JSON reads them back, less the cosmetic settings."""
+def stage_key(recipe: Recipe, stage: str, seeds: list[int] | None = None) -> dict:
+    """The recipe sections `stage` depends on, as JSON reads them back, less the cosmetic settings
+    (and for a fine-tuning stage run once per seed, the seeds)."""
     raw = recipe.to_dict()
     for training in (raw["training"], (raw.get("pretrain") or {}).get("training") or {}):
         for name in COSMETIC:
             training.pop(name, None)
-    return json.loads(json.dumps({section: raw[section] for section in DEPENDS[stage]}))
+    key = {section: raw[section] for section in DEPENDS[stage]}
+    if seeds is not None and stage == "finetuned":
+        key["seeds"] = list(seeds)
+    return json.loads(json.dumps(key))
 
 
-def reusable(recipe: Recipe, root: Path, stage: str) -> bool:
+def reusable(recipe: Recipe, root: Path, stage: str, seeds: list[int] | None = None) -> bool:
     """Whether ROOT/stage holds this recipe's result; a stage made by other settings is redone only on request."""
     folder = root / stage
     if not folder.exists():
         return False
     saved = folder / "stage.json"
     key = json.loads(saved.read_text()) if saved.exists() else None
-    wanted = stage_key(recipe, stage)
+    wanted = stage_key(recipe, stage, seeds)
     if key == wanted:
         return True
     if not recipe.output.overwrite:
-        changed = sorted(s for s in DEPENDS[stage] if key is None or key.get(s) != wanted[s])
+        changed = sorted(s for s in {*DEPENDS[stage], "seeds"} if key is None or key.get(s) != wanted.get(s))
         raise HfadaptError(
             f"output.dir: {folder} was made with other settings ({', '.join(changed)}); choose another "
             "output.dir, or set output.overwrite=true to redo it and the stages after it"
@@ -69,9 +73,9 @@ def reusable(recipe: Recipe, root: Path, stage: str) -> bool:
     return False
 
 
-def mark(recipe: Recipe, folder: Path, stage: str) -> None:
-    """Record in `folder` the recipe sections the stage was made from."""
-    text = json.dumps(stage_key(recipe, stage), ensure_ascii=False)
+def mark(recipe: Recipe, folder: Path, stage: str, seeds: list[int] | None = None) -> None:
+    """Record in `folder` the recipe sections (and seeds) the stage was made from."""
+    text = json.dumps(stage_key(recipe, stage, seeds), ensure_ascii=False)
     (folder / "stage.json").write_text(text, encoding="utf-8")
 
 
