@@ -214,9 +214,8 @@ def table(figures: dict, test_size: int) -> str:
         accuracy = f"{100 * r['accuracy']:.1f}" + (f" ± {100 * r['sd']:.1f}" if r.get("sd") is not None else "")
         per_seed = ", ".join(f"{100 * v:.1f}" for v in r["values"])
         fit = f"{100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f}"
-        lines.append(
-            f"| {arm}. {r['name']} (`{r['recipe']}`) | **{accuracy}** | {per_seed} | {fit} | {_minutes(r)} | {r['date']} |"
-        )
+        name = f"{arm}. {r['name']} (`{r['recipe']}`)"
+        lines.append(f"| {name} | **{accuracy}** | {per_seed} | {fit} | {_minutes(r)} | {r['date']} |")
     if figures["ner"]:
         kinds = sorted({k for r in figures["ner"].values() for k in r.get("types", {})})
         lines += [
@@ -228,9 +227,7 @@ def table(figures: dict, test_size: int) -> str:
             "|---|---|" + "---|" * len(kinds) + "---|---|",
         ]
         for label, r in figures["ner"].items():
-            types = "".join(
-                f"{100 * r['types'][k]:.1f} | " if k in r.get("types", {}) else "n/a | " for k in kinds
-            )
+            types = "".join(f"{100 * r['types'][k]:.1f} | " if k in r.get("types", {}) else "n/a | " for k in kinds)
             lines.append(f"| {label} | {100 * r['f1']:.1f} | {types}{r['minutes']:.0f} | {r['date']} |")
     return "\n".join(lines) + "\n"
 
