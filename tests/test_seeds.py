@@ -56,11 +56,11 @@ def test_a_stopped_multi_seed_run_leaves_no_folder_and_resumes(tiny_recipe, tmp_
     real = finetune_module.finetune
     calls = []
 
-    def failing_on_seed_2(recipe, overrides=()):
+    def failing_on_seed_2(recipe, overrides=(), **kwargs):
         calls.append(recipe.training["seed"])
         if recipe.training["seed"] == 2:
             raise RuntimeError("killed")
-        return real(recipe, overrides)
+        return real(recipe, overrides, **kwargs)
 
     monkeypatch.setattr(finetune_module, "finetune", failing_on_seed_2)
     recipe = load_recipe(raw=tiny_recipe(training=FAST))
