@@ -47,11 +47,7 @@ def finetune_seeds(
             "--seeds: this recipe has retraining stages (corpus, tokenizer, pretrain); run it with "
             "hfadapt retrain RECIPE --seeds ..., which pretrains once and fine-tunes once per seed"
         )
-    if recipe.hub is not None:
-        raise HfadaptError(
-            "--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and "
-            "push one seed's folder with hfadapt push OUTPUT_DIR/seed-N"
-        )
+    refuse_hub(recipe, "OUTPUT_DIR/seed-N")
     final = Path(recipe.output.dir)
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
@@ -125,6 +121,23 @@ def summarize(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
             table[key] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "values": values}
         result[split] = table
     return result
+
+
+def refuse_hub(recipe: Recipe, seed_dir: str) -> None:
+    """Refuse a multi-seed run of a recipe with a hub section: which seed's model would go up?
+
+    Args:
+        recipe: the recipe to run once per seed.
+        seed_dir: where one seed's run folder lies, as the message names it (`OUTPUT_DIR/seed-N`).
+
+    Raises:
+        HfadaptError: the recipe has a hub section, with the fix.
+    """
+    if recipe.hub is not None:
+        raise HfadaptError(
+            "--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and "
+            f"push one seed's folder with hfadapt push {seed_dir}"
+        )
 
 
 def check_seeds(seeds) -> list[int]:

@@ -49,14 +49,10 @@ def retrain(
     """
     recipe = as_recipe(recipe, overrides)
     if seeds is not None:
-        from hfadapt.seeds import check_seeds
+        from hfadapt.seeds import check_seeds, refuse_hub
 
         seeds = check_seeds(seeds)
-        if recipe.hub is not None:
-            raise HfadaptError(
-                "--seeds: a multi-seed run pushes nothing to the Hub; remove the hub section and "
-                "push one seed's folder with hfadapt push OUTPUT_DIR/finetuned/seed-N"
-            )
+        refuse_hub(recipe, "OUTPUT_DIR/finetuned/seed-N")
     if recipe.corpus is None:
         raise HfadaptError(
             "corpus: retraining needs a corpus section (and tokenizer and/or pretrain sections); "
