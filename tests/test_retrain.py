@@ -392,6 +392,11 @@ def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_pa
     assert json.loads((run / "finetuned" / "seeds.json").read_text())["seeds"] == [1, 3]
     with pytest.raises(HfadaptError, match="at least two seeds"):
         retrain(load_recipe(raw=raw), seeds=[1])
+    # a hub section is refused before any stage runs, naming a seed's folder to push instead
+    elsewhere = {**raw, "hub": {"repo_id": "someone/zh"}, "output": {"dir": str(tmp_path / "with_hub")}}
+    with pytest.raises(HfadaptError, match=r"pushes nothing to the Hub.*hfadapt push OUTPUT_DIR/finetuned/seed-N"):
+        retrain(load_recipe(raw=elsewhere), seeds=[1, 2])
+    assert not (tmp_path / "with_hub").exists()
 
 
 def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):
