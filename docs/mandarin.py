@@ -91,6 +91,7 @@ def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
     summary = json.loads((final / "seeds.json").read_text())
     seeds = [json.loads((final / f"seed-{s}" / "metrics.json").read_text()) for s in summary["seeds"]]
     minutes = {"fine-tuning": min(m["compute_seconds"] for m in seeds) / 60}
+    seed_minutes = [m["compute_seconds"] / 60 for m in seeds]
     if kind == "retrain":
         minutes["tokenizer"] = json.loads((out / "tokenizer" / "fit.json").read_text())["seconds"] / 60
         minutes["pretraining"] = json.loads((out / "pretrained" / "pretrain.json").read_text())["seconds"] / 60
@@ -104,6 +105,7 @@ def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
         "unk_rate": fit["unk_rate"],
         "tokens_per_char": fit["tokens_per_char"],
         "minutes": minutes,
+        "seed_minutes": seed_minutes,
     }
 
 
@@ -195,6 +197,18 @@ def _minutes(entry: dict) -> str:
     return f"{minutes:.0f}"
 
 
+def verdict(arm: str, r: dict) -> str:
+    """Against TF-IDF, and the wall clock of one pipeline: the run's, less the fine-tuning of its other seeds."""
+    margin = 100 * (r["accuracy"] - TFIDF)
+    spread = f"{100 * r['sd']:.1f}" if r.get("sd") is not None else "not measured (one seed)"
+    one = r["wall_minutes"] - sum(r.get("seed_minutes", [])[1:])
+    return (
+        f"\nArm {arm}: {margin:+.1f} points against TF-IDF, seed sd {spread}; its {len(r['values'])}-seed run "
+        f"took {r['wall_minutes']:.0f} min of wall clock from an empty cache and output folder, so one pipeline "
+        f"(one fine-tuning seed) about {one:.0f} min."
+    )
+
+
 def table(figures: dict, test_size: int) -> str:
     """docs/mandarin.md from docs/mandarin.json."""
     lines = [
@@ -216,6 +230,7 @@ def table(figures: dict, test_size: int) -> str:
         fit = f"{100 * r['unk_rate']:.1f}% | {r['tokens_per_char']:.3f}"
         name = f"{arm}. {r['name']} (`{r['recipe']}`)"
         lines.append(f"| {name} | **{accuracy}** | {per_seed} | {fit} | {_minutes(r)} | {r['date']} |")
+    lines += [verdict(arm, r) for arm, r in sorted(figures["arms"].items()) if r.get("wall_minutes")]
     if figures["ner"]:
         kinds = sorted({k for r in figures["ner"].values() for k in r.get("types", {})})
         lines += [

