@@ -90,8 +90,8 @@ def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
     final = finetuned_dir(kind, out)
     summary = json.loads((final / "seeds.json").read_text())
     seeds = [json.loads((final / f"seed-{s}" / "metrics.json").read_text()) for s in summary["seeds"]]
-    minutes = {"fine-tuning": min(m["compute_seconds"] for m in seeds) / 60}
     seed_minutes = [m["compute_seconds"] / 60 for m in seeds]
+    minutes = {"fine-tuning": min(seed_minutes)}
     if kind == "retrain":
         minutes["tokenizer"] = json.loads((out / "tokenizer" / "fit.json").read_text())["seconds"] / 60
         minutes["pretraining"] = json.loads((out / "pretrained" / "pretrain.json").read_text())["seconds"] / 60
