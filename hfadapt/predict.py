@@ -172,10 +172,17 @@ def read_texts(path: str | Path, column: str = "text", encoding: str = "utf-8") 
     if path.suffix.lower() in (".csv", ".tsv"):
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
-    else:
+    elif starts:  # JSON lines
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not starts:  # a single JSON array
+    else:  # one JSON document: it must be an array of objects
         rows = json.loads(text)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise HfadaptError(
+                f'--file: {path} is one JSON value but not an array of objects; give [{{"{column}": ...}}, ...] '
+                "or JSON lines, one object a line"
+            )
+    if not rows:
+        raise HfadaptError(f"--file: {path} has no rows; give a file with examples")
     if column not in rows[0]:
         raise HfadaptError(f"--column: {path} has no column {column!r}; its columns are {', '.join(rows[0])}")
     empty = [f"line {starts[i]}" if starts else f"row {i + 1}" for i, r in enumerate(rows) if missing(r.get(column))]

@@ -406,6 +406,15 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_recipe
             "--file: FILE is not a text file (it holds binary data); give a CSV, TSV, JSON lines or text file",
         ),
         ("t.csv", "review\nfine\n", [], "--column: FILE has no column 'text'; its columns are review"),
+        ("t.csv", "text\n", [], "--file: FILE has a header line but no rows; give a file with examples"),
+        ("t.json", "[]", [], "--file: FILE has no rows; give a file with examples"),
+        (
+            "t.json",
+            '{\n "text": ["fine"]\n}\n',
+            [],
+            '--file: FILE is one JSON value but not an array of objects; give [{"text": ...}, ...] or JSON lines, '
+            "one object a line",
+        ),
         ("t.csv", 'text\nfine\n""\n', [], "--file: FILE has 1 empty text (line 3); remove it"),
         ("t.txt", "fine\n", ["--batch-size", "0"], "--batch-size: must be 1 or more, got 0"),
         (
@@ -430,6 +439,16 @@ def test_predict_input_is_held_to_the_same_standard(tmp_path, capsys, monkeypatc
     assert main(["predict", str(tmp_path / "no-run"), "--file", str(path), *args]) == 2
     assert capsys.readouterr().err == f"hfadapt: error: {expected.replace('FILE', str(path))}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], "nothing is written"
+
+
+def test_predict_reads_a_pretty_printed_json_array(tmp_path):
+    from hfadapt.predict import read_texts
+
+    path = tmp_path / "texts.json"
+    path.write_text('[\n  {"text": "good", "id": 1},\n  {"text": "bad", "id": 2}\n]\n')
+    assert read_texts(path) == ["good", "bad"]
+    (tmp_path / "lines.jsonl").write_text('{"review": "good"}\n\n{"review": "bad"}\n')
+    assert read_texts(tmp_path / "lines.jsonl", column="review") == ["good", "bad"]
 
 
 def test_predict_on_a_run_whose_weights_were_cut_off(tiny_recipe, tmp_path, capsys):
