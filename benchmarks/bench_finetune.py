@@ -46,15 +46,16 @@ def run_plain(recipe_path: str, steps: int, out: str) -> dict:
         set_seed,
     )
 
-    from hfadapt import data, load_recipe
-    from hfadapt.pretrained import resolve
+    from hfadapt import load_recipe
+    from hfadapt.data import splits
+    from hfadapt.model.pretrained import resolve
 
     recipe = load_recipe(recipe_path)
     training = recipe.training
     set_seed(training["seed"])
     path = resolve(recipe.model.name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    split = data.load_splits(recipe.data, recipe.task)  # the same texts as the hfadapt arm; not timed
+    split = splits.load_splits(recipe.data, recipe.task)  # the same texts as the hfadapt arm; not timed
 
     def tokenize(batch):
         return tokenizer(batch["text"], truncation=True, max_length=recipe.data.max_length)

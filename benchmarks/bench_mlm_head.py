@@ -3,7 +3,7 @@ whole-sequence head, side by side.
 
 Both arms are hfadapt's own continued pretraining of the packaged MiniLM (6 layers, 384 wide) on
 People's Daily, with the same tokenizer, packed blocks, whole-word masking, bf16, batch and steps;
-the baseline arm swaps `hfadapt.retrain.mlm.MaskedLMTrainer` for the stock `transformers.Trainer`,
+the baseline arm swaps `hfadapt.retraining.mlm.MaskedLMTrainer` for the stock `transformers.Trainer`,
 whose model projects all 128 positions of a block onto the vocabulary. Two vocabularies: Han
 characters alone (about 8,000 tokens, as the shipped Mandarin recipe) and whole words
 (`tokenizer.words`, 30,000). Each arm runs in its own process; shows seconds a step, their ratio,
@@ -46,7 +46,7 @@ def recipe_raw(folder: str, vocabulary: str, steps: int, texts: int) -> dict:
 
 def run_arm(folder: str, vocabulary: str, head: str, steps: int, texts: int) -> dict:
     from hfadapt import load_recipe, retrain
-    from hfadapt.retrain import mlm
+    from hfadapt.retraining import mlm
 
     if head == "full":
         from transformers import Trainer

@@ -3,7 +3,7 @@
 Memory: People's Daily, and People's Daily repeated `--scale` times, each written once as a
 `save_to_disk` folder (read memory-mapped, as any large corpus is). Each measurement runs in a
 child process of its own and reports its peak RSS:
-- pack: hfadapt packs the corpus into blocks of 128 (`hfadapt.retrain.corpus.pretraining_data`:
+- pack: hfadapt packs the corpus into blocks of 128 (`hfadapt.retraining.corpus.pretraining_data`:
   streamed from the corpus into Arrow files on disk);
 - pack in memory: the same blocks gathered in a list and made into a `Dataset` in memory, as
   hfadapt did before its cache (`Dataset.from_list(list(mlm.blocks(...)))`);
@@ -54,7 +54,7 @@ def run_arm(arm: str, corpus: str, tokenizer_dir: str, scratch: str) -> dict:
     from transformers import AutoTokenizer
 
     from hfadapt import load_recipe, retrain
-    from hfadapt.retrain.corpus import corpus_documents, pretraining_data
+    from hfadapt.retraining.corpus import corpus_documents, pretraining_data
 
     recipe = load_recipe(raw=recipe_raw(corpus, scratch))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -66,7 +66,7 @@ def run_arm(arm: str, corpus: str, tokenizer_dir: str, scratch: str) -> dict:
     elif arm == "pack in memory":
         from datasets import Dataset
 
-        from hfadapt.retrain import mlm
+        from hfadapt.retraining import mlm
 
         blocks = 0
         for split in ("train", "validation"):

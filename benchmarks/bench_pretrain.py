@@ -57,7 +57,7 @@ def run_plain(folder: str, steps: int, texts: int) -> dict:
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
     from hfadapt import builtin
-    from hfadapt.retrain import mlm
+    from hfadapt.retraining import mlm
 
     set_seed(42)
     tokenizer = AutoTokenizer.from_pretrained(Path(folder) / "tokenizer")

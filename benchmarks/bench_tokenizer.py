@@ -29,7 +29,7 @@ def main() -> None:
 
     from hfadapt import builtin
     from hfadapt.recipe import TokenizerConfig
-    from hfadapt.retrain.tokenizer import SPECIAL_TOKENS, train_tokenizer
+    from hfadapt.retraining.tokenizer import SPECIAL_TOKENS, train_tokenizer
 
     texts = list(builtin.load_corpus("builtin:peoples_daily")["train"]["text"])[: args.texts]
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6

@@ -92,7 +92,7 @@ def arm_figures(kind: str, out: Path, test_texts: list[str]) -> dict:
     """Accuracy over the seeds, the tokenizer's fit on the test texts, and the minutes of one pipeline."""
     from transformers import AutoTokenizer
 
-    from hfadapt.retrain.tokenizer import tokenizer_fit
+    from hfadapt.retraining.tokenizer import tokenizer_fit
 
     final = finetuned_dir(kind, out)
     summary = json.loads((final / "seeds.json").read_text())
@@ -162,10 +162,11 @@ def main() -> None:
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"arms": {}, "ner": {}}
     today = str(datetime.date.today())
 
-    from hfadapt import data, load_recipe
+    from hfadapt import load_recipe
+    from hfadapt.data import splits
 
     recipe = load_recipe(REPO / ARMS[1][2])
-    test_texts = list(data.load_splits(recipe.data, recipe.task).splits["test"]["text"])
+    test_texts = list(splits.load_splits(recipe.data, recipe.task).splits["test"]["text"])
     for arm in args.arms:
         name, kind, path, folder = ARMS[arm]
         out = root / folder

@@ -153,10 +153,11 @@ def model_row(recipe: str, overrides: list[str], seeds: str, folder: Path) -> di
 
 
 def task_data(recipe: str, overrides: list[str]):
-    from hfadapt import data, load_recipe
+    from hfadapt import load_recipe
+    from hfadapt.data import splits
 
     loaded = load_recipe(REPO / recipe, overrides)
-    return data.load_splits(loaded.data, loaded.task)
+    return splits.load_splits(loaded.data, loaded.task)
 
 
 def tfidf_row(recipe: str, overrides: list[str], analyzer: str, ngrams: tuple[int, int]) -> dict:
@@ -195,7 +196,7 @@ def window_ner_row(recipe: str, overrides: list[str]) -> dict:
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from hfadapt.metrics import entity_scores, entity_types
+    from hfadapt.model.metrics import entity_scores, entity_types
 
     started = time.perf_counter()
     loaded = task_data(recipe, overrides)
@@ -235,9 +236,9 @@ def perplexity_rows(pretrained: Path, seeds: list[int]) -> list[tuple[str, dict]
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from hfadapt import load_recipe
-    from hfadapt.retrain import mlm
-    from hfadapt.retrain.corpus import corpus_documents
-    from hfadapt.retrain.stages import pretraining_model
+    from hfadapt.retraining import mlm
+    from hfadapt.retraining.corpus import corpus_documents
+    from hfadapt.retraining.stages import pretraining_model
 
     # People's Daily alone, with the same held-out hash as pretraining (and so none of its reviews
     # repeated); the output folder is the one that holds the pretrained stage and its tokenizer
@@ -289,7 +290,7 @@ def chart(results: list[tuple[str, str, list[tuple[str, dict]]]], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hfadapt.curves import save
+    from hfadapt.runs.curves import save
 
     figure, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.2))
     for ax, (dataset, metric, rows) in zip(axes, results, strict=True):

@@ -7,8 +7,6 @@ torch and transformers are imported only when a function that needs them is call
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -19,18 +17,18 @@ _API = {
     "RecipeError": "hfadapt.errors",
     "Recipe": "hfadapt.recipe",
     "load_recipe": "hfadapt.recipe",
-    "finetune": "hfadapt.finetune",
-    "finetune_seeds": "hfadapt.seeds",
-    "search": "hfadapt.search",
-    "retrain": "hfadapt.retrain",
-    "prepare": "hfadapt.prepare",
-    "advise": "hfadapt.advise",
-    "predict": "hfadapt.predict",
-    "evaluate": "hfadapt.predict",
-    "load_run": "hfadapt.predict",
-    "read_texts": "hfadapt.predict",
-    "push": "hfadapt.hub",
-    "export_onnx": "hfadapt.export",
+    "finetune": "hfadapt.training.finetuning",
+    "finetune_seeds": "hfadapt.training.seeds",
+    "search": "hfadapt.training.hparam_search",
+    "retrain": "hfadapt.retraining.pipeline",
+    "prepare": "hfadapt.training.preparation",
+    "advise": "hfadapt.advice.pipeline",
+    "predict": "hfadapt.runs.inference",
+    "evaluate": "hfadapt.runs.inference",
+    "load_run": "hfadapt.runs.inference",
+    "read_texts": "hfadapt.runs.inference",
+    "push": "hfadapt.runs.hub",
+    "export_onnx": "hfadapt.runs.export",
 }
 __all__ = [
     "HfadaptError",
@@ -47,23 +45,21 @@ __all__ = [
     "prepare",
     "push",
     "read_texts",
-    "recipe",
     "retrain",
     "search",
 ]
 
 if TYPE_CHECKING:
-    from hfadapt import recipe
-    from hfadapt.advise import advise
+    from hfadapt.advice.pipeline import advise
     from hfadapt.errors import HfadaptError, RecipeError
-    from hfadapt.finetune import finetune
-    from hfadapt.hub import push
-    from hfadapt.predict import evaluate, load_run, predict, read_texts
-    from hfadapt.prepare import prepare
     from hfadapt.recipe import Recipe, load_recipe
-    from hfadapt.retrain import retrain
-    from hfadapt.search import search
-    from hfadapt.seeds import finetune_seeds
+    from hfadapt.retraining.pipeline import retrain
+    from hfadapt.runs.hub import push
+    from hfadapt.runs.inference import evaluate, load_run, predict, read_texts
+    from hfadapt.training.finetuning import finetune
+    from hfadapt.training.hparam_search import search
+    from hfadapt.training.preparation import prepare
+    from hfadapt.training.seeds import finetune_seeds
 
 
 def __getattr__(name: str) -> Any:
@@ -76,16 +72,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """The package module: a submodule named like a public function (`hfadapt.finetune`, the module
-    that defines `finetune`) never replaces the function as the package's attribute when imported."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

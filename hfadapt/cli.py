@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except HfadaptError as e:
-        from hfadapt.resume import Interrupted
+        from hfadapt.runs.resume import Interrupted
 
         print(f"hfadapt: {'stopped' if isinstance(e, Interrupted) else 'error'}: {e}", file=sys.stderr)
         return 130 if isinstance(e, Interrupted) else 2
@@ -207,7 +207,7 @@ def _finetune(args) -> None:
 
     overrides = args.overrides + (["output.resume=true"] if args.resume else [])
     if args.seeds:
-        from hfadapt.seeds import parse_seeds
+        from hfadapt.training.seeds import parse_seeds
 
         _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
         return
@@ -215,7 +215,7 @@ def _finetune(args) -> None:
 
 
 def _search(args) -> None:
-    from hfadapt.search import report, search
+    from hfadapt.training.hparam_search import report, search
 
     overrides = args.overrides + (["output.resume=true"] if args.resume else [])
     result = search(args.recipe, args.space, args.trials, overrides, output_dir=args.output)
@@ -224,12 +224,12 @@ def _search(args) -> None:
 
 
 def _retrain(args) -> None:
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
     seeds = None
     if getattr(args, "seeds", None):
-        from hfadapt.seeds import parse_seeds
+        from hfadapt.training.seeds import parse_seeds
 
         seeds = parse_seeds(args.seeds)
     results = retrain(args.recipe, args.overrides, until=until, seeds=seeds)
@@ -239,13 +239,13 @@ def _retrain(args) -> None:
 
 
 def _prepare(args) -> None:
-    from hfadapt.prepare import prepare
+    from hfadapt.training.preparation import prepare
 
     print(json.dumps(prepare(args.recipe, args.overrides), indent=2, ensure_ascii=False))
 
 
 def _predict(args) -> None:
-    from hfadapt.predict import predict, read_texts
+    from hfadapt.runs.inference import predict, read_texts
 
     if bool(args.texts) == bool(args.file):
         raise HfadaptError("predict: give texts as arguments or --file FILE (one of the two)")
@@ -260,26 +260,26 @@ def _predict(args) -> None:
 
 
 def _push(args) -> None:
-    from hfadapt.hub import push
+    from hfadapt.runs.hub import push
 
     print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
 
 
 def _export(args) -> None:
-    from hfadapt.export import export_onnx
+    from hfadapt.runs.export import export_onnx
 
     print(json.dumps(export_onnx(args.model_dir, args.output, args.overwrite), indent=2))
 
 
 def _evaluate(args) -> None:
-    from hfadapt.predict import evaluate
+    from hfadapt.runs.inference import evaluate
 
     print(json.dumps(evaluate(args.model_dir, args.data, args.split), indent=2))
 
 
 def _advise(args) -> None:
-    from hfadapt.advise import advise
-    from hfadapt.advise.report import render
+    from hfadapt.advice.pipeline import advise
+    from hfadapt.advice.report import render
 
     advice = advise(
         args.model,
@@ -299,7 +299,7 @@ def _advise(args) -> None:
 
 def _print_summary(results: dict) -> None:
     """The run's line: the test split's main metric, and for classification its worst class."""
-    from hfadapt.metrics import worst_class
+    from hfadapt.model.metrics import worst_class
 
     main_metric = results["main_metric"]
     line = f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}"

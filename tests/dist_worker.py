@@ -13,9 +13,9 @@ from pathlib import Path
 
 import transformers
 
-from hfadapt import data
 from hfadapt.cli import main
-from hfadapt.retrain import mlm
+from hfadapt.data import tokenization
+from hfadapt.retraining import mlm
 
 side = Path(sys.argv[1])
 original = transformers.Trainer.train
@@ -30,7 +30,7 @@ def counted(name, function):
     return call
 
 
-data.tokenize = counted("tokenized", data.tokenize)
+tokenization.tokenize = counted("tokenized", tokenization.tokenize)
 mlm.blocks = counted("packed", mlm.blocks)
 
 

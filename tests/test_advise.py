@@ -8,14 +8,14 @@ import pytest
 from conftest import sentiment_rows, write_csv
 
 from hfadapt import advise, finetune, load_recipe
-from hfadapt.advise.compare import compare, majority
-from hfadapt.advise.deadline import Deadline
-from hfadapt.advise.pilots import run_pilot, steps_for_seconds
-from hfadapt.advise.report import _notes
-from hfadapt.advise.verdict import PILOTS, decide, pilot_names
+from hfadapt.advice.compare import compare, majority
+from hfadapt.advice.deadline import Deadline
+from hfadapt.advice.pilots import run_pilot, steps_for_seconds
+from hfadapt.advice.report import _notes
+from hfadapt.advice.verdict import PILOTS, decide, pilot_names
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
-from hfadapt.metrics import entity_scores
+from hfadapt.model.metrics import entity_scores
 from hfadapt.recipe import TaskConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -196,7 +196,7 @@ def test_text_pairs_are_read_whole_by_the_fit_the_probe_and_the_pilots(tiny_chec
     # the fit reads each pair as one text
     from datasets import Dataset
 
-    from hfadapt.advise.fit import texts
+    from hfadapt.advice.fit import texts
 
     assert texts(Dataset.from_dict({"text": ["is it good", "x"], "text_pair": ["yes", "y z"]})) == [
         "is it good yes",
@@ -243,7 +243,7 @@ def test_texts_longer_than_the_model_reads_are_pointed_to_windows(tiny_checkpoin
 
 
 def test_token_words_join_into_the_sentence_they_came_from():
-    from hfadapt.data import join_words
+    from hfadapt.data.splits import join_words
 
     assert join_words(["我", "们", "在", "Paris", "2024", "年"]) == "我们在Paris 2024年"
     assert join_words(["EU", "rejects", "German", "call"]) == "EU rejects German call"
@@ -567,7 +567,7 @@ def test_the_deadline_stops_training_after_the_step_that_reaches_it():
 
 
 def test_a_pilot_is_stopped_at_its_deadline(tiny_recipe, tmp_path):
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
 
     setting = load_recipe(raw=tiny_recipe())
     validation = load_splits(setting.data, setting.task).splits["validation"]
@@ -592,7 +592,7 @@ def test_a_budget_in_minutes_counts_the_fit_it_spent():
 
 
 def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_recipe, tmp_path):
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
 
     setting = load_recipe(raw=tiny_recipe(data={"max_length": 8, "long_texts": "windows"}))
     validation = load_splits(setting.data, setting.task).splits["validation"]

@@ -99,7 +99,7 @@ def test_a_binary_recipe_file_is_named(tmp_path, capsys):
 
 def data_error(tmp_path: Path, name: str, content, **data) -> str:
     """The message `hfadapt validate`-checked data gets from load_splits (no model is loaded)."""
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
     from hfadapt.recipe import DataConfig, TaskConfig
 
     path = tmp_path / name
@@ -178,7 +178,7 @@ def test_a_file_that_cannot_be_read_is_named_with_its_cause(tmp_path, name, cont
 
 
 def test_a_latin1_file_reads_with_its_encoding(tmp_path):
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
     from hfadapt.recipe import DataConfig, TaskConfig
 
     path = tmp_path / "a.csv"
@@ -217,7 +217,7 @@ def test_unusable_rows_are_refused_with_their_lines(tmp_path, name, content, exp
 
 
 def test_drop_invalid_leaves_the_rows_out_and_counts_them(tmp_path):
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
     from hfadapt.recipe import DataConfig, TaskConfig
 
     path = tmp_path / "a.csv"
@@ -259,7 +259,7 @@ def test_drop_invalid_leaves_the_rows_out_and_counts_them(tmp_path):
     ],
 )
 def test_labels_that_cannot_train_a_classifier(tmp_path, rows, task, expected):
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
     from hfadapt.recipe import DataConfig, TaskConfig
 
     path = tmp_path / "a.jsonl"
@@ -273,7 +273,7 @@ def test_a_folder_without_data_files_is_not_read_as_images(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.md").write_text("# notes")
     (tmp_path / "d" / "plot.png").write_bytes(b"\x89PNG")
-    from hfadapt.data import load_splits
+    from hfadapt.data.splits import load_splits
     from hfadapt.recipe import DataConfig, TaskConfig
 
     with pytest.raises(HfadaptError) as info:
@@ -358,7 +358,7 @@ def test_an_output_dir_under_a_file_is_refused(tiny_recipe, tmp_path):
 
 
 def test_a_second_run_into_a_running_runs_folder_is_refused(tiny_recipe, tmp_path):
-    from hfadapt import output
+    from hfadapt.runs import output
 
     raw = tiny_recipe(output={"overwrite": True})
     with output.lock(raw["output"]["dir"]):  # a run in progress
@@ -442,7 +442,7 @@ def test_predict_input_is_held_to_the_same_standard(tmp_path, capsys, monkeypatc
 
 
 def test_predict_reads_a_pretty_printed_json_array(tmp_path):
-    from hfadapt.predict import read_texts
+    from hfadapt.runs.inference import read_texts
 
     path = tmp_path / "texts.json"
     path.write_text('[\n  {"text": "good", "id": 1},\n  {"text": "bad", "id": 2}\n]\n')

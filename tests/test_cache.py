@@ -11,11 +11,11 @@ from conftest import CHINESE, chinese_retraining
 from transformers import AutoTokenizer
 
 import hfadapt
-from hfadapt import cache, data
 from hfadapt.cli import main
+from hfadapt.data import cache, tokenization
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
-from hfadapt.retrain import mlm
+from hfadapt.retraining import mlm
 
 TIMING = ("_runtime", "_per_second")
 
@@ -36,7 +36,7 @@ def test_prepare_writes_the_folder_once_and_a_second_call_reuses_it(
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name, folder.name + ".lock"]
     assert sum(first["sizes"].values()) == 400
     stamp = (folder / "prepared.json").stat().st_mtime_ns
-    monkeypatch.setattr(data, "tokenize", fail)
+    monkeypatch.setattr(tokenization, "tokenize", fail)
     second = hfadapt.prepare(recipe_file)["finetune"]
     assert second == {**first, "made": False}
     assert (folder / "prepared.json").stat().st_mtime_ns == stamp
@@ -81,7 +81,7 @@ def test_a_killed_or_failed_preparation_is_never_taken_for_prepared(tiny_recipe,
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "tokenize", interrupted)
+    monkeypatch.setattr(tokenization, "tokenize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hfadapt.prepare(recipe)
     assert not folder.exists() and not side.exists()
@@ -91,10 +91,10 @@ def test_finetuning_from_prepared_data_gives_the_metrics_of_tokenizing_in_memory
     raw = tiny_recipe(training={"num_train_epochs": 1})
     assert hfadapt.prepare(load_recipe(raw=raw))["finetune"]["made"]
     with monkeypatch.context() as patched:
-        patched.setattr(data, "tokenize", fail)  # training loads what prepare made
+        patched.setattr(tokenization, "tokenize", fail)  # training loads what prepare made
         from_disk = hfadapt.finetune(load_recipe(raw=raw))
     # as before prepared data existed: tokenized in memory, nothing on disk
-    monkeypatch.setattr(cache, "tokenized", lambda *args: SimpleNamespace(data=data.tokenize(*args)))
+    monkeypatch.setattr(cache, "tokenized", lambda *args: SimpleNamespace(data=tokenization.tokenize(*args)))
     raw["output"]["dir"] = str(tmp_path / "in-memory")
     in_memory = hfadapt.finetune(load_recipe(raw=raw))
     for split in ("train", "validation", "test"):
@@ -120,8 +120,8 @@ def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(
 def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, tmp_path, prepared_cache, monkeypatch):
     from datasets import Dataset
 
-    from hfadapt.retrain import retrain
-    from hfadapt.retrain.corpus import corpus_documents
+    from hfadapt.retraining.corpus import corpus_documents
+    from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     recipe = load_recipe(raw=raw)
@@ -137,7 +137,7 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
     # pretraining and fine-tuning (on the pretrained checkpoint's tokenizer) load them: nothing is packed or tokenized
     # again
     monkeypatch.setattr(mlm, "blocks", fail)
-    monkeypatch.setattr(data, "tokenize", fail)
+    monkeypatch.setattr(tokenization, "tokenize", fail)
     results = retrain(recipe)
     assert results["pretrain"]["packing"] == ahead["pretrain"]["packing"]
     assert "test_accuracy" in results["finetune"]["test"]
@@ -147,7 +147,7 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
 def test_an_empty_validation_share_is_named_and_leaves_nothing(
     tiny_checkpoint, sentiment_csv, tmp_path, prepared_cache
 ):
-    from hfadapt.retrain.corpus import pretraining_data
+    from hfadapt.retraining.corpus import pretraining_data
 
     (tmp_path / "corpus.txt").write_text("\n".join(CHINESE))
     raw = {

@@ -5,7 +5,8 @@ import json
 import pytest
 from conftest import sentiment_rows, write_csv
 
-from hfadapt.data import load_splits, tokenize
+from hfadapt.data.splits import load_splits
+from hfadapt.data.tokenization import tokenize
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -213,7 +214,7 @@ def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_la
     from datasets import Dataset
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from hfadapt.sampler import train_sampler
+    from hfadapt.data.sampler import train_sampler
 
     # 300 negative texts of 10-69 tokens and 100 positive ones of 5-44: the short ones are mostly positive (r=-0.38)
     lengths = [10 + (i * 7) % 60 for i in range(300)] + [5 + (i * 7) % 40 for i in range(100)]
@@ -245,7 +246,7 @@ def test_length_grouping_keeps_each_batch_label_mix_where_length_predicts_the_la
 def test_length_grouping_by_label_only_for_single_label_classes():
     from datasets import Dataset
 
-    from hfadapt.sampler import train_sampler
+    from hfadapt.data.sampler import train_sampler
 
     assert train_sampler(Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [0.5, 1.5]}), 2) is None  # regression
     tags = Dataset.from_dict({"input_ids": [[1, 2], [1]], "labels": [[0, 1], [1]]})  # token classification
@@ -255,7 +256,7 @@ def test_length_grouping_by_label_only_for_single_label_classes():
 def test_the_truncation_report_counts_the_texts_cut_and_the_tokens_kept(tiny_checkpoint, tmp_path, caplog):
     from transformers import AutoTokenizer
 
-    from hfadapt.data import truncation
+    from hfadapt.data.tokenization import truncation
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     rows = [

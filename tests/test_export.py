@@ -63,7 +63,7 @@ def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tm
 
 
 def test_an_export_that_fails_its_check_writes_nothing(tiny_recipe, tmp_path, monkeypatch):
-    from hfadapt import export
+    from hfadapt.runs import export
 
     finetune(tiny_recipe(training={"num_train_epochs": 1}))
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference can pass

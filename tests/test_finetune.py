@@ -193,8 +193,8 @@ def test_length_grouping_in_finetuning_uses_the_label_keeping_sampler(tiny_check
     from transformers import BertForSequenceClassification, TrainingArguments
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from hfadapt.finetune import _Trainer
-    from hfadapt.sampler import LengthGroupedByLabelSampler
+    from hfadapt.data.sampler import LengthGroupedByLabelSampler
+    from hfadapt.training.finetuning import _Trainer
 
     model = BertForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
     args = TrainingArguments(

@@ -14,7 +14,7 @@ import pytest
 from hub_server import HubServer
 
 from hfadapt import finetune, load_recipe
-from hfadapt.data import load_splits
+from hfadapt.data.splits import load_splits
 
 TOKEN = "hf_secretTestToken0123456789abcdef"
 

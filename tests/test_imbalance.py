@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from hfadapt import finetune, load_recipe
 from hfadapt.errors import HfadaptError
-from hfadapt.loss import class_weights, weighted_loss
+from hfadapt.model.loss import class_weights, weighted_loss
 from hfadapt.recipe import TaskConfig
 
 

@@ -39,7 +39,7 @@ def test_the_public_api_loads_on_first_use():
     out = run_python(
         "import sys, hfadapt\n"
         "print('torch' in sys.modules)\n"
-        "import hfadapt.finetune\n"  # the module named like the function never hides the function
+        "import hfadapt.training.finetuning\n"  # the module named like the function never hides the function
         "print(callable(hfadapt.finetune), callable(hfadapt.retrain), "
         "callable(hfadapt.advise), 'torch' in sys.modules)\n"
     )

@@ -11,8 +11,8 @@ from conftest import FILLER, NEGATIVE, POSITIVE, write_csv
 from transformers import AutoTokenizer
 
 from hfadapt import evaluate, finetune, load_recipe, predict
+from hfadapt.data.long_texts import encode, pool
 from hfadapt.errors import RecipeError
-from hfadapt.long_texts import encode, pool
 from hfadapt.recipe import DataConfig
 
 LONG = " ".join(f"{FILLER[i % len(FILLER)]} {i}" for i in range(60))  # 120 words, well over 32 tokens

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
 
-from hfadapt import metrics
+from hfadapt.model import metrics
 
 
 @pytest.mark.parametrize("num_labels, seed", [(2, 0), (3, 1), (5, 2)])

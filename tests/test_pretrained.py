@@ -15,8 +15,9 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from hfadapt import adapt, pretrained
+from hfadapt import finetune, predict
 from hfadapt.errors import HfadaptError
+from hfadapt.model import adapt, pretrained
 from hfadapt.recipe import load_recipe
 
 SMALL = dict(vocab_size=100, hidden_size=16, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
@@ -106,7 +107,6 @@ print(json.dumps(run({inputs!r}), default=float))
 
 
 def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
-    from hfadapt import finetune, predict
 
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}})
     raw["training"]["learning_rate"] = 2.0e-2
@@ -119,8 +119,6 @@ def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
 
 def test_token_classifier_loads_in_a_pipeline_with_its_tag_names(tiny_checkpoint, tmp_path):
     import json
-
-    from hfadapt import finetune
 
     rows = ner_rows(90)
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -33,7 +33,7 @@ RETRAIN_TINY = [
 def test_tiny_twin_trains(path, tmp_path):
     recipe = load_recipe(path, TINY + [f"output.dir={tmp_path / 'run'}"])
     if recipe.pretrain is not None:
-        from hfadapt.retrain import retrain
+        from hfadapt.retraining.pipeline import retrain
 
         staged = retrain(load_recipe(path, TINY + RETRAIN_TINY + [f"output.dir={tmp_path / 'stages'}"]))
         assert staged["tokenizer"]["new"]["unk_rate"] < staged["tokenizer"]["old"]["unk_rate"]

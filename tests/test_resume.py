@@ -91,7 +91,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tm
 
     with pytest.raises(HfadaptError, match="a stopped run of .* is in .*; continue it with --resume"):
         finetune(load_recipe(raw=raw))
-    from hfadapt.resume import latest_complete, totals
+    from hfadapt.runs.resume import latest_complete, totals
 
     before = totals(latest_complete(run.with_name(run.name + ".incomplete") / "checkpoints"))
     resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))

@@ -8,11 +8,11 @@ import yaml
 from conftest import CHINESE, chinese_retraining
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-from hfadapt import pretrained
 from hfadapt.errors import HfadaptError
+from hfadapt.model import pretrained
 from hfadapt.recipe import TokenizerConfig, load_recipe
-from hfadapt.retrain import corpus, mlm, vocab
-from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
+from hfadapt.retraining import corpus, mlm, vocab
+from hfadapt.retraining.tokenizer import han_words, tokenizer_fit, train_tokenizer
 
 
 def test_wordpiece_is_trained_by_the_wordpiece_trainer_and_round_trips(tmp_path):
@@ -81,7 +81,7 @@ def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_
 
 
 def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_path, one_torch_thread):
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     raw["corpus"]["segmenter"] = "jieba"
@@ -117,7 +117,7 @@ def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path)
         load_recipe(raw=raw)
     # through the pipeline: a corpus file has no words column, and no segmenter is set; nothing is written
     raw["tokenizer"]["algorithm"] = "wordpiece"
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     with pytest.raises(HfadaptError, match="tokenizer.words: the corpus has no word segmentation"):
         retrain(load_recipe(raw=raw), until="tokenizer")
@@ -298,7 +298,7 @@ def test_pretrained_stage_follows_the_pretraining_seed_alone(tiny_checkpoint, tm
 
     from safetensors.torch import load_file
 
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     retrain(load_recipe(raw=raw), until="pretrained")
@@ -325,7 +325,7 @@ def test_missing_segmenter_is_named(monkeypatch):
 
 
 def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
     results = retrain(load_recipe(raw=raw))
@@ -369,7 +369,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
 
 def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_path):
     from hfadapt.cli import main
-    from hfadapt.retrain import retrain
+    from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -400,7 +400,7 @@ def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_pa
 
 
 def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkpoint, tmp_path):
-    from hfadapt.retrain.corpus import corpus_documents
+    from hfadapt.retraining.corpus import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -419,7 +419,7 @@ def test_a_corpus_of_the_fine_tuning_data_alone_has_a_held_out_share(tiny_checkp
 
 
 def test_a_corpus_source_of_word_lists_is_read_as_its_sentences(tiny_checkpoint, tmp_path):
-    from hfadapt.retrain.corpus import corpus_documents
+    from hfadapt.retraining.corpus import corpus_documents
 
     ner = [{"tokens": list(t) + ["good", "film"], "tags": ["O"] * (len(t) + 2)} for t in CHINESE[:5]]
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ner))
@@ -434,20 +434,20 @@ def test_a_corpus_source_of_word_lists_is_read_as_its_sentences(tiny_checkpoint,
     }
     recipe = load_recipe(raw=raw)
     read = [t for split in ("train", "validation") for t, _ in corpus_documents(recipe, split)]
-    # Han characters joined without spaces, other words with one, as data.join_words does
+    # Han characters joined without spaces, other words with one, as splits.join_words does
     assert sorted(read) == sorted(f"{t}good film" for t in CHINESE[:5])
 
 
 def data_prepare_train(recipe):
-    from hfadapt import data
+    from hfadapt.data import splits
 
-    return data.load_splits(recipe.data, recipe.task).splits["train"]["text"]
+    return splits.load_splits(recipe.data, recipe.task).splits["train"]["text"]
 
 
 def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path):
     from transformers import AutoTokenizer
 
-    from hfadapt.retrain.corpus import corpus_documents, pretraining_data
+    from hfadapt.retraining.corpus import corpus_documents, pretraining_data
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -482,7 +482,7 @@ def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path)
 
 
 def test_repeat_segments_a_repeated_source_once(tiny_checkpoint, tmp_path, monkeypatch):
-    from hfadapt.retrain.corpus import corpus_documents
+    from hfadapt.retraining.corpus import corpus_documents
 
     rows = [{"text": f"{t}{i}", "label": "pos" if "好" in t else "neg"} for i, t in enumerate(CHINESE * 20)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -10,10 +10,10 @@ from conftest import CHINESE, chinese_retraining
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForMaskedLM, pipeline
 
-from hfadapt import load_recipe, retrain
+from hfadapt import advise, load_recipe, retrain
 from hfadapt.errors import HfadaptError
-from hfadapt.retrain import rtd
-from hfadapt.retrain.mlm import WholeWordMaskCollator
+from hfadapt.retraining import rtd
+from hfadapt.retraining.mlm import WholeWordMaskCollator
 
 
 @pytest.fixture
@@ -85,7 +85,6 @@ def test_a_retraining_recipe_with_replaced_token_detection_keeps_a_plain_discrim
 
 
 def test_advise_keeps_its_retraining_pilot_on_masked_lm(tiny_checkpoint, sentiment_csv, tmp_path):
-    from hfadapt import advise
 
     with pytest.raises(HfadaptError) as caught:
         advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "a", overrides=["pretrain.objective=rtd"])

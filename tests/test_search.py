@@ -10,7 +10,7 @@ import yaml
 from hfadapt import load_recipe, search
 from hfadapt.cli import main
 from hfadapt.errors import HfadaptError
-from hfadapt.space import parse_space
+from hfadapt.training.space import parse_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,7 +120,7 @@ def test_a_space_the_recipe_refuses_fails_before_any_folder_is_written(space, tr
 
 
 def test_the_same_seed_proposes_the_same_trials():
-    from hfadapt.search import _ask, _optuna
+    from hfadapt.training.hparam_search import _ask, _optuna
 
     optuna, dimensions = _optuna(), parse_space(SPACE)
     done = [{"params": {"training.learning_rate": 1e-3, "training.per_device_train_batch_size": 16}, "validation": 0.7}]
@@ -134,7 +134,7 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == [
         "best.yaml",
-        "search.md",
+        "hparam_search.md",
         "trial-000",
         "trial-001",
         "trial-002",
@@ -163,7 +163,7 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
     assert best_recipe.output.dir == f"{run}-best"
     assert best_recipe.with_output("x") == load_recipe(run / best["folder"] / "recipe.yaml").with_output("x")
     # the table: every trial's validation figure, and the test figure of the chosen one only
-    table = (run / "search.md").read_text()
+    table = (run / "hparam_search.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| trial-")]
     assert len(rows) == 3 and all("test" not in row for row in rows)
     assert [row.endswith("| best |") for row in rows] == [t is best for t in trials]
@@ -183,7 +183,8 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
 def test_a_stopped_search_keeps_its_finished_trials_and_resumes_from_the_command_line(
     tiny_recipe, tmp_path, monkeypatch, capsys
 ):
-    module = sys.modules["hfadapt.search"]  # where search looks up `finetune`
+    from hfadapt.training import hparam_search as module  # where search looks up `finetune`
+
     real, trained, fail = module.finetune, [], {"trial-002"}
 
     def stopping_at_trial_2(recipe, overrides=()):

@@ -2,7 +2,6 @@
 
 import json
 import statistics
-import sys
 
 import pytest
 from safetensors.torch import load_file
@@ -52,7 +51,8 @@ def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, ca
 
 
 def test_a_stopped_multi_seed_run_leaves_no_folder_and_resumes(tiny_recipe, tmp_path, monkeypatch):
-    finetune_module = sys.modules["hfadapt.seeds"]  # where finetune_seeds looks up `finetune`
+    from hfadapt.training import seeds as finetune_module  # where finetune_seeds looks up `finetune`
+
     real = finetune_module.finetune
     calls = []
 

@@ -13,8 +13,8 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 from hfadapt import load_recipe, retrain
 from hfadapt.errors import RecipeError
 from hfadapt.recipe import TokenizerConfig
-from hfadapt.retrain import transfer, vocab
-from hfadapt.retrain.tokenizer import train_tokenizer
+from hfadapt.retraining import transfer, vocab
+from hfadapt.retraining.tokenizer import train_tokenizer
 
 
 def test_a_new_row_is_the_softmax_weighted_combination_of_its_nearest_anchors():

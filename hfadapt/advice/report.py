@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hfadapt import curves
 from hfadapt.recipe import dump_recipe, load_recipe
+from hfadapt.runs import curves
 
 
 def plot(pilots: list[dict[str, Any]], metric: str, path: str | Path, title: str = "") -> Path:

@@ -12,26 +12,13 @@ from typing import Any
 
 from transformers import Trainer
 
-from hfadapt import (
-    adapt,
-    builtin,
-    cache,
-    card,
-    curves,
-    data,
-    hub,
-    long_texts,
-    loss,
-    manifest,
-    metrics,
-    output,
-    pretrained,
-    ranks,
-    resume,
-)
+from hfadapt import builtin, ranks
+from hfadapt.data import cache, long_texts, splits, tokenization
+from hfadapt.data.sampler import train_sampler
 from hfadapt.errors import HfadaptError
+from hfadapt.model import adapt, loss, metrics, pretrained
 from hfadapt.recipe import Recipe, as_recipe, load_recipe, save_recipe
-from hfadapt.sampler import train_sampler
+from hfadapt.runs import card, curves, hub, manifest, output, resume
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +71,7 @@ def _finetune(recipe: Recipe, callbacks: list) -> dict[str, Any]:
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     # tokenized once, by the main process
     tokenized = cache.tokenized(task_data, tokenizer, recipe.data, recipe.task).data
-    task_data.report["truncation"] = data.truncation(task_data, tokenizer, recipe.data, recipe.task)
+    task_data.report["truncation"] = tokenization.truncation(task_data, tokenizer, recipe.data, recipe.task)
     if resume_from is not None:
         _check_resumable(resume_from, model)
 
@@ -95,7 +82,7 @@ def _finetune(recipe: Recipe, callbacks: list) -> dict[str, Any]:
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=data.collator(tokenizer, recipe.task),
+        data_collator=tokenization.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
         callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe) + callbacks,
         compute_loss_func=loss.weighted_loss(recipe.task, weights) if weights is not None else None,
@@ -196,7 +183,7 @@ def _load(recipe: Recipe):
     pretrained.check_folder(recipe.model.name_or_path)
     tokenizer = pretrained.load_tokenizer(recipe.model)
     pretrained.check_tokenizer(tokenizer, config, recipe.data.max_length)
-    task_data = data.load_splits(recipe.data, recipe.task)
+    task_data = splits.load_splits(recipe.data, recipe.task)
     config = pretrained.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = pretrained.load_task_model(recipe.model, recipe.task, config)
     return tokenizer, task_data, adapt.apply(model, recipe, fresh)

@@ -9,10 +9,11 @@ import random
 import time
 from typing import Any
 
-from hfadapt import data, pretrained
-from hfadapt.advise.probe import token_probe
+from hfadapt.advice.probe import token_probe
+from hfadapt.data import splits, tokenization
+from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe
-from hfadapt.retrain.tokenizer import tokenizer_fit, train_tokenizer
+from hfadapt.retraining.tokenizer import tokenizer_fit, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +21,15 @@ FIT_TEXTS = 5000  # a uniform sample of the training texts for the fit report, a
 # The fit holds every word of its sample, and each word's encoding, at once: the sample's texts are cut
 # to share this many characters, so a corpus of books costs what a corpus of reviews does.
 FIT_CHARACTERS = 2_000_000
-LONG_SHARE = data.TRUNCATION_WARNING  # above this share of training texts cut, the advice raises data.max_length
+LONG_SHARE = (
+    tokenization.TRUNCATION_WARNING
+)  # above this share of training texts cut, the advice raises data.max_length
 COVERED = 0.9  # the recommended data.max_length holds this share of the training texts whole
 
 
 def texts(split) -> list[str]:
     """A split's texts, each joined with its pair (a space between) where the data has text pairs."""
-    plain = data.texts(split)
+    plain = splits.texts(split)
     if "text_pair" not in split.column_names:
         return plain
     return [f"{a} {b}" for a, b in zip(plain, split["text_pair"], strict=True)]
@@ -62,7 +65,7 @@ def measure(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dic
         "tokenizer_seconds": round(tokenizer_seconds, 1),
     }
     logger.info("fit 3/4: texts cut at data.max_length=%d (%.0f s so far)", base.data.max_length, _since(began))
-    fit["truncation"] = data.truncation(task_data, tokenizer, base.data, base.task)
+    fit["truncation"] = tokenization.truncation(task_data, tokenizer, base.data, base.task)
     fit["length"] = _length(base, tokenizer, task_data, fit["truncation"])
     logger.info("tokenizer fit, checkpoint vs new WordPiece: %s", {k: fit[k] for k in ("checkpoint", "new")})
     logger.info("fit 4/4: linear probe on the tokens (%.0f s so far)", _since(began))
@@ -86,7 +89,7 @@ def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> d
     if cut <= LONG_SHARE or truncation.get("long_texts") == "windows":  # windows read long texts whole
         return None
     split = task_data.splits["train"]
-    rows = split.select(range(min(len(split), data.TRUNCATION_SAMPLE)))
+    rows = split.select(range(min(len(split), tokenization.TRUNCATION_SAMPLE)))
     if base.task.type == "token_classification":
         encoded = tokenizer(list(rows["tokens"]), is_split_into_words=True, verbose=False)
     else:

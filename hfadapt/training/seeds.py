@@ -17,10 +17,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hfadapt import output, ranks, resume
+from hfadapt import ranks
 from hfadapt.errors import HfadaptError
-from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe, as_recipe, load_recipe
+from hfadapt.runs import output, resume
+from hfadapt.training.finetuning import finetune
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hfadapt import cache, data, pretrained
+from hfadapt.data import cache, splits
 from hfadapt.errors import HfadaptError
+from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe, as_recipe
-from hfadapt.retrain import corpus, retrain, vocab
+from hfadapt.retraining import corpus, vocab
+from hfadapt.retraining.pipeline import retrain
 
 
 def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -26,7 +28,7 @@ def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
         made it, and the split sizes (the corpus's packing statistics).
     """
     recipe = as_recipe(recipe, overrides)
-    task_data = data.load_splits(recipe.data, recipe.task)  # bad data fails here, before anything is written
+    task_data = splits.load_splits(recipe.data, recipe.task)  # bad data fails here, before anything is written
     results: dict[str, Any] = {}
     if recipe.pretrain is not None:
         with corpus.reading_once():

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hfadapt import output
+from hfadapt.runs import output
 from hfadapt.errors import HfadaptError
 
 TOLERANCE = 1e-4  # the largest absolute difference of a logit allowed between ONNX Runtime and PyTorch
@@ -45,7 +45,7 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, overw
             "export: ONNX export needs onnx and onnxruntime; pip install 'hfadapt[onnx]' (or pip install onnx "
             "onnxruntime)"
         ) from None
-    from hfadapt.predict import load_run
+    from hfadapt.runs.inference import load_run
 
     final = Path(output_dir) if output_dir is not None else Path(run_dir) / "onnx"
     if final.is_dir() and any(final.iterdir()) and not overwrite:

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, long_texts, pretrained
-from hfadapt.advise.deadline import Deadline
+from hfadapt.advice.deadline import Deadline
+from hfadapt.data import long_texts, splits, tokenization
 from hfadapt.errors import HfadaptError
-from hfadapt.finetune import finetune
+from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe
-from hfadapt.retrain import retrain
+from hfadapt.retraining.pipeline import retrain
+from hfadapt.training.finetuning import finetune
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,9 @@ def time_one_step(base: Recipe, tokenizer, task_data) -> float:
     model.train()
     size = base.training["per_device_train_batch_size"]
     train = task_data.splits["train"].select(range(min(size, len(task_data.splits["train"]))))
-    one = data.TaskData(datasets.DatasetDict({"train": train}), task_data.label_names)
-    rows = data.tokenize(one, tokenizer, base.data, base.task)["train"]
-    batch = data.collator(tokenizer, base.task)([rows[i] for i in range(len(rows))])
+    one = splits.TaskData(datasets.DatasetDict({"train": train}), task_data.label_names)
+    rows = tokenization.tokenize(one, tokenizer, base.data, base.task)["train"]
+    batch = tokenization.collator(tokenizer, base.task)([rows[i] for i in range(len(rows))])
     # where the pilots will train: the GPU when there is one, in bf16 autocast when the recipe asks
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
@@ -152,7 +153,7 @@ def run_pilot(
         setting: the strategy's whole recipe.
         steps: fine-tuning steps (and for retraining, masked-LM steps).
         folder: where the pilot's run is written.
-        validation: the validation examples every pilot is scored on (`data.load_splits` with
+        validation: the validation examples every pilot is scored on (`splits.load_splits` with
             `pilot_data`'s settings).
         seconds: each training run (retraining has two) stops after the step that reaches it; None: no deadline.
 
@@ -230,13 +231,15 @@ def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[
     import numpy as np
     from transformers import Trainer
 
-    from hfadapt.predict import load_run
+    from hfadapt.runs.inference import load_run
 
     _, model, tokenizer = load_run(run)
-    one = data.TaskData(datasets.DatasetDict({"train": validation}), label_names)
-    rows = data.tokenize(one, tokenizer, recipe.data, recipe.task)["train"]
+    one = splits.TaskData(datasets.DatasetDict({"train": validation}), label_names)
+    rows = tokenization.tokenize(one, tokenizer, recipe.data, recipe.task)["train"]
     args = recipe.training_arguments(output_dir=str(run / "predicting"))
-    trainer = Trainer(model=model, args=args, eval_dataset=rows, data_collator=data.collator(tokenizer, recipe.task))
+    trainer = Trainer(
+        model=model, args=args, eval_dataset=rows, data_collator=tokenization.collator(tokenizer, recipe.task)
+    )
     logits = trainer.predict(rows).predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
     if "doc" in rows.column_names:  # data.long_texts: windows: a text's prediction is the mean of its windows'

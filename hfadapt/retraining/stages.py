@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hfadapt import output, pretrained, ranks
+from hfadapt import ranks
 from hfadapt.errors import HfadaptError
+from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe
-from hfadapt.retrain import corpus, mlm, rtd, vocab
-from hfadapt.retrain.tokenizer import han_words, tokenizer_fit, train_tokenizer
+from hfadapt.retraining import corpus, mlm, rtd, vocab
+from hfadapt.retraining.tokenizer import han_words, tokenizer_fit, train_tokenizer
+from hfadapt.runs import output
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def pretraining_model(recipe: Recipe) -> tuple[Any, Any, dict[str, Any]]:
 
 def _static_embeddings(recipe: Recipe, tokenizer):
     """Static embeddings of the new vocabulary, learnt on the corpus's training texts (retrain/transfer.py)."""
-    from hfadapt.retrain import transfer
+    from hfadapt.retraining import transfer
 
     started = time.perf_counter()
     texts = (text for text, _ in corpus.corpus_documents(recipe, "train"))

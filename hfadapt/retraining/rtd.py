@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from hfadapt.retrain.mlm import MaskedLMTrainer
+from hfadapt.retraining.mlm import MaskedLMTrainer
 
 DISCRIMINATOR_WEIGHT = 50.0
 GENERATOR_SHARE = 3  # the generator has 1/GENERATOR_SHARE of the model's layers (at least one)

@@ -20,10 +20,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from hfadapt.data import HAN, HAN_RANGES
+from hfadapt.data.splits import HAN, HAN_RANGES
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig
-from hfadapt.retrain.corpus import segment_with
+from hfadapt.retraining.corpus import segment_with
 
 logger = logging.getLogger(__name__)
 

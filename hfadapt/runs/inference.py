@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, long_texts, metrics, pretrained, sources
+from hfadapt.data import long_texts, sources, splits, tokenization
+from hfadapt.model import metrics, pretrained
 from hfadapt.errors import HfadaptError
-from hfadapt.examples import missing
+from hfadapt.data.records import missing
 from hfadapt.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
@@ -216,16 +217,16 @@ def evaluate(run_dir: str | Path, source: str | None = None, split: str = "test"
     recipe, model, tokenizer = load_run(run_dir)
     if source is not None:
         recipe.data.source = source
-    if split not in data.SPLITS:
-        raise HfadaptError(f"split {split!r}: choose one of {', '.join(data.SPLITS)}")
+    if split not in splits.SPLITS:
+        raise HfadaptError(f"split {split!r}: choose one of {', '.join(splits.SPLITS)}")
     trained_labels = (
         [model.config.id2label[i] for i in range(model.config.num_labels)]
         if recipe.task.problem_type != "regression"
         else None
     )
-    task_data = data.load_splits(recipe.data, recipe.task, label_names=trained_labels)
-    tokenized = data.tokenize(task_data, tokenizer, recipe.data, recipe.task)
-    collator = data.collator(tokenizer, recipe.task)
+    task_data = splits.load_splits(recipe.data, recipe.task, label_names=trained_labels)
+    tokenized = tokenization.tokenize(task_data, tokenizer, recipe.data, recipe.task)
+    collator = tokenization.collator(tokenizer, recipe.task)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,

@@ -6,8 +6,8 @@ import logging
 import re
 from typing import Any
 
-from hfadapt import pretrained
 from hfadapt.errors import HfadaptError
+from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe
 
 logger = logging.getLogger(__name__)

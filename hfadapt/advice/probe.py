@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hfadapt.advise.compare import RESAMPLES, SEED, interval
+from hfadapt.advice.compare import RESAMPLES, SEED, interval
 from hfadapt.recipe import Recipe
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hfadapt import metrics
+from hfadapt.model import metrics
 from hfadapt.recipe import TaskConfig
 
 RESAMPLES = 1000  # resamples of the validation examples; the interval ends move by about 2% of the SE from seed to seed

@@ -1,4 +1,4 @@
-"""Data: load a source, pick its columns, encode its labels, split it without leaks, tokenize it.
+"""Splits: load a source, pick its columns, encode its labels, split it without leaks.
 
 Splits that the source lacks are made here, deterministically, from a hash of each text: the
 same text always falls in the same split, whatever the seed or the order of the file. Before
@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfadapt import examples, long_texts, sources
+from hfadapt.data import records, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -75,7 +75,7 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
         )
     known = label_names is not None
     if not known:
-        label_names = examples.label_names(raw[names["train"]], data, task)
+        label_names = records.label_names(raw[names["train"]], data, task)
     columns = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
     report: dict[str, Any] = {"source": data.source}
     rows: dict[str, list[dict]] = {}
@@ -84,10 +84,10 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
         if names[split] in raw:
             unusable[split] = defaultdict(list)
             ds = raw[names[split]].select_columns(columns)
-            rows[split] = examples.encode_rows(ds, data, task, label_names, split, known, unusable[split])
+            rows[split] = records.encode_rows(ds, data, task, label_names, split, known, unusable[split])
             _key_rows(rows[split])
     report["rows_read"] = {split: len(raw[names[split]]) for split in SPLITS if names[split] in raw}
-    dropped = examples.refuse_or_count(unusable, data, source, report["rows_read"])
+    dropped = records.refuse_or_count(unusable, data, source, report["rows_read"])
     if dropped:
         report["invalid_rows_dropped"] = dropped
         logger.warning("data %s: rows left out (data.drop_invalid): %s", data.source, dropped)
@@ -223,7 +223,7 @@ def _check_labels_seen_in_training(rows: dict[str, list[dict]], label_names: lis
     for split in ("validation", "test"):
         unseen = sorted(set().union(*(labels_of(row) for row in rows[split])) - seen)
         if unseen:
-            examples.unseen_labels(split, [label_names[i] for i in unseen])
+            records.unseen_labels(split, [label_names[i] for i in unseen])
 
 
 def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict, given_test: bool) -> None:
@@ -275,97 +275,3 @@ def _remove_duplicates_and_conflicts(rows: dict[str, list[dict]], report: dict, 
                 leaks,
                 "; ".join(repr(e) for e in examples),
             )
-
-
-TRUNCATION_SAMPLE = 2000  # texts per split whose full length is measured for the truncation report
-TRUNCATION_WARNING = 0.1  # share of a split's texts cut by max_length above which the run warns
-
-
-def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig) -> dict[str, Any]:
-    """How much `data.max_length` cuts: per split, the share of texts longer than it and the share of
-    their tokens it keeps, measured on the first TRUNCATION_SAMPLE texts of each split.
-
-    A warning names the split and the fix when more than TRUNCATION_WARNING of its texts are cut.
-    """
-    report: dict[str, Any] = {"max_length": data.max_length, "long_texts": data.long_texts}
-    for split in SPLITS:
-        ds = task_data.splits[split]
-        rows = ds.select(range(min(len(ds), TRUNCATION_SAMPLE)))
-        if task.type == "token_classification":
-            lengths = [
-                len(ids)
-                for ids in tokenizer(list(rows["tokens"]), is_split_into_words=True, verbose=False)["input_ids"]
-            ]
-        else:
-            pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
-            lengths = [len(ids) for ids in tokenizer(list(rows["text"]), pairs, verbose=False)["input_ids"]]
-        cut = [n for n in lengths if n > data.max_length]
-        windows = data.long_texts == "windows"
-        kept = 1.0 if windows else sum(min(n, data.max_length) for n in lengths) / max(sum(lengths), 1)
-        report[split] = {"texts": len(lengths), "cut": len(cut) / max(len(lengths), 1), "tokens_kept": kept}
-        if windows:  # nothing is cut: the long texts are read as several windows
-            report[split]["windows_per_text"] = _windows(lengths, tokenizer, data) / max(len(lengths), 1)
-        elif split == "train" and len(cut) > TRUNCATION_WARNING * len(lengths):
-            logger.warning(
-                "data %s: %.0f%% of the training texts are longer than data.max_length=%d tokens and are cut "
-                "(%s; %.0f%% of all tokens are kept; the median text has %d); raise data.max_length, or set "
-                "data.long_texts: windows to read them whole",
-                data.source,
-                100 * len(cut) / len(lengths),
-                data.max_length,
-                "their beginning and end are kept" if data.long_texts == "head_tail" else "their end is lost",
-                100 * kept,
-                sorted(lengths)[len(lengths) // 2],
-            )
-    return report
-
-
-def _windows(lengths: list[int], tokenizer, data: DataConfig) -> int:
-    """How many windows texts of these lengths (special tokens included) make under data.long_texts: windows."""
-    special = tokenizer.num_special_tokens_to_add(pair=False)
-    room, step = data.max_length - special, data.max_length - special - data.window_stride()
-    return sum(1 + max(0, -(-(n - special - room) // step)) for n in lengths)
-
-
-def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig):
-    """Token ids for every split; labels aligned to the first sub-token of each word for token tasks."""
-    if task.type == "token_classification":
-
-        def encode(batch, indices):  # indices: used by the windows of long texts below
-            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data.max_length)
-            enc["labels"] = []
-            for i, tags in enumerate(batch["label"]):
-                aligned, previous = [], None
-                for word in enc.word_ids(i):
-                    # only the first piece of each word is scored; -100 is ignored by the loss
-                    aligned.append(-100 if word is None or word == previous else tags[word])
-                    previous = word
-                enc["labels"].append(aligned)
-            return enc
-
-        columns = ["tokens", "label"]
-    else:
-
-        def encode(batch, indices):
-            pairs = batch["text_pair"] if "text_pair" in batch else None
-            enc = long_texts.encode(tokenizer, batch["text"], data, pairs)
-            if "doc" in enc:  # windows: a row per window, with its text's label and index
-                enc["labels"] = [batch["label"][d] for d in enc["doc"]]
-                enc["doc"] = [indices[d] for d in enc["doc"]]
-            else:
-                enc["labels"] = batch["label"]
-            return enc
-
-        columns = task_data.splits["train"].column_names
-    return task_data.splits.map(encode, batched=True, with_indices=True, remove_columns=columns, desc="Tokenizing")
-
-
-def collator(tokenizer, task: TaskConfig):
-    """Dynamic padding for a batch: labels padded with -100 for token tasks."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
-    return (
-        DataCollatorForTokenClassification(tokenizer)
-        if task.type == "token_classification"
-        else DataCollatorWithPadding(tokenizer)
-    )

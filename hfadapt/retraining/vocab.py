@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hfadapt.errors import HfadaptError
-from hfadapt.pretrained import load_tokenizer
+from hfadapt.model.pretrained import load_tokenizer
 from hfadapt.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0, static=None) -> 
             drawn += 1
     transferred = {}
     if static is not None:
-        from hfadapt.retrain import transfer
+        from hfadapt.retraining import transfer
 
         placed = transfer.combine(static, anchors, unspelled, old.numpy())
         for index, row in placed.items():

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers import Trainer
 
-from hfadapt import cache
+from hfadapt.data import cache
 from hfadapt.errors import HfadaptError
 
 logger = logging.getLogger(__name__)

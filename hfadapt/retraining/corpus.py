@@ -11,10 +11,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from hfadapt import data, sources
+from hfadapt.data import sources, splits
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
-from hfadapt.retrain import mlm
+from hfadapt.retraining import mlm
 
 
 def segment_with(segmenter: str | None):
@@ -59,9 +59,9 @@ def _once(key: str, read):
     return _loaded[key]
 
 
-def _task_data(recipe: Recipe) -> data.TaskData:
+def _task_data(recipe: Recipe) -> splits.TaskData:
     key = json.dumps([dataclasses.asdict(recipe.data), dataclasses.asdict(recipe.task)], sort_keys=True, default=str)
-    return _once("data\x1e" + key, lambda: data.load_splits(recipe.data, recipe.task))
+    return _once("data\x1e" + key, lambda: splits.load_splits(recipe.data, recipe.task))
 
 
 def _source(source: str):
@@ -93,13 +93,13 @@ def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Itera
     corpus = recipe.corpus
     if source == recipe.data.source:
         # the fine-tuning data: its training split only, so no test text is ever pretrained on
-        rows = ((t, None) for t in data.texts(_task_data(recipe).splits["train"]))
+        rows = ((t, None) for t in splits.texts(_task_data(recipe).splits["train"]))
     else:
         part = _source(source)
         words_only = corpus.text_column not in part.column_names and "tokens" in part.column_names
         if words_only:  # a data set of word lists (token classification, e.g. builtin:msra_ner): its sentences
             part = part.map(
-                lambda batch: {corpus.text_column: [data.join_words(words) for words in batch["tokens"]]},
+                lambda batch: {corpus.text_column: [splits.join_words(words) for words in batch["tokens"]]},
                 batched=True,
                 desc="Joining words",
             )

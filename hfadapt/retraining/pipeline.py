@@ -1,15 +1,4 @@
-"""Retraining, top to bottom: corpus, tokenizer, vocabulary and embeddings, masked-LM pretraining, fine-tuning.
-
-Each stage writes its own folder under OUTPUT_DIR (`tokenizer/`, `pretrained/`, `finetuned/`),
-atomically; a rerun of the same recipe reuses every finished stage, so a stopped pipeline goes
-on from the stage it reached.
-
-- `corpus`: the corpus sources, read once, split and segmented;
-- `tokenizer`: a tokenizer trained on the corpus, and its fit;
-- `vocab`: the checkpoint's embeddings rebuilt for the new vocabulary;
-- `mlm`: blocks, whole-word masks and the masked-LM trainer;
-- `stages`: each stage's folder, and when a finished one is reused.
-"""
+"""`retrain`: every retraining stage in order, each reused when finished; `--seeds` fine-tunes once per seed."""
 
 from __future__ import annotations
 
@@ -17,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hfadapt import output, ranks
+from hfadapt import ranks
 from hfadapt.errors import HfadaptError
-from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe, as_recipe, save_recipe
-from hfadapt.retrain import corpus, stages
+from hfadapt.retraining import corpus, stages
+from hfadapt.runs import output
+from hfadapt.training.finetuning import finetune
 
 
 def retrain(
@@ -49,7 +39,7 @@ def retrain(
     """
     recipe = as_recipe(recipe, overrides)
     if seeds is not None:
-        from hfadapt.seeds import check_seeds, refuse_hub
+        from hfadapt.training.seeds import check_seeds, refuse_hub
 
         seeds = check_seeds(seeds)
         refuse_hub(recipe, "OUTPUT_DIR/finetuned/seed-N")
@@ -108,7 +98,7 @@ def _finetune_stage(recipe: Recipe, root: Path, callbacks: list, seeds: list[int
         if seeds is None:
             finetune(recipe.updated(changes), callbacks=callbacks)
         else:
-            from hfadapt.seeds import finetune_seeds
+            from hfadapt.training.seeds import finetune_seeds
 
             finetune_seeds(recipe.updated(changes), seeds, callbacks=callbacks)
         if ranks.is_main():

@@ -20,11 +20,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hfadapt import curves, output, ranks
+from hfadapt import ranks
 from hfadapt.errors import HfadaptError
-from hfadapt.finetune import finetune
 from hfadapt.recipe import Recipe, as_recipe, dump_recipe, load_recipe
-from hfadapt.space import OUTSIDE, Dimension, assignments, check_space, parse_space, show, trial_recipe, value_at
+from hfadapt.runs import curves, output
+from hfadapt.training.finetuning import finetune
+from hfadapt.training.space import (
+    OUTSIDE,
+    Dimension,
+    assignments,
+    check_space,
+    parse_space,
+    show,
+    trial_recipe,
+    value_at,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +103,7 @@ def _run(recipe: Recipe, dimensions: list[Dimension], trials: int, final: Path, 
     done = _finished(recipe, dimensions, work) if recipe.output.resume else []
     for record in done:
         logger.info("trial %d/%d: reusing the finished run in %s", record["trial"] + 1, trials, work / record["folder"])
-    finetune_log = logging.getLogger("hfadapt.finetune")
+    finetune_log = logging.getLogger("hfadapt.training.finetuning")
     finetune_log.addFilter(hide := _NoTestFigures())
     try:
         for number in range(len(done), trials):

@@ -1,17 +1,4 @@
-"""Advice: how to adapt a checkpoint to a data set, from its tokenizer's fit and short pilot runs.
-
-1. Fit (`fit`, `probe`): the checkpoint's tokenizer on the training texts, beside a WordPiece
-   tokenizer trained on them (the one retraining would build), and how much data.max_length cuts;
-   and for text classification a linear probe: how well a logistic regression reads the task from
-   each tokenizer's tokens, which shows in seconds what the checkpoint's vocabulary hides.
-2. Pilots (`pilots`, `deadline`), when a budget is given: on the same data and split, a few steps
-   each of frozen layers (embeddings and the lower half of the encoder), LoRA, full fine-tuning,
-   and, when the tokenizer fits badly, retraining (the rebuilt vocabulary, a few masked-LM steps,
-   then fine-tuning). Each predicts the same validation examples, and `compare` sets them side by
-   side, paired, with the majority-class baseline.
-3. A verdict with its reasons (`verdict`), a recipe for it, and the cost of the full run from the
-   measured throughput; written up by `report`.
-"""
+"""`advise`: fit, pilots, verdict and a recommended recipe, written to an output folder."""
 
 from __future__ import annotations
 
@@ -24,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfadapt import adapt, output, pretrained
-from hfadapt.advise.compare import compare, comparison_metric, gold, imbalanced, majority
-from hfadapt.advise.fit import measure
-from hfadapt.advise.pilots import (
+from hfadapt.advice.compare import compare, comparison_metric, gold, imbalanced, majority
+from hfadapt.advice.fit import measure
+from hfadapt.advice.pilots import (
     MINUTES_FOR_STEPS,
     check_budget,
     estimate,
@@ -37,11 +23,13 @@ from hfadapt.advise.pilots import (
     steps_for_seconds,
     time_one_step,
 )
-from hfadapt.advise.report import plot, render
-from hfadapt.advise.verdict import PILOTS, decide, pilot_names
-from hfadapt.data import load_splits
+from hfadapt.advice.report import plot, render
+from hfadapt.advice.verdict import PILOTS, decide, pilot_names
+from hfadapt.data.splits import load_splits
 from hfadapt.errors import HfadaptError
+from hfadapt.model import adapt, pretrained
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
+from hfadapt.runs import output
 
 logger = logging.getLogger(__name__)
 

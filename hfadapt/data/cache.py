@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hfadapt import data, output, ranks
+from hfadapt import ranks
+from hfadapt.data import splits, tokenization
 from hfadapt.recipe import DataConfig, TaskConfig
+from hfadapt.runs import output
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ class Cached:
     info: dict  # prepared.json: the key, the seconds it took, and the packing statistics of a corpus
 
 
-def tokenized(task_data: data.TaskData, tokenizer, data_config: DataConfig, task: TaskConfig) -> Cached:
-    """The task's three splits as token ids (`data.tokenize`), tokenized once and saved with `save_to_disk`."""
+def tokenized(task_data: splits.TaskData, tokenizer, data_config: DataConfig, task: TaskConfig) -> Cached:
+    """The task's three splits as token ids (`tokenization.tokenize`), tokenized once and saved with `save_to_disk`."""
     key = {
         "kind": "finetune",
         "data": task_data.report["fingerprint"],
@@ -54,7 +56,7 @@ def tokenized(task_data: data.TaskData, tokenizer, data_config: DataConfig, task
     }
 
     def build(work: Path) -> dict:
-        data.tokenize(task_data, tokenizer, data_config, task).save_to_disk(str(work / "data"))
+        tokenization.tokenize(task_data, tokenizer, data_config, task).save_to_disk(str(work / "data"))
         return {}
 
     def load(folder: Path):

@@ -1,0 +1,11 @@
+"""Data, from a source to batches: what a run trains and is scored on.
+
+- `sources`: reading a file, folder, `save_to_disk` folder, Hub data set or built-in corpus, each
+  problem named with its line;
+- `records`: checking each row (empty text, missing or unknown label) and encoding its label;
+- `splits`: deduplicated, leak-free train, validation and test splits made by text hash;
+- `tokenization`: token ids and aligned labels, the padding collator, the truncation report;
+- `long_texts`: texts longer than `max_length`: head and tail, or windows pooled per text;
+- `sampler`: length-grouped batches that keep each batch's label mix;
+- `cache`: the prepared-data cache, keyed by data, tokenizer and settings.
+"""

@@ -1,0 +1,8 @@
+"""The model: the checkpoint loaded with its task head, adapted, and what its training optimises and reports.
+
+- `pretrained`: resolving and checking a checkpoint (local folder, Hub id, built-in), its tokenizer,
+  the task model with its labels;
+- `adapt`: freezing embeddings, layers or patterns, LoRA adapters, the parameter summary;
+- `loss`: class weights and the weighted loss;
+- `metrics`: each task's metrics, per-class figures and the main metric.
+"""

@@ -1,0 +1,8 @@
+"""Training runs driven by a recipe, each through `transformers.Trainer`.
+
+- `finetuning`: `finetune`, top to bottom: data, model, adaptation, Trainer, save;
+- `seeds`: a recipe once per seed, with mean and sd;
+- `hparam_search`: hyperparameter search (Optuna), each trial a run;
+- `space`: the search space's `KEY=SPEC` syntax;
+- `preparation`: `prepare`, the tokenized data and packed corpus made ahead of training.
+"""
