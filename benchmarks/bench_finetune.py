@@ -27,7 +27,7 @@ def run_hfadapt(recipe_path: str, steps: int, out: str) -> dict:
 
     overrides = [f"training.max_steps={steps}", f"output.dir={out}", "training.eval_strategy=no"]
     overrides += ["training.save_strategy=no", "training.disable_tqdm=true"]
-    results = finetune(load_recipe(recipe_path, overrides))
+    results = finetune(load_recipe(recipe_path, overrides)).metrics
     return {
         "samples_per_second": results["train"]["train_samples_per_second"],
         "runtime": results["train"]["train_runtime"],

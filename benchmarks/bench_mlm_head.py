@@ -52,7 +52,7 @@ def run_arm(folder: str, vocabulary: str, head: str, steps: int, texts: int) -> 
         from transformers import Trainer
 
         mlm.MaskedLMTrainer = Trainer  # the stock Trainer: every position projected onto the vocabulary
-    report = retrain(load_recipe(raw=recipe_raw(folder, vocabulary, steps, texts)), until="pretrained")["pretrain"]
+    report = retrain(load_recipe(raw=recipe_raw(folder, vocabulary, steps, texts)), until="pretrained")["pretrained"]
     history = json.loads((Path(folder) / "pretrained" / "log_history.json").read_text())
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {

@@ -41,7 +41,7 @@ def recipe_raw(folder: str, steps: int, texts: int) -> dict:
 def run_hfadapt(folder: str, steps: int, texts: int) -> dict:
     from hfadapt import load_recipe, retrain
 
-    report = retrain(load_recipe(raw=recipe_raw(folder, steps, texts)), until="pretrained")["pretrain"]
+    report = retrain(load_recipe(raw=recipe_raw(folder, steps, texts)), until="pretrained")["pretrained"]
     share = report["packing"]["non_padding_share"]
     runtime = report["train"]["train_runtime"]
     return {

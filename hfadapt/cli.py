@@ -85,7 +85,7 @@ def _recipe_commands(sub) -> None:
 def _run_commands(sub) -> None:
     """The commands that use a finished run."""
     p = sub.add_parser("predict", help="label texts with a finished run")
-    p.add_argument("model_dir", help="the output folder of a finished run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
     p.add_argument("texts", nargs="*", help="texts to label (or use --file)")
     p.add_argument("--file", help="a .txt (one text a line), .csv or .jsonl file of texts")
     p.add_argument("--column", default="text", help="the text column of a CSV or JSONL file")
@@ -96,18 +96,18 @@ def _run_commands(sub) -> None:
     p = sub.add_parser(
         "push", help="upload a finished run to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)"
     )
-    p.add_argument("model_dir", help="the output folder of a finished run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
     p.add_argument("--repo-id", required=True, help="NAME or ORG/NAME; created if missing")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="push to this branch (created if missing)")
 
     p = sub.add_parser("export", help="export a finished run to ONNX, checked against PyTorch by ONNX Runtime")
-    p.add_argument("model_dir", help="the output folder of a finished run")
-    p.add_argument("--output", help="where model.onnx and its tokenizer go (default: MODEL_DIR/onnx)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
+    p.add_argument("--output", help="where model.onnx and its tokenizer go (default: RUN_DIR/onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
 
     p = sub.add_parser("evaluate", help="score a finished run on a data set")
-    p.add_argument("model_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
     p.add_argument(
         "data", nargs="?", help="a data source (file, folder, Hub id, builtin:NAME); by default the run's own"
     )
@@ -211,7 +211,7 @@ def _finetune(args) -> None:
 
         _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
         return
-    _print_summary(hfadapt.finetune(args.recipe, overrides))
+    _print_summary(hfadapt.finetune(args.recipe, overrides).metrics)
 
 
 def _search(args) -> None:
@@ -232,10 +232,11 @@ def _retrain(args) -> None:
         from hfadapt.training.seeds import parse_seeds
 
         seeds = parse_seeds(args.seeds)
-    results = retrain(args.recipe, args.overrides, until=until, seeds=seeds)
-    print(json.dumps({k: v for k, v in results.items() if k != "finetune"}, indent=2, ensure_ascii=False))
-    if "finetune" in results:
-        (_print_summary if seeds is None else _print_seeds)(results["finetune"])
+    done = retrain(args.recipe, args.overrides, until=until, seeds=seeds)
+    stages = done if isinstance(done, dict) else done.stages  # a Run once a fine-tuned model exists
+    print(json.dumps({k: v for k, v in stages.items() if k != "finetuned"}, indent=2, ensure_ascii=False))
+    if "finetuned" in stages:
+        (_print_summary if seeds is None else _print_seeds)(stages["finetuned"])
 
 
 def _prepare(args) -> None:
@@ -256,25 +257,25 @@ def _predict(args) -> None:
     if args.batch_size < 1:
         raise HfadaptError(f"--batch-size: must be 1 or more, got {args.batch_size}")
     texts = args.texts or read_texts(args.file, args.column, args.encoding)
-    _write_predictions(predict(args.model_dir, texts, batch_size=args.batch_size), args.output)
+    _write_predictions(predict(args.run_dir, texts, batch_size=args.batch_size), args.output)
 
 
 def _push(args) -> None:
     from hfadapt.runs.hub import push
 
-    print(push(args.model_dir, args.repo_id, private=args.private, revision=args.revision))
+    print(push(args.run_dir, args.repo_id, private=args.private, revision=args.revision))
 
 
 def _export(args) -> None:
     from hfadapt.runs.export import export_onnx
 
-    print(json.dumps(export_onnx(args.model_dir, args.output, args.overwrite), indent=2))
+    print(json.dumps(export_onnx(args.run_dir, args.output, args.overwrite), indent=2))
 
 
 def _evaluate(args) -> None:
     from hfadapt.runs.inference import evaluate
 
-    print(json.dumps(evaluate(args.model_dir, args.data, args.split), indent=2))
+    print(json.dumps(evaluate(args.run_dir, args.data, args.split), indent=2))
 
 
 def _advise(args) -> None:

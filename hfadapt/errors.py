@@ -8,11 +8,20 @@ class HfadaptError(Exception):
 
     The CLI prints the message and exits with status 2, without a traceback. Anything else
     that escapes is a bug in hfadapt, and keeps its traceback.
+
+    Args:
+        message: the problem and its fix, e.g. `"adapt.freeze.layers: 5 layers asked, but the model has 2 ...;
+            use at most 2"`.
     """
 
 
 class RecipeError(HfadaptError):
-    """Every problem found in a recipe, each as `dotted.path: problem (hint)`."""
+    """Every problem found in a recipe, each as `dotted.path: problem (hint)`.
+
+    Args:
+        problems: the problems, one line each (kept as `.problems`).
+        source: what was read (the recipe's path), the message's first word.
+    """
 
     def __init__(self, problems: list[str], source: str = "recipe"):
         self.problems = problems

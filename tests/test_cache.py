@@ -92,11 +92,11 @@ def test_finetuning_from_prepared_data_gives_the_metrics_of_tokenizing_in_memory
     assert hfadapt.prepare(load_recipe(raw=raw))["finetune"]["made"]
     with monkeypatch.context() as patched:
         patched.setattr(tokenization, "tokenize", fail)  # training loads what prepare made
-        from_disk = hfadapt.finetune(load_recipe(raw=raw))
+        from_disk = hfadapt.finetune(load_recipe(raw=raw)).metrics
     # as before prepared data existed: tokenized in memory, nothing on disk
     monkeypatch.setattr(cache, "tokenized", lambda *args: SimpleNamespace(data=tokenization.tokenize(*args)))
     raw["output"]["dir"] = str(tmp_path / "in-memory")
-    in_memory = hfadapt.finetune(load_recipe(raw=raw))
+    in_memory = hfadapt.finetune(load_recipe(raw=raw)).metrics
     for split in ("train", "validation", "test"):
         scores = {k: v for k, v in from_disk[split].items() if not k.endswith(TIMING)}
         assert scores == {k: v for k, v in in_memory[split].items() if not k.endswith(TIMING)}
@@ -138,9 +138,9 @@ def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, 
     # again
     monkeypatch.setattr(mlm, "blocks", fail)
     monkeypatch.setattr(tokenization, "tokenize", fail)
-    results = retrain(recipe)
-    assert results["pretrain"]["packing"] == ahead["pretrain"]["packing"]
-    assert "test_accuracy" in results["finetune"]["test"]
+    results = retrain(recipe).stages
+    assert results["pretrained"]["packing"] == ahead["pretrain"]["packing"]
+    assert "test_accuracy" in results["finetuned"]["test"]
     assert sorted(p.name for p in (prepared_cache / "prepared").iterdir()) == made
 
 

@@ -23,13 +23,13 @@ def _onnx_logits(folder, inputs: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("adapt", [{"method": "full"}, {"method": "lora", "merge_lora": False}])
 def test_an_exported_run_gives_its_logits_under_onnx_runtime(tiny_recipe, tmp_path, adapt):
-    finetune(tiny_recipe(adapt=adapt, training={"num_train_epochs": 1}))
+    finished = finetune(tiny_recipe(adapt=adapt, training={"num_train_epochs": 1}))
     run = tmp_path / "run"
-    info = export_onnx(run)
+    info = finished.export_onnx()
     folder = run / "onnx"
     assert json.loads((folder / "export.json").read_text()) == info
     assert all(c["max_abs_difference"] <= 1e-4 for c in info["check"]) and len(info["check"]) == 3
-    _, model, tokenizer = load_run(run)
+    model, tokenizer = finished.model, finished.tokenizer
     texts = ["the film was good", "a dull and boring story with the cast and the plot", "great"]
     inputs = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -55,7 +55,8 @@ def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tm
     }
     finetune(raw)
     export_onnx(tmp_path / "ner", tmp_path / "ner.onnx")
-    _, model, tokenizer = load_run(tmp_path / "ner")
+    ner = load_run(tmp_path / "ner")
+    model, tokenizer = ner.model, ner.tokenizer
     inputs = tokenizer(["we went to paris today", "london"], padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = model(**inputs).logits.numpy()

@@ -21,7 +21,7 @@ def saved_weights(run):
 
 def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe()
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     run = load_recipe(raw=raw).output_path()
     for name in (
         "model.safetensors",
@@ -61,7 +61,7 @@ def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoin
 
 def test_frozen_weights_stay_bit_identical(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe(adapt={"method": "freeze", "freeze": {"embeddings": True, "layers": 1}})
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     before, after = checkpoint_weights(tiny_checkpoint), saved_weights(load_recipe(raw=raw).output_path())
     frozen = [n for n in before if n.startswith(("embeddings.", "encoder.layer.0."))]
     trained = [n for n in before if n.startswith("encoder.layer.1.")]
@@ -77,7 +77,7 @@ def test_frozen_weights_stay_bit_identical(tiny_recipe, tiny_checkpoint):
 def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
     raw["training"]["learning_rate"] = 2.0e-2
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     run = load_recipe(raw=raw).output_path()
     before, merged = checkpoint_weights(tiny_checkpoint), saved_weights(run)
     adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
@@ -103,7 +103,7 @@ def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_che
 def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tmp_path):
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False})
     raw["training"]["learning_rate"] = 2.0e-2
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     run = load_recipe(raw=raw).output_path()
     assert not (run / "config.json").exists(), "merge_lora: false saves the adapter only"
     reloaded = evaluate(run)
@@ -114,7 +114,7 @@ def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tm
         adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, output={"dir": str(tmp_path / "merged")}
     )
     raw_merged["training"]["learning_rate"] = 2.0e-2
-    results = finetune(load_recipe(raw=raw_merged))
+    results = finetune(load_recipe(raw=raw_merged)).metrics
     merged = evaluate(tmp_path / "merged")
     assert merged["test_accuracy"] == results["test"]["test_accuracy"]
     assert merged["test_f1_macro"] == results["test"]["test_f1_macro"]
@@ -157,7 +157,7 @@ def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
         "training": {"num_train_epochs": 3, "learning_rate": 1.0e-2, "disable_tqdm": True},
         "output": {"dir": str(tmp_path / "ner")},
     }
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     assert {"test_f1", "test_precision", "test_recall"} <= set(results["test"])
     assert results["main_metric"] == "f1"
 
@@ -184,7 +184,7 @@ def test_a_local_evaluate_module_adds_its_metric(tiny_recipe, tmp_path):
     script.parent.mkdir()
     script.write_text(EXACT_METRIC)
     raw = tiny_recipe(task={"evaluate_modules": [str(script)]}, training={"num_train_epochs": 1})
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     assert results["test"]["test_exact"] == results["test"]["test_accuracy"]  # the same thing, computed by evaluate
 
 

@@ -77,7 +77,7 @@ def test_pushed_run_loads_back_and_reproduces_test_accuracy(method, hub, tiny_re
     raw = tiny_recipe(adapt=adapt) if adapt else tiny_recipe()
     raw["training"]["learning_rate"] = 2.0e-2 if adapt else 5.0e-3
     recipe = load_recipe(raw=raw)
-    results = finetune(recipe)
+    results = finetune(recipe).metrics
     done = push(hub, recipe.output.dir, "test-user/tiny", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "commit" in done.stdout
@@ -111,7 +111,7 @@ def test_card_on_the_hub_parses_with_model_index(hub, tiny_recipe, tmp_path):
     from huggingface_hub import ModelCard
 
     recipe = load_recipe(raw=tiny_recipe(training={"num_train_epochs": 1}))
-    results = finetune(recipe)
+    results = finetune(recipe).metrics
     assert push(hub, recipe.output.dir, "test-user/card", tmp_path).returncode == 0
     card = ModelCard(hub.repos["test-user/card"]["main"]["README.md"].decode())
     accuracy = [r for r in card.data.eval_results if r.metric_type == "accuracy"][0]

@@ -12,21 +12,21 @@ from safetensors.torch import load_file
 
 from hfadapt import finetune, load_recipe
 from hfadapt.errors import HfadaptError
-from hfadapt.model.loss import class_weights, weighted_loss
+from hfadapt.model.loss import class_weights, weighted_loss, weights_for_task
 from hfadapt.recipe import TaskConfig
 
 
 def test_class_weights_change_the_loss_as_computed_by_hand():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
-    loss = weighted_loss(TaskConfig(), [1.0, 3.0])({"logits": logits}, labels)
+    loss = weighted_loss([1.0, 3.0])({"logits": logits}, labels)
     nll = [-math.log(math.exp(2) / (math.exp(2) + 1)), -math.log(math.e / (1 + math.e)), math.log(2)]
     assert loss.item() == pytest.approx((1 * nll[0] + 3 * nll[1] + 3 * nll[2]) / 3)
     # equal weights give the model's own (mean) cross-entropy
-    plain = weighted_loss(TaskConfig(), [1.0, 1.0])({"logits": logits}, labels)
+    plain = weighted_loss([1.0, 1.0])({"logits": logits}, labels)
     assert plain.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     # divided by the step's labels across micro-batches when Trainer gives their number
-    assert weighted_loss(TaskConfig(), [1.0, 3.0])({"logits": logits}, labels, num_items_in_batch=6).item() == (
+    assert weighted_loss([1.0, 3.0])({"logits": logits}, labels, num_items_in_batch=6).item() == (
         pytest.approx(loss.item() / 2)
     )
 
@@ -34,8 +34,7 @@ def test_class_weights_change_the_loss_as_computed_by_hand():
 def test_multi_label_weights_are_the_positives_weights():
     logits = torch.tensor([[1.0, -1.0], [0.5, 2.0]])
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    task = TaskConfig(problem_type="multi_label_classification")
-    got = weighted_loss(task, [2.0, 5.0])({"logits": logits}, labels).item()
+    got = weighted_loss([2.0, 5.0], multi_label=True)({"logits": logits}, labels).item()
     sig = torch.sigmoid(logits)
     by_hand = -(
         2.0 * math.log(sig[0, 0]) + math.log(1 - sig[0, 1]) + math.log(1 - sig[1, 0]) + 5.0 * math.log(sig[1, 1])
@@ -47,12 +46,14 @@ def test_auto_weights_are_inverse_to_the_training_counts():
     from datasets import Dataset
 
     train = Dataset.from_dict({"label": [0] * 90 + [1] * 10})
-    assert class_weights(TaskConfig(class_weights="auto"), ["a", "b"], train) == pytest.approx([100 / 180, 100 / 20])
+    assert weights_for_task(TaskConfig(class_weights="auto"), ["a", "b"], train) == pytest.approx([100 / 180, 100 / 20])
+    assert class_weights([0] * 90 + [1] * 10, 2) == pytest.approx([100 / 180, 100 / 20])
     multi = Dataset.from_dict({"label": [[1.0, 0.0]] * 3 + [[1.0, 1.0]]})
     task = TaskConfig(problem_type="multi_label_classification", class_weights="auto")
-    assert class_weights(task, ["a", "b"], multi) == pytest.approx([1.0, 3.0])
+    assert weights_for_task(task, ["a", "b"], multi) == pytest.approx([1.0, 3.0])
+    assert class_weights([[1, 0]] * 3 + [[1, 1]], 2, multi_label=True) == pytest.approx([1.0, 3.0])
     mapping = TaskConfig(class_weights={"b": 4.0})
-    assert class_weights(mapping, ["a", "b"], train) == [1.0, 4.0]
+    assert weights_for_task(mapping, ["a", "b"], train) == [1.0, 4.0]
     assert TaskConfig(class_weights="auto").metric() == "f1_macro" and TaskConfig().metric() == "accuracy"
 
 
@@ -71,7 +72,7 @@ def test_class_weights_that_do_not_fit_the_labels(setting, expected):
     from datasets import Dataset
 
     with pytest.raises(HfadaptError) as info:
-        class_weights(TaskConfig(class_weights=setting), ["a", "b"], Dataset.from_dict({"label": [0, 1]}))
+        weights_for_task(TaskConfig(class_weights=setting), ["a", "b"], Dataset.from_dict({"label": [0, 1]}))
     assert str(info.value) == expected
 
 
@@ -112,7 +113,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_keeps_the_best_model(tin
         output={"keep_checkpoints": True},
         early_stopping={"patience": 1, "threshold": 1.0},
     )
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     run = Path(raw["output"]["dir"])
     state = json.loads(
         sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name[11:]))[-1]
@@ -137,7 +138,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_keeps_the_best_model(tin
 
 def test_a_class_weighted_run_reports_macro_f1(tiny_recipe):
     raw = tiny_recipe(task={"class_weights": "auto"}, training={"max_steps": 6})
-    results = finetune(load_recipe(raw=raw))
+    results = finetune(load_recipe(raw=raw)).metrics
     assert results["main_metric"] == "f1_macro" and "test_f1_macro" in results["test"]
     counts = results["data"]["class_counts"]["train"]
     n = sum(counts.values())

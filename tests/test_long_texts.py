@@ -11,7 +11,7 @@ from conftest import FILLER, NEGATIVE, POSITIVE, write_csv
 from transformers import AutoTokenizer
 
 from hfadapt import evaluate, finetune, load_recipe, predict
-from hfadapt.data.long_texts import encode, pool
+from hfadapt.data.long_texts import encode, pool_windows
 from hfadapt.errors import RecipeError
 from hfadapt.recipe import DataConfig
 
@@ -56,7 +56,7 @@ def test_head_tail_keeps_the_first_quarter_of_the_room_and_the_end(tiny_checkpoi
 def test_pooling_averages_each_texts_window_logits():
     logits = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0], [2.0, 2.0], [4.0, 0.0]], dtype=np.float32)
     labels = np.array([1, 1, 0, 1, 1])
-    pooled, first = pool(logits, labels, [0, 0, 1, 2, 2])
+    pooled, first = pool_windows(logits, [0, 0, 1, 2, 2], labels)
     assert pooled.tolist() == [[2.0, 1.0], [0.0, 5.0], [3.0, 1.0]]
     assert first.tolist() == [1, 0, 1] and pooled.dtype == np.float32
 
@@ -82,7 +82,7 @@ def test_head_tail_and_windows_read_the_end_that_truncation_loses(tiny_checkpoin
             "training": {"num_train_epochs": 3, "learning_rate": 5.0e-3, "per_device_train_batch_size": 16},
             "output": {"dir": str(tmp_path / strategy)},
         }
-        results[strategy] = finetune(raw)
+        results[strategy] = finetune(raw).metrics
     accuracy = {s: r["test"]["test_accuracy"] for s, r in results.items()}
     # windows learn the end from half their windows (the first window of a text has no cue), so on this
     # tiny model they lead truncation by a margin that moves with the thread count, not by a fixed level

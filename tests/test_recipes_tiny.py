@@ -36,14 +36,15 @@ def test_tiny_twin_trains(path, tmp_path):
         from hfadapt.retraining.pipeline import retrain
 
         staged = retrain(load_recipe(path, TINY + RETRAIN_TINY + [f"output.dir={tmp_path / 'stages'}"]))
-        assert staged["tokenizer"]["new"]["unk_rate"] < staged["tokenizer"]["old"]["unk_rate"]
-        assert staged["pretrain"]["steps"] == 2
+        assert staged.stages["tokenizer"]["new"]["unk_rate"] < staged.stages["tokenizer"]["old"]["unk_rate"]
+        assert staged.stages["pretrained"]["steps"] == 2
         if recipe.pretrain.init == "continue":
-            assert staged["pretrain"]["vocabulary"]["copied"] > 0
-        results = staged["finetune"]
-        run = tmp_path / "stages" / "finetuned"
+            assert staged.stages["pretrained"]["vocabulary"]["copied"] > 0
+        results = staged.metrics
+        run = staged.run_dir
+        assert run == tmp_path / "stages" / "finetuned"
     else:
-        results = finetune(recipe)
+        results = finetune(recipe).metrics
         run = tmp_path / "run"
     assert (run / "metrics.json").exists() and (run / "README.md").exists()
     main = results["main_metric"]

@@ -75,7 +75,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 @pytest.mark.parametrize("adapt", [{}, {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}], ids=["full", "lora"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tmp_path):
     raw = tiny_recipe(training=STEPS, adapt=adapt) if adapt else tiny_recipe(training=STEPS)
-    reference = finetune(load_recipe(raw=raw, overrides=[f"output.dir={tmp_path / 'reference'}"]))
+    reference = finetune(load_recipe(raw=raw, overrides=[f"output.dir={tmp_path / 'reference'}"])).metrics
 
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     run = Path(raw["output"]["dir"])
@@ -94,7 +94,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tm
     from hfadapt.runs.resume import latest_complete, totals
 
     before = totals(latest_complete(run.with_name(run.name + ".incomplete") / "checkpoints"))
-    resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
+    resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"])).metrics
     assert resumed["resumed_from"] not in (None, "checkpoint-119")
     # the whole run's training loss and compute time, not the resumed part's alone
     assert resumed["train"]["train_loss"] == pytest.approx(reference["train"]["train_loss"], rel=1e-4)
@@ -120,7 +120,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_recipe, tmp_path):
     logs = run.with_name(run.name + ".incomplete") / "checkpoints"
     saved = [c for c in logs.glob("checkpoint-*") if (c / "trainer_state.json").exists()]
     assert len(saved) == 1 and 10 <= int(saved[0].name.split("-")[1]) < 200
-    resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))  # the interrupted run continues
+    resumed = finetune(load_recipe(raw=raw, overrides=["output.resume=true"])).metrics  # the interrupted run continues
     assert resumed["resumed_from"] == saved[0].name and (run / "model.safetensors").exists()
 
 
@@ -144,8 +144,8 @@ def test_resume_refusals(tiny_recipe, tmp_path):
 
 
 def test_same_seed_same_metrics_and_a_manifest(tiny_recipe, tmp_path):
-    first = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'a'}"]))
-    second = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'b'}"]))
+    first = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'a'}"])).metrics
+    second = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'b'}"])).metrics
     assert stripped(first) == stripped(second)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["packages"]["transformers"] and manifest["accelerate"]["processes"] == 1

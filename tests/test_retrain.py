@@ -91,7 +91,7 @@ def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_pa
     assert new["tokens_per_char"] < 0.8 and new["unk_rate"] == 0.0  # whole words: fewer tokens than characters
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "pretrained")
     assert tokenizer.tokenize("今天北京")[0] in ("今天", "今天北京")
-    assert results["pretrain"]["vocabulary"]["vocab_size"] == len(tokenizer) <= 400
+    assert results["pretrained"]["vocabulary"]["vocab_size"] == len(tokenizer) <= 400
 
 
 def test_words_without_room_or_segmentation_are_named(tiny_checkpoint, tmp_path):
@@ -158,7 +158,7 @@ def test_rebuilt_rows_are_copied_composed_or_drawn(source):
         CHINESE + ["the film was good", "wonderful acting", "goodness"] * 5,
         TokenizerConfig(vocab_size=300, min_frequency=1),
     )
-    report = vocab.rebuild(model, old, new, seed=0)
+    report = vocab.rebuild_vocabulary(model, old, new, seed=0)
     after = model.get_input_embeddings().weight
     assert after.shape[0] == len(new) == report["vocab_size"]
     assert report["copied"] + report["composed"] + report["drawn"] == len(new)
@@ -185,11 +185,11 @@ def test_rebuilt_rows_are_copied_composed_or_drawn(source):
 def test_extend_keeps_old_ids_and_adds_new_tokens(source):
     model, old = source
     new = train_tokenizer(CHINESE, TokenizerConfig(vocab_size=200, min_frequency=1))
-    extended = vocab.extend(old, new)
+    extended = vocab.extend_tokenizer(old, new)
     assert all(extended.get_vocab()[t] == i for t, i in old.get_vocab().items())
     assert "中" in extended.get_vocab() and extended.tokenize("中共") == ["中", "共"]
     before = model.get_input_embeddings().weight.detach().clone()
-    vocab.rebuild(model, old, extended)
+    vocab.rebuild_vocabulary(model, old, extended)
     assert torch.equal(model.get_input_embeddings().weight[: len(old)], before)
 
 
@@ -218,7 +218,8 @@ def test_packing_drops_nothing_and_pads_only_the_last_block():
     ]
     assert len(inner) == expected == stats["tokens"]
     assert all(all(b["attention_mask"]) for b in packed[:-1])
-    assert 1 - stats["padding"] / (len(packed) * 30) >= 0.99 or len(packed) < 10
+    assert len(packed) == stats["blocks"] >= 10  # enough blocks that the padding share below means something
+    assert stats["padding"] < 30, "only the last block is padded, by less than one block's 30 inner positions"
 
 
 def test_whole_word_masking_never_masks_part_of_a_word():
@@ -305,7 +306,7 @@ def test_pretrained_stage_follows_the_pretraining_seed_alone(tiny_checkpoint, tm
     other = {**raw, "training": {**raw["training"], "seed": 7}, "output": {"dir": str(tmp_path / "other")}}
     # tokenizer training breaks ties by hash order
     shutil.copytree(tmp_path / "run" / "tokenizer", tmp_path / "other" / "tokenizer")
-    assert retrain(load_recipe(raw=other), until="pretrained")["pretrain"]["vocabulary"]["drawn"] > 0
+    assert retrain(load_recipe(raw=other), until="pretrained")["pretrained"]["vocabulary"]["drawn"] > 0
     first, second = (load_file(tmp_path / d / "pretrained" / "model.safetensors") for d in ("run", "other"))
     assert first.keys() == second.keys()
     for name in first:
@@ -328,13 +329,16 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     from hfadapt.retraining.pipeline import retrain
 
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
-    results = retrain(load_recipe(raw=raw))
+    finished = retrain(load_recipe(raw=raw))
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {"tokenizer", "pretrained", "finetuned", "recipe.yaml", "results.json"}
+    # the fine-tuned stage's Run, with every stage's report, as results.json holds them
+    results = finished.stages
+    assert finished.run_dir == run / "finetuned" and results == json.loads((run / "results.json").read_text())
     assert results["tokenizer"]["new"]["unk_rate"] < results["tokenizer"]["old"]["unk_rate"]
-    assert results["pretrain"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
-    assert results["pretrain"]["packing"]["non_padding_share"] > 0.9
-    assert "test_accuracy" in results["finetune"]["test"]
+    assert results["pretrained"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
+    assert results["pretrained"]["packing"]["non_padding_share"] > 0.9
+    assert "test_accuracy" in results["finetuned"]["test"] and finished.metrics == results["finetuned"]
     card = (run / "finetuned" / "README.md").read_text()
     assert (
         "| vocabulary (replace) |" in card
@@ -350,7 +354,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     stamp = (run / "pretrained" / "model.safetensors").stat().st_mtime_ns
     again = retrain(load_recipe(raw=raw))
     assert (run / "pretrained" / "model.safetensors").stat().st_mtime_ns == stamp
-    assert again["finetune"] == results["finetune"]
+    assert again.metrics == finished.metrics and again.stages == results
     # new fine-tuning settings: refused without overwrite; with it, only the fine-tuning is redone
     raw["training"]["learning_rate"] = 1.0e-3
     with pytest.raises(
@@ -384,7 +388,7 @@ def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_pa
         str(run / "pretrained")
     }
     stamp = (run / "pretrained" / "model.safetensors").stat().st_mtime_ns
-    assert retrain(load_recipe(raw=raw), seeds=[1, 2])["finetune"] == summary  # reused whole
+    assert retrain(load_recipe(raw=raw), seeds=[1, 2])["finetuned"] == summary  # reused whole
     with pytest.raises(HfadaptError, match=r"finetuned was made with other settings \(seeds\)"):
         retrain(load_recipe(raw=raw), seeds=[1, 3])
     retrain(load_recipe(raw=raw, overrides=["output.overwrite=true"]), seeds=[1, 3])

@@ -67,8 +67,7 @@ def test_a_retraining_recipe_with_replaced_token_detection_keeps_a_plain_discrim
     raw["pretrain"]["objective"] = "rtd"
     raw["pretrain"]["training"]["eval_strategy"] = "steps"
     raw["pretrain"]["training"]["eval_steps"] = 3
-    results = retrain(load_recipe(raw=raw))
-    report = results["pretrain"]
+    report = retrain(load_recipe(raw=raw)).stages["pretrained"]
     assert 0 <= report["discriminator_accuracy"] <= 1 and report["generator_perplexity"] > 1
     folder = tmp_path / "run" / "pretrained"
     config = json.loads((folder / "config.json").read_text())

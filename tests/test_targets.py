@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
     "recipe, target", [("recipes/rotten_tomatoes_lora.yaml", 0.82), ("recipes/rotten_tomatoes_full.yaml", 0.84)]
 )
 def test_rotten_tomatoes_reaches_its_target(recipe, target, tmp_path):
-    results = finetune(load_recipe(recipe, [f"output.dir={tmp_path / 'run'}", "training.disable_tqdm=true"]))
+    results = finetune(load_recipe(recipe, [f"output.dir={tmp_path / 'run'}", "training.disable_tqdm=true"])).metrics
     assert results["test"]["test_accuracy"] >= target
     if "lora" in recipe:
         assert results["parameters"]["trainable_percent"] < 2.0

@@ -56,8 +56,8 @@ def test_rebuild_with_static_embeddings_copies_shared_rows_and_combines_the_unsp
     before = model.get_input_embeddings().weight.detach().clone()
     corpus = [t + str(i % 7) for i, t in enumerate(CHINESE * 4)]
     new = train_tokenizer(corpus, TokenizerConfig(vocab_size=200, min_frequency=1))
-    vectors = transfer.static_embeddings(transfer.corpus_ids(corpus, new), len(new), dimensions=8)
-    report = vocab.rebuild(model, old, new, seed=0, static=vectors)
+    report = vocab.rebuild_vocabulary(model, old, new, new_rows="static", corpus=iter(corpus), seed=0)
+    vectors = transfer.static_embeddings(transfer.corpus_ids(corpus, new), len(new))  # as it learnt them
     after = model.get_input_embeddings().weight.detach()
     old_vocab, specials = old.get_vocab(), set(new.all_special_tokens)
     anchors = {i: old_vocab[t] for t, i in new.get_vocab().items() if t in old_vocab and t not in specials}
@@ -81,7 +81,7 @@ def test_a_retraining_recipe_with_static_rows_pretrains(tiny_checkpoint, tmp_pat
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
     raw["pretrain"]["new_rows"] = "static"
     results = retrain(load_recipe(raw=raw), until="pretrained")
-    assert results["pretrain"]["vocabulary"]["transferred"] > 0
+    assert results["pretrained"]["vocabulary"]["transferred"] > 0
     del raw["tokenizer"]
     with pytest.raises(RecipeError) as caught:
         load_recipe(raw=raw)

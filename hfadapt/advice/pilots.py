@@ -178,10 +178,10 @@ def run_pilot(
     with _PeakMemory() as memory:
         began = time.perf_counter()
         if name == "retrain":
-            results = retrain(recipe, callbacks=[deadline])["finetune"]
+            finished = retrain(recipe, callbacks=[deadline])
         else:
-            results = finetune(recipe, callbacks=[deadline])
-    run = folder / "finetuned" if name == "retrain" else folder
+            finished = finetune(recipe, callbacks=[deadline])
+    results, run = finished.metrics, finished.run_dir
     predictions = predict_validation(run, recipe, validation, results["label_names"])
     seconds_taken = time.perf_counter() - began
     metric, parameters = results["main_metric"], results["parameters"]
@@ -231,9 +231,10 @@ def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[
     import numpy as np
     from transformers import Trainer
 
-    from hfadapt.runs.inference import load_run
+    from hfadapt.runs.run import Run
 
-    _, model, tokenizer = load_run(run)
+    finished = Run.load(run)
+    model, tokenizer = finished.model, finished.tokenizer
     one = splits.TaskData(datasets.DatasetDict({"train": validation}), label_names)
     rows = tokenization.tokenize(one, tokenizer, recipe.data, recipe.task)["train"]
     args = recipe.training_arguments(output_dir=str(run / "predicting"))
@@ -243,8 +244,8 @@ def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[
     logits = trainer.predict(rows).predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
     if "doc" in rows.column_names:  # data.long_texts: windows: a text's prediction is the mean of its windows'
-        logits, _ = long_texts.pool(logits, None, rows["doc"])
-    del trainer, model
+        logits, _ = long_texts.pool_windows(logits, rows["doc"])
+    del trainer, model, finished
     gc.collect()
     if recipe.task.type == "token_classification":
         words = list(validation["tokens"])

@@ -2,6 +2,8 @@
 
 - `sources`: reading a file, folder, `save_to_disk` folder, Hub data set or built-in corpus, each
   problem named with its line;
+- `in_memory`: data given in memory (a DataFrame, a `datasets.Dataset`, a list of dicts, an iterable of
+  texts), read as a file is and named by a fingerprint of its content;
 - `records`: checking each row (empty text, missing or unknown label) and encoding its label;
 - `splits`: deduplicated, leak-free train, validation and test splits made by text hash;
 - `tokenization`: token ids and aligned labels, the padding collator, the truncation report;

@@ -8,17 +8,22 @@
   window trains with its text's label; in evaluation and `predict` a text's logits are the mean of
   its windows', so every figure is per text, as with the other two.
 
-`encode` makes the token ids (for `data.tokenize` and `predict`); `WindowPooling` is the Trainer hook
-that turns per-window predictions back into per-text ones.
+`encode_windows`, `pool_windows` and the `WindowPooling` Trainer mixin take plain arguments; `encode`
+makes the token ids under a recipe's `data` section (for `data.tokenize` and `predict`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 HEAD_SHARE = 0.25  # head_tail: the share of the room given to the text's beginning
 
@@ -27,19 +32,49 @@ def encode(tokenizer, texts: list[str], data: DataConfig, pairs: list[str] | Non
     """Token ids of `texts` under `data.long_texts`. With windows a long text gives several rows, and
     `doc` says which text (its index in `texts`) each row reads."""
     if data.long_texts == "windows":
-        enc = tokenizer(
-            texts,
-            truncation=True,
-            max_length=data.max_length,
-            stride=data.window_stride(),
-            return_overflowing_tokens=True,
-        )
-        rows = dict(enc)
-        rows["doc"] = rows.pop("overflow_to_sample_mapping")
-        return rows
+        return encode_windows(tokenizer, texts, data.max_length, data.window_stride())
     if data.long_texts == "head_tail":
         return _head_tail(tokenizer, texts, data.max_length)
     return dict(tokenizer(texts, pairs, truncation=True, max_length=data.max_length))
+
+
+def encode_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, stride: int
+) -> dict[str, list]:
+    """Token ids of whole texts as windows of `max_length` tokens, each overlapping the one before by `stride`.
+
+    A text that fits gives one window; a longer one several, each with the special tokens. Train each
+    window with its text's label; score or predict per text with `pool_windows` (or `WindowPooling`).
+
+    Args:
+        tokenizer: a fast tokenizer (it gives the overflowing windows).
+        texts: the texts.
+        max_length: tokens per window, special tokens included.
+        stride: tokens each window shares with the one before (a quarter of `max_length` is hfadapt's default).
+
+    Returns:
+        The tokenizer's columns (`input_ids`, `attention_mask`, ...), one row per window, and `doc`: the
+        index in `texts` of the text each window reads.
+
+    Raises:
+        HfadaptError: a slow tokenizer, a single string for `texts`, or a stride that leaves no new token.
+    """
+    if isinstance(texts, str):
+        raise HfadaptError(f"encode_windows: texts is one string; give a list of texts, e.g. [{texts[:20]!r}]")
+    if not getattr(tokenizer, "is_fast", False):
+        raise HfadaptError(
+            "encode_windows: windows need a fast tokenizer (AutoTokenizer.from_pretrained(..., use_fast=True))"
+        )
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if not 0 <= stride < room:
+        raise HfadaptError(
+            f"encode_windows: stride must be 0 or more and below the {room} text tokens of a window of "
+            f"max_length={max_length}; got {stride}"
+        )
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
+    rows = dict(enc)
+    rows["doc"] = rows.pop("overflow_to_sample_mapping")
+    return rows
 
 
 def _head_tail(tokenizer, texts: list[str], max_length: int) -> dict[str, list]:
@@ -66,11 +101,32 @@ def _head_tail(tokenizer, texts: list[str], max_length: int) -> dict[str, list]:
     return rows
 
 
-def pool(predictions, labels, docs) -> tuple[Any, Any]:
-    """Per-text predictions (the mean of each text's window logits) and labels (its first window's)."""
+def pool_windows(
+    predictions: np.ndarray | tuple, docs: Sequence[int], labels: Sequence[Any] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-text predictions from per-window ones: the mean of each text's window logits.
+
+    Args:
+        predictions: the windows' logits, one row per window (a tuple's first item is taken, as
+            `Trainer.predict` may give one).
+        docs: each window's text index, as `encode_windows` gives it (`rows["doc"]`).
+        labels: the windows' labels, or None.
+
+    Returns:
+        The per-text logits, in text-index order, and the per-text labels (each text's first window's;
+        None without `labels`).
+
+    Raises:
+        HfadaptError: `docs` and `predictions` of different lengths.
+    """
     if isinstance(predictions, tuple):
         predictions = predictions[0]
-    docs = np.asarray(docs)
+    predictions = np.asarray(predictions)
+    docs = np.asarray(docs, dtype=np.int64)
+    if len(docs) != len(predictions):
+        raise HfadaptError(
+            f"pool_windows: {len(predictions)} rows of predictions but {len(docs)} docs; give one doc per window"
+        )
     count = int(docs.max()) + 1 if len(docs) else 0
     sums = np.zeros((count,) + predictions.shape[1:], dtype=np.float64)
     np.add.at(sums, docs, predictions)
@@ -84,8 +140,20 @@ def pool(predictions, labels, docs) -> tuple[Any, Any]:
 
 
 class WindowPooling:
-    """A `Trainer` mixin: evaluating or predicting a data set of windows (one with a `doc` column)
-    scores and returns one row per text. Other data sets pass through unchanged."""
+    """A `Trainer` mixin: evaluating or predicting a data set of windows (one with a `doc` column, as
+    `encode_windows` makes) scores and returns one row per text, with `pool_windows`. Other data sets
+    pass through unchanged.
+
+    Mix it in before `Trainer`: `class MyTrainer(WindowPooling, Trainer): ...`. The metrics are the
+    text-level ones; the loss stays the windows' mean.
+
+    Args:
+        *args: `transformers.Trainer`'s own arguments (the mixin adds none).
+        **kwargs: `transformers.Trainer`'s own keyword arguments.
+
+    Returns:
+        A Trainer whose `evaluate` and `predict` give one row per text.
+    """
 
     _docs = None
 
@@ -109,7 +177,7 @@ class WindowPooling:
             out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         finally:
             self.compute_metrics = compute
-        predictions, labels = pool(out.predictions, out.label_ids, docs)
+        predictions, labels = pool_windows(out.predictions, docs, out.label_ids)
         scores = dict(out.metrics)  # the loss stays the windows' mean loss
         if compute is not None and labels is not None:
             for key, value in compute(EvalPrediction(predictions=predictions, label_ids=labels)).items():

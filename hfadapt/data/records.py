@@ -3,8 +3,9 @@
 A row is unusable when its text is empty, its label is missing (empty cell, null, NaN), or a value
 has the wrong type (a mapping as a label, a list where one label is expected, fewer tags than
 words). Such rows are refused by default, all at once, with their count and their first places
-(the file's line where hfadapt read the file itself); `data.drop_invalid: true` leaves them out
-instead, and the counts go into the data report (metrics.json, the model card).
+(the file's line where hfadapt read the file itself, the index of data given in memory);
+`data.drop_invalid: true` leaves them out instead, and the counts go into the data report
+(metrics.json, the model card).
 """
 
 from __future__ import annotations
@@ -70,8 +71,13 @@ def label_names(train, data: DataConfig, task: TaskConfig) -> list[str] | None:
     return distinct
 
 
-def encode_rows(ds, data: DataConfig, task: TaskConfig, names: list[str] | None, split: str, known: bool, unusable):
-    """The split's usable rows, encoded; each unusable row's index goes to `unusable[reason]`."""
+def encode_rows(
+    ds, data: DataConfig, task: TaskConfig, names: list[str] | None, split: str, known: bool, unusable, row_index=None
+):
+    """The split's usable rows, encoded; each unusable row's position goes to `unusable[reason]`.
+
+    `row_index`: each row's index, for data given in memory (a DataFrame's own), to name a row by.
+    """
     from datasets import ClassLabel, Sequence
 
     feature = ds.features[data.label_column]
@@ -96,7 +102,8 @@ def encode_rows(ds, data: DataConfig, task: TaskConfig, names: list[str] | None,
 
     out = []
     for i, example in enumerate(ds):
-        where = f"row {i + 1} of the {split} split"
+        where = f"row {i + 1}" if row_index is None else f"index {row_index[i]}"
+        where += f" of the {split} split"
         try:
             if task.type == "token_classification":
                 row = _token_row(example[data.text_column], example[data.label_column], where, encode)
@@ -177,12 +184,17 @@ def refuse_or_count(unusable: dict[str, dict[str, list[int]]], data: DataConfig,
             places = [f"line {starts[i]}" if starts else f"row {i + 1}" for i in rows[:SHOWN]]
             more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
             where = (source.split_files.get(split) or source.file) if starts else f"the {split} split"
+            if source.given is not None:  # data given in memory: its rows by index (a DataFrame's own)
+                index = source.index.get(split)
+                places = [f"index {i if index is None else index[i]}" for i in rows[:SHOWN]]
+                where = source.given if len(source.splits) == 1 else f"the {split} split of {source.given}"
             lines.append(
                 f"  {reason}: {len(rows)} row{'s' if len(rows) > 1 else ''} ({', '.join(places)}{more} of {where})"
             )
     rows_read = sum(read.values())
+    named = source.given or data.source
     raise HfadaptError(
-        f"data: {total} of {rows_read} rows of {data.source} cannot be used:\n" + "\n".join(lines) + "\n"
+        f"data: {total} of {rows_read} rows of {named} cannot be used:\n" + "\n".join(lines) + "\n"
         "fix them, or set data.drop_invalid=true to leave such rows out (their count goes into metrics.json)"
     )
 

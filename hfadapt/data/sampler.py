@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
+from hfadapt.errors import HfadaptError
+
 
 class LengthGroupedByLabelSampler:
     """Training order for `train_sampling_strategy: group_by_length` on single-label classification:
@@ -14,11 +18,40 @@ class LengthGroupedByLabelSampler:
     proportion, at the same length quantile. Batches are shuffled within the megabatch (a short
     last batch stays last, so the data loader's batches line up with these). The order
     is drawn from torch's global generator, as `Trainer`'s own samplers are, so `seed` fixes it.
+
+    Use it from a `Trainer` subclass of your own::
+
+        class MyTrainer(Trainer):
+            def _get_train_sampler(self, train_dataset=None):
+                data = train_dataset if train_dataset is not None else self.train_dataset
+                lengths = [len(ids) for ids in data["input_ids"]]
+                return LengthGroupedByLabelSampler(lengths, data["labels"], self.args.train_batch_size)
+
+    Args:
+        lengths: each example's length in tokens.
+        labels: each example's class id (single-label classification), in the same order.
+        batch_size: the examples per batch on one device (`args.train_batch_size`).
+
+    Returns:
+        A torch sampler: iterating it gives every index of the data once, in the order to train.
+
+    Raises:
+        HfadaptError: lengths and labels of different sizes, or a batch size below 1.
     """
 
     MEGABATCH = 50
 
-    def __init__(self, lengths: list[int], labels: list[int], batch_size: int):
+    def __init__(self, lengths: Sequence[int], labels: Sequence[Hashable], batch_size: int):
+        lengths, labels = list(lengths), list(labels)
+        if len(lengths) != len(labels):
+            raise HfadaptError(
+                f"LengthGroupedByLabelSampler: {len(lengths)} lengths but {len(labels)} labels; give one of each "
+                "per example"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise HfadaptError(
+                f"LengthGroupedByLabelSampler: batch_size must be a whole number, 1 or more; got {batch_size!r}"
+            )
         self.lengths, self.labels, self.batch_size = lengths, labels, batch_size
 
     def __len__(self) -> int:

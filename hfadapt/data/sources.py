@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,25 @@ class Source:
     file: str | None = None  # the local file the splits came from, for messages
     kinds: dict[str, set[str]] = field(default_factory=dict)  # JSON lines: column -> Python types of its values
     split_files: dict[str, str] = field(default_factory=dict)  # data.files: split -> its local file
+    given: str | None = None  # data given in memory (in_memory.py): what it was, for messages ("the DataFrame")
+    index: dict[str, Sequence] = field(default_factory=dict)  # data given in memory: split -> each row's index
+
+
+IN_MEMORY = "in-memory:"  # the source of data given in memory, named by its content (in_memory.py)
+
+
+def not_saved(source: str, where: str) -> HfadaptError:
+    """The error for a recipe that names data given in memory (which runs do not save) without that data."""
+    if where.startswith("corpus"):
+        return HfadaptError(
+            f"{where}: {source} names texts that were given in memory, and runs do not save them; give them "
+            "again (retrain(recipe, corpus=texts)), or list files, folders or Hub data sets in corpus.sources"
+        )
+    return HfadaptError(
+        f"{where}: {source} names data that was given in memory, and runs do not save it; give it again "
+        "(finetune(recipe, data=...), evaluate(run_dir, source=...)), or give a file, folder or Hub data set "
+        "(data.source=PATH, or hfadapt evaluate RUN_DIR PATH)"
+    )
 
 
 def load_source(
@@ -48,6 +68,8 @@ def load_source(
     """
     import datasets
 
+    if source.startswith(IN_MEMORY):
+        raise not_saved(source, where)
     path = Path(source).expanduser()
     if revision is not None and (builtin.is_builtin(source) or path.exists()):
         raise HfadaptError(f"data.revision: {source} is not a Hub data set; only a Hub data set has revisions")

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfadapt.data import records, sources
+from hfadapt.data import in_memory, records, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -56,18 +56,24 @@ def join_words(words: list[str]) -> str:
     return text
 
 
-def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | None = None) -> TaskData:
+def load_splits(
+    data: DataConfig, task: TaskConfig, label_names: list[str] | None = None, *, given: in_memory.Given | None = None
+) -> TaskData:
     """Load `data.source` and return deduplicated, leak-free train, validation and test splits.
 
     `label_names` fixes the label ids (those of a trained model); by default they come from the
-    training split.
+    training split. `given`: data given in memory (`in_memory.load`), read instead of `data.source`
+    under the same checks and split rules.
     """
     from datasets import Dataset, DatasetDict
 
-    source = sources.load_source(data.source, data.revision, data.encoding, subset=data.subset, files=data.files)
+    if given is not None:
+        source = given.source
+    else:
+        source = sources.load_source(data.source, data.revision, data.encoding, subset=data.subset, files=data.files)
     raw = source.splits
     names = {"train": data.train_split, "validation": data.validation_split, "test": data.test_split}
-    _check_columns(raw, names, data)
+    _check_columns(raw, names, data, source.given)
     if {"number", "str"} <= source.kinds.get(data.label_column, set()):
         raise HfadaptError(
             f"data.label_column: the labels of {data.source} mix numbers and text (1 and '1' read the same); "
@@ -84,7 +90,8 @@ def load_splits(data: DataConfig, task: TaskConfig, label_names: list[str] | Non
         if names[split] in raw:
             unusable[split] = defaultdict(list)
             ds = raw[names[split]].select_columns(columns)
-            rows[split] = records.encode_rows(ds, data, task, label_names, split, known, unusable[split])
+            index = source.index.get(names[split], range(len(ds))) if source.given else None
+            rows[split] = records.encode_rows(ds, data, task, label_names, split, known, unusable[split], index)
             _key_rows(rows[split])
     report["rows_read"] = {split: len(raw[names[split]]) for split in SPLITS if names[split] in raw}
     dropped = records.refuse_or_count(unusable, data, source, report["rows_read"])
@@ -177,11 +184,14 @@ def _key_rows(rows: list[dict]) -> None:
         row["_key"], row["_h"], row["_u"] = key, digest, (digest % 1_000_000) / 1_000_000
 
 
-def _check_columns(raw, names: dict[str, str], data: DataConfig) -> None:
-    """The training split exists, and every split has the columns the recipe names."""
+def _check_columns(raw, names: dict[str, str], data: DataConfig, given: str | None = None) -> None:
+    """The training split exists, and every split has the columns the recipe names.
+
+    `given`: what data given in memory was ("the DataFrame"), to name it by.
+    """
     if names["train"] not in raw:
         raise HfadaptError(
-            f"data.train_split: {data.source} has no split {names['train']!r}; its splits are {', '.join(raw)}"
+            f"data.train_split: {given or data.source} has no split {names['train']!r}; its splits are {', '.join(raw)}"
         )
     wanted = {"text_column": data.text_column, "label_column": data.label_column}
     wanted["text_pair_column"] = data.text_pair_column
@@ -191,10 +201,8 @@ def _check_columns(raw, names: dict[str, str], data: DataConfig) -> None:
         have = raw[names[split]].column_names
         for key, column in wanted.items():
             if column and column not in have:
-                raise HfadaptError(
-                    f"data.{key}: the {names[split]} split of {data.source} has no column {column!r}; "
-                    f"its columns are {', '.join(have)}"
-                )
+                place = given if given and len(raw) == 1 else f"the {names[split]} split of {given or data.source}"
+                raise HfadaptError(f"data.{key}: {place} has no column {column!r}; its columns are {', '.join(have)}")
 
 
 def _make_missing_splits(rows: dict[str, list[dict]], data: DataConfig) -> list[str]:

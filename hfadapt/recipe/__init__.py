@@ -3,6 +3,7 @@
 - `defaults`: hfadapt's changes to TrainingArguments' defaults;
 - `schema`: the sections, each field with its default and help, and their checks (`retraining`: the
   corpus, tokenizer and pretrain sections);
+- `data`: the data section (source, columns, splits, lengths, long texts);
 - `typecheck`: building the dataclasses from YAML values, type by type;
 - `loading`: files and `key=value` overrides;
 - `arguments`: `TrainingArguments` and `peft.LoraConfig` from their sections;

@@ -16,7 +16,8 @@ class DataConfig:
 
     source: str = option(
         help="a CSV/TSV/JSON/JSONL/Parquet/text file, a folder of them, a save_to_disk folder, "
-        "a Hub data set id, or builtin:NAME"
+        "a Hub data set id, or builtin:NAME; in-memory:sha256:... names data given to the Python API (data=), "
+        "which is not saved"
     )
     subset: str | None = option(None, help="a Hub data set's configuration (subset), e.g. sst2 of glue")
     revision: str | None = option(None, help="a Hub data set's branch, tag or commit")

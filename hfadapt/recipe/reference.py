@@ -40,7 +40,7 @@ def _section(cls: type, path: str, parts: list[str], seen: set[type]) -> None:
     parts += [
         f"## {title}",
         "",
-        (cls.__doc__ or "").strip(),
+        (cls.__doc__ or "").strip().split("\n\n")[0],  # the summary; the field table below is the rest
         "",
         "| field | type | default | help |",
         "|---|---|---|---|",

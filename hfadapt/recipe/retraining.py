@@ -17,7 +17,8 @@ class CorpusConfig:
 
     sources: list[str] = option(
         help="files, folders, Hub ids or builtin:NAME; when a source is data.source, only its "
-        "training split is read (no validation or test text leaks in)"
+        "training split is read (no validation or test text leaks in); in-memory:sha256:... names texts given "
+        "to the Python API (corpus=)"
     )
     text_column: str = option(
         "text",

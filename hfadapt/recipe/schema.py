@@ -208,7 +208,24 @@ class EarlyStoppingConfig:
 
 @dataclass
 class Recipe:
-    """A whole run: fine-tuning, and with corpus/tokenizer/pretrain sections, retraining first."""
+    """A whole run: fine-tuning, and with corpus/tokenizer/pretrain sections, retraining first.
+
+    Build one with `load_recipe(path)` or `load_recipe(raw=dict)`, which check it whole; each section
+    is a dataclass of its own, every field documented in docs/recipe.md.
+
+    Args:
+        model: the checkpoint to adapt (`ModelConfig`).
+        data: the examples to fine-tune on (`DataConfig`).
+        output: where the run's results go (`OutputConfig`).
+        task: the task head and its metrics.
+        adapt: which weights train (full, freeze or lora).
+        training: `transformers.TrainingArguments` fields, over hfadapt's defaults.
+        early_stopping: stop when the validation main metric stops improving.
+        hub: push to the Hugging Face Hub when training ends.
+        corpus: retraining: the texts for the tokenizer and pretraining.
+        tokenizer: retraining: train a new tokenizer on the corpus.
+        pretrain: retraining: masked-LM pretraining before fine-tuning.
+    """
 
     model: ModelConfig = option(help="the checkpoint to adapt")
     data: DataConfig = option(help="the examples to fine-tune on")

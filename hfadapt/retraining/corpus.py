@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from hfadapt.data import sources, splits
+from hfadapt.data import in_memory, sources, splits
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
 from hfadapt.retraining import mlm
@@ -38,17 +38,23 @@ def segment_with(segmenter: str | None):
 # stage, the name of the packed corpus and the packing itself all read them. Outside it, each
 # read goes to the source.
 _loaded: dict[str, Any] | None = None
+# Data and texts given in memory to the pipeline running inside `reading_once(...)`, by the name the
+# recipe gives them (their `in-memory:` source).
+_given: dict[str, in_memory.Given | in_memory.Texts] = {}
 
 
 @contextlib.contextmanager
-def reading_once():
-    global _loaded
-    outer = _loaded
+def reading_once(*given: in_memory.Given | in_memory.Texts | None):
+    """Read each corpus source and the fine-tuning data once inside this block; `given`: the data and
+    texts given in memory to the pipeline, found by their `in-memory:` names in its recipe."""
+    global _loaded, _given
+    outer, outer_given = _loaded, _given
     _loaded = {} if outer is None else outer
+    _given = {**outer_given, **{g.name: g for g in given if g is not None}}
     try:
         yield
     finally:
-        _loaded = outer
+        _loaded, _given = outer, outer_given
 
 
 def _once(key: str, read):
@@ -61,7 +67,8 @@ def _once(key: str, read):
 
 def _task_data(recipe: Recipe) -> splits.TaskData:
     key = json.dumps([dataclasses.asdict(recipe.data), dataclasses.asdict(recipe.task)], sort_keys=True, default=str)
-    return _once("data\x1e" + key, lambda: splits.load_splits(recipe.data, recipe.task))
+    given = _given.get(recipe.data.source)
+    return _once("data\x1e" + key, lambda: splits.load_splits(recipe.data, recipe.task, given=given))
 
 
 def _source(source: str):
@@ -94,6 +101,8 @@ def _source_documents(recipe: Recipe, source: str, split: str, segment) -> Itera
     if source == recipe.data.source:
         # the fine-tuning data: its training split only, so no test text is ever pretrained on
         rows = ((t, None) for t in splits.texts(_task_data(recipe).splits["train"]))
+    elif source in _given:  # texts given in memory (retrain(corpus=...))
+        rows = ((t, None) for t in _given[source].texts)
     else:
         part = _source(source)
         words_only = corpus.text_column not in part.column_names and "tokens" in part.column_names
@@ -143,12 +152,15 @@ def corpus_key(recipe: Recipe) -> dict:
     """What names the corpus for prepared data: its settings, and what each source holds.
 
     A source's content is named by the fingerprint `datasets` gives it (a hash of the data, or of
-    the files and their modification times); the fine-tuning data by its own fingerprint.
+    the files and their modification times); the fine-tuning data by its own fingerprint, and texts
+    given in memory by a hash of them.
     """
     sources = []
     for source in recipe.corpus.sources:
         if source == recipe.data.source:
             sources.append(_task_data(recipe).report["fingerprint"])
+        elif source in _given:
+            sources.append(_given[source].digest)
         else:
             sources.append(_source(source)._fingerprint)
     return {"settings": dataclasses.asdict(recipe.corpus), "sources": sources}

@@ -5,6 +5,9 @@ last block is padded, so nothing is dropped and almost every position is a real 
 token carries the index of the word it belongs to (from the corpus's own segmentation, a
 segmenter such as jieba, or the tokenizer's pre-tokenization), and masking picks whole words:
 all characters of a Chinese word are masked together, with no reference files.
+
+`pack_blocks`, `WholeWordMaskCollator` and `MaskedLMTrainer` take plain arguments; `packed` is the
+recipe's packing of its corpus, through the same writer, into the prepared-data cache.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import Trainer
 
 from hfadapt.data import cache
 from hfadapt.errors import HfadaptError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +106,9 @@ def packed(
     }
 
     def build(work: Path) -> dict:
-        from datasets import Features, Sequence, Value
-        from datasets.arrow_writer import ArrowWriter
-
-        # word ids restart in every block (`blocks`), so 32 bits hold them whatever the corpus size
-        columns = {"input_ids": "int32", "word_ids": "int32", "attention_mask": "int8"}
-        features = Features({name: Sequence(Value(kind)) for name, kind in columns.items()})
         stats: dict[str, dict] = {}
         for split in BLOCK_SPLITS:
-            stats[split] = {}
-            with ArrowWriter(features=features, path=str(work / f"{split}.arrow")) as writer:
-                for block in blocks(tokenizer, documents(split), block_size, stats[split]):
-                    writer.write(block)
-                writer.finalize()
+            stats[split] = _write_blocks(tokenizer, documents(split), block_size, path=work / f"{split}.arrow")
             if stats[split]["blocks"] == 0:
                 raise HfadaptError(
                     f"corpus: the {split} share of the corpus is empty; "
@@ -128,10 +125,102 @@ def packed(
     return cache.ensure(key, build, load)
 
 
-class WholeWordMaskCollator:
-    """Mask about `probability` of the tokens, whole words at a time; 80% [MASK], 10% a random token, 10% kept."""
+def pack_blocks(texts: Iterable[Any], tokenizer: PreTrainedTokenizerBase, block_size: int) -> Dataset:
+    """Pack texts end to end into masked-LM blocks of `block_size` tokens: [CLS] tokens... [SEP].
 
-    def __init__(self, tokenizer, probability: float = 0.15, whole_words: bool = True):
+    Every token of every text lands in a block (a long text spans several); only the last block is
+    padded. Each token carries its word's index within the block (`word_ids`), from the text's own
+    segmentation where given, else from the tokenizer's pre-tokenization, for `WholeWordMaskCollator`.
+
+    Args:
+        texts: an iterable (a stream is read once) of texts; of `(text, words)` pairs, `words` being
+            the text's segmentation into words (or None); or of rows with a `text` item (and a `words`
+            one), such as a `datasets.Dataset`.
+        tokenizer: a fast tokenizer with [CLS], [SEP] and [PAD] tokens.
+        block_size: tokens per block, the special tokens included.
+
+    Returns:
+        A `datasets.Dataset` with `input_ids`, `word_ids` (-1 at special and padding positions) and
+        `attention_mask`, one row per block: the train data for `WholeWordMaskCollator` and
+        `MaskedLMTrainer` (with `remove_unused_columns=False`).
+
+    Raises:
+        HfadaptError: a block size below 3, a slow tokenizer or one without [CLS], [SEP] and [PAD], a
+            single string for `texts`, or texts that hold no token.
+    """
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 3:
+        raise HfadaptError(f"pack_blocks: block_size must be a whole number, 3 or more; got {block_size!r}")
+    if isinstance(texts, str):
+        raise HfadaptError(f"pack_blocks: texts is one string; give an iterable of texts, e.g. [{texts[:20]!r}]")
+    if not getattr(tokenizer, "is_fast", False):
+        raise HfadaptError(
+            "pack_blocks: word ids need a fast tokenizer (AutoTokenizer.from_pretrained(..., use_fast=True))"
+        )
+    missing = [
+        role for role in ("cls_token", "sep_token", "pad_token") if getattr(tokenizer, role + "_id", None) is None
+    ]
+    if missing:
+        raise HfadaptError(
+            f"pack_blocks: the tokenizer has no {', '.join(missing)}; blocks are [CLS] ... [SEP], padded"
+        )
+    import pyarrow as pa
+    from datasets import Dataset
+
+    sink = pa.BufferOutputStream()
+    stats = _write_blocks(tokenizer, map(_document, texts), block_size, stream=sink)
+    if stats["blocks"] == 0:
+        raise HfadaptError("pack_blocks: the texts hold no token; give at least one non-empty text")
+    return Dataset.from_buffer(sink.getvalue())
+
+
+def _document(item: Any) -> tuple[str, list[str] | None]:
+    """A text, a (text, words) pair or a row with `text` (and `words`), as a (text, words) pair."""
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict) and "text" in item:
+        return item["text"], item.get("words")
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item
+    raise HfadaptError(f"pack_blocks: {item!r:.60} is not a text, a (text, words) pair or a row with a 'text' item")
+
+
+def _write_blocks(tokenizer, documents, block_size: int, path: Path | None = None, stream=None) -> dict:
+    """Write the blocks of `documents` as an Arrow file at `path` (or into `stream`); the packing counts."""
+    from datasets import Features, Sequence, Value
+    from datasets.arrow_writer import ArrowWriter
+
+    # word ids restart in every block (`blocks`), so 32 bits hold them whatever the corpus size
+    columns = {"input_ids": "int32", "word_ids": "int32", "attention_mask": "int8"}
+    features = Features({name: Sequence(Value(kind)) for name, kind in columns.items()})
+    stats: dict = {}
+    with ArrowWriter(features=features, path=str(path) if path else None, stream=stream) as writer:
+        for block in blocks(tokenizer, documents, block_size, stats):
+            writer.write(block)
+        writer.finalize()
+    return stats
+
+
+class WholeWordMaskCollator:
+    """Mask about `probability` of the tokens, whole words at a time; 80% [MASK], 10% a random token, 10% kept.
+
+    Args:
+        tokenizer: the tokenizer the blocks were packed with; it needs a [MASK] token.
+        probability: the share of each block's real tokens to mask, above 0 and below 1.
+        whole_words: mask every token of a chosen word together (False: tokens one at a time).
+
+    Returns:
+        A data collator: called on blocks from `pack_blocks` (rows with `input_ids`, `attention_mask`
+        and `word_ids`), it gives tensors `input_ids`, `attention_mask` and `labels` (-100 where unmasked).
+
+    Raises:
+        HfadaptError: a tokenizer without a mask token, or a probability outside (0, 1).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, probability: float = 0.15, whole_words: bool = True):
+        if getattr(tokenizer, "mask_token_id", None) is None:
+            raise HfadaptError("WholeWordMaskCollator: the tokenizer has no mask token ([MASK]); masked-LM needs one")
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 < probability < 1:
+            raise HfadaptError(f"WholeWordMaskCollator: probability must be above 0 and below 1; got {probability!r}")
         self.tokenizer = tokenizer
         self.probability = probability
         self.whole_words = whole_words
@@ -183,9 +272,18 @@ class MaskedLMTrainer(Trainer):
     the same tokens; loss scaling, gradient accumulation and the model wrappers of DDP, FSDP and
     DeepSpeed are Trainer's own. Evaluation goes through the same path (its logits are the masked
     positions'). A model without output embeddings is trained the usual way.
+
+    Args:
+        *args: `transformers.Trainer`'s own arguments: the masked-LM model, `TrainingArguments` (with
+            `remove_unused_columns=False`, so the blocks keep their `word_ids`), the blocks of
+            `pack_blocks` and a `WholeWordMaskCollator`.
+        **kwargs: `transformers.Trainer`'s own keyword arguments.
+
+    Returns:
+        A `Trainer`: `train()`, `evaluate()` (its `eval_loss` gives the perplexity) and `save_model()`.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._positions = None
         decoder = self.model.get_output_embeddings()

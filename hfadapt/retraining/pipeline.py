@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hfadapt import ranks
+from hfadapt.data import in_memory
 from hfadapt.errors import HfadaptError
-from hfadapt.recipe import Recipe, as_recipe, save_recipe
-from hfadapt.retraining import corpus, stages
+from hfadapt.recipe import Recipe, save_recipe
+from hfadapt.retraining import stages
+from hfadapt.retraining.corpus import reading_once
 from hfadapt.runs import output
+from hfadapt.runs.run import Run
 from hfadapt.training.finetuning import finetune
 
 
@@ -21,7 +25,9 @@ def retrain(
     *,
     callbacks: list | tuple = (),
     seeds: list[int] | tuple[int, ...] | None = None,
-) -> dict[str, Any]:
+    data: Any = None,
+    corpus: Iterable[str] | None = None,
+) -> Run | dict[str, Any]:
     """Run a retraining recipe's stages, reusing the finished ones.
 
     Args:
@@ -31,13 +37,22 @@ def retrain(
         callbacks: `transformers.TrainerCallback`s given to the pretraining and fine-tuning Trainers.
         seeds: fine-tune once per seed from the one pretrained stage (`finetuned/seed-N/` each, their
             mean and sd in `finetuned/seeds.json`); the tokenizer and pretraining follow the recipe's seeds.
+        data: the fine-tuning data itself, in place of data.source (which the saved recipe then gives as
+            `in-memory:sha256:...`): a `datasets.Dataset` or `DatasetDict` (its splits kept), a
+            `pandas.DataFrame` or a list of dicts. A corpus source that named data.source names it too.
+        corpus: the corpus itself, in place of corpus.sources: an iterable of texts (a list, a generator,
+            a pandas Series), read once and held in memory.
 
     Returns:
-        Each stage's report: `tokenizer` (the fit), `pretrain` (perplexities, packing, vocabulary)
-        and `finetune` (the fine-tuning metrics, as `finetune` returns them, or with `seeds` the
-        summary `finetune_seeds` returns).
+        With `until="finetuned"` and no `seeds`: the fine-tuned stage's `Run` (OUTPUT_DIR/finetuned),
+        whose `stages` holds each stage's report, keyed by its folder: `tokenizer` (the fit),
+        `pretrained` (perplexities, packing, vocabulary) and `finetuned` (the run's metrics). Without
+        a fine-tuned model to hold (`until="tokenizer"` or `"pretrained"`, or `seeds`), that dict of
+        reports itself, its `finetuned` being the summary `finetune_seeds` returns.
     """
-    recipe = as_recipe(recipe, overrides)
+    given = in_memory.load(data) if data is not None else None
+    texts = in_memory.load_texts(corpus) if corpus is not None else None
+    recipe = in_memory.recipe_with(recipe, overrides, given, texts, needs_data=until == "finetuned")
     if seeds is not None:
         from hfadapt.training.seeds import check_seeds, refuse_hub
 
@@ -52,11 +67,13 @@ def retrain(
         raise HfadaptError(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
-    with output.lock(recipe.output.dir), corpus.reading_once():
-        return _retrain(recipe, until, list(callbacks), seeds)
+    with output.lock(recipe.output.dir), reading_once(given, texts):
+        return _retrain(recipe, until, list(callbacks), seeds, given)
 
 
-def _retrain(recipe: Recipe, until: str, callbacks: list, seeds: list[int] | None) -> dict[str, Any]:
+def _retrain(
+    recipe: Recipe, until: str, callbacks: list, seeds: list[int] | None, given: in_memory.Given | None
+) -> Run | dict[str, Any]:
     from transformers import set_seed
 
     root = Path(recipe.output.dir)  # made by the first stage that writes, once its checks have passed
@@ -74,17 +91,23 @@ def _retrain(recipe: Recipe, until: str, callbacks: list, seeds: list[int] | Non
             reuse = stages.reusable(recipe, root, "pretrained")  # the main rank alone clears a stale stage
         if not reuse:
             stages.pretrain_stage(recipe, root / "pretrained", callbacks)  # every rank trains
-        results["pretrain"] = json.loads((root / "pretrained" / "pretrain.json").read_text())
+        results["pretrained"] = json.loads((root / "pretrained" / "pretrain.json").read_text())
     if until == "pretrained":
         return results
-    results["finetune"] = _finetune_stage(recipe, root, callbacks, seeds)
+    results["finetuned"] = _finetune_stage(recipe, root, callbacks, seeds, given)
     if ranks.is_main():
         save_recipe(recipe, root / "recipe.yaml")
         (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    return results
+    if seeds is not None:
+        return results
+    run = Run.load(root / "finetuned")
+    run.stages = results
+    return run
 
 
-def _finetune_stage(recipe: Recipe, root: Path, callbacks: list, seeds: list[int] | None) -> dict[str, Any]:
+def _finetune_stage(
+    recipe: Recipe, root: Path, callbacks: list, seeds: list[int] | None, given: in_memory.Given | None
+) -> dict[str, Any]:
     """Fine-tune the pretrained stage (or the checkpoint) into ROOT/finetuned, once or once per seed."""
     folder = root / "finetuned"
     with ranks.main_first():
@@ -96,11 +119,11 @@ def _finetune_stage(recipe: Recipe, root: Path, callbacks: list, seeds: list[int
         if recipe.pretrain is not None:
             changes["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
         if seeds is None:
-            finetune(recipe.updated(changes), callbacks=callbacks)
+            finetune(recipe.updated(changes), callbacks=callbacks, data=given)
         else:
             from hfadapt.training.seeds import finetune_seeds
 
-            finetune_seeds(recipe.updated(changes), seeds, callbacks=callbacks)
+            finetune_seeds(recipe.updated(changes), seeds, callbacks=callbacks, data=given)
         if ranks.is_main():
             stages.mark(recipe, folder, "finetuned", seeds)
         ranks.wait()

@@ -137,25 +137,17 @@ def pretraining_model(recipe: Recipe) -> tuple[Any, Any, dict[str, Any]]:
         path = pretrained.resolve(recipe.model.name_or_path)
         model = AutoModelForMaskedLM.from_pretrained(path, revision=recipe.model.revision)
         if new_tokenizer is not None:
-            static = _static_embeddings(recipe, tokenizer) if settings.new_rows == "static" else None
-            report["vocabulary"] = vocab.rebuild(model, old_tokenizer, tokenizer, seed=seed, static=static)
+            # read only for new_rows: static (its static embeddings)
+            texts = (text for text, _ in corpus.corpus_documents(recipe, "train"))
+            report["vocabulary"] = vocab.rebuild_vocabulary(
+                model, old_tokenizer, tokenizer, new_rows=settings.new_rows, corpus=texts, seed=seed
+            )
             report["vocabulary"]["mode"] = settings.vocabulary
         pretrained.check_sizes(model, tokenizer)
     positions = model.config.max_position_embeddings
     if settings.block_size > positions:
         raise HfadaptError(f"pretrain.block_size: {settings.block_size} exceeds the model's {positions} positions")
     return model, tokenizer, report
-
-
-def _static_embeddings(recipe: Recipe, tokenizer):
-    """Static embeddings of the new vocabulary, learnt on the corpus's training texts (retrain/transfer.py)."""
-    from hfadapt.retraining import transfer
-
-    started = time.perf_counter()
-    texts = (text for text, _ in corpus.corpus_documents(recipe, "train"))
-    vectors = transfer.static_embeddings(transfer.corpus_ids(texts, tokenizer), len(tokenizer))
-    logger.info("static embeddings of the new vocabulary: %.1f s", time.perf_counter() - started)
-    return vectors
 
 
 def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -> None:

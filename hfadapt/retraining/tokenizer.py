@@ -19,15 +19,20 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from hfadapt.data.splits import HAN, HAN_RANGES
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import TokenizerConfig
 from hfadapt.retraining.corpus import segment_with
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+ALGORITHMS = ("wordpiece", "bpe", "unigram")
 
 
 def build(config: TokenizerConfig):
@@ -72,12 +77,35 @@ def _normalizer(config: TokenizerConfig, split_han: bool):
     return normalizers.Sequence([normalizers.NFKC(), bert])
 
 
-def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, word_counts: Counter | None = None):
-    """Train on `texts` (any iterable: a stream is never held whole in memory) and return a `PreTrainedTokenizerFast`.
+def train_tokenizer(
+    texts: Iterable[str],
+    config: TokenizerConfig | None = None,
+    word_counts: Counter | None = None,
+    **settings: Any,
+) -> PreTrainedTokenizerFast:
+    """Train a tokenizer on `texts` with the `tokenizers` library's own trainers.
 
-    `word_counts`: for `config.words`, how often each word of the corpus occurs; read once `texts`
-    is exhausted, so the stream may fill it as it goes.
+    The texts may be any iterable: a stream is read once and never held whole in memory.
+
+    Args:
+        texts: the corpus, one text per item.
+        config: a `hfadapt.recipe.TokenizerConfig`; None builds one from `settings`.
+        word_counts: with `words=True`, how often each word of the corpus occurs (a `Counter` of Han
+            words); read once `texts` is exhausted, so a stream may fill it as it goes.
+        **settings: `TokenizerConfig` fields when `config` is None: `algorithm` (wordpiece, bpe,
+            unigram), `vocab_size`, `min_frequency`, `lowercase`, `strip_accents`, `split_han`, `words`.
+
+    Returns:
+        A `transformers.PreTrainedTokenizerFast` with BERT's special tokens ([PAD], [UNK], [CLS],
+        [SEP], [MASK]) and its [CLS] ... [SEP] template.
+
+    Raises:
+        HfadaptError: unknown settings, a single string for `texts`, no text, a vocabulary too small for
+            the corpus's alphabet, or `words` without word counts.
     """
+    config = _tokenizer_config(config, settings)
+    if isinstance(texts, str):
+        raise HfadaptError(f"train_tokenizer: texts is one string; give an iterable of texts, e.g. [{texts[:20]!r}]")
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -115,6 +143,32 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, word_counts: 
         mask_token="[MASK]",
         model_max_length=512,
     )
+
+
+def _tokenizer_config(config: TokenizerConfig | None, settings: dict[str, Any]) -> TokenizerConfig:
+    """`config`, or a `TokenizerConfig` of `settings`, with what `build` needs checked."""
+    import dataclasses
+
+    if config is not None and settings:
+        raise HfadaptError(
+            f"train_tokenizer: give a TokenizerConfig or its fields as keywords, not both (got {sorted(settings)})"
+        )
+    if config is None:
+        fields = [f.name for f in dataclasses.fields(TokenizerConfig)]
+        unknown = sorted(set(settings) - set(fields))
+        if unknown:
+            raise HfadaptError(
+                f"train_tokenizer: {', '.join(map(repr, unknown))} is not a tokenizer setting; the settings are "
+                f"{', '.join(fields)}"
+            )
+        config = TokenizerConfig(**settings)
+    if config.algorithm not in ALGORITHMS:
+        raise HfadaptError(f"train_tokenizer: algorithm {config.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+    for name, least in (("vocab_size", 0), ("min_frequency", 1)):  # vocab_size: its room is checked in training
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise HfadaptError(f"train_tokenizer: {name} must be a whole number, {least} or more; got {value!r}")
+    return config
 
 
 def han_words(words: Iterable[str]) -> Iterator[str]:

@@ -1,7 +1,7 @@
 """Embedding rows for the tokens the old vocabulary cannot spell, from static embeddings of the corpus.
 
 When the old tokenizer turns a new token into [UNK] alone (most Han characters, for an English
-BERT), nothing of the checkpoint names it, and `vocab.rebuild` draws its row at random. The idea of
+BERT), nothing of the checkpoint names it, and `vocab.rebuild_vocabulary` draws its row at random. The idea of
 FOCUS (Dobler and de Melo, 2023) and WECHSEL (Minixhofer et al., 2022) gives it a better start: learn
 static embeddings of the new vocabulary on the target corpus (here in seconds: positive pointwise
 mutual information of tokens within a window, reduced by a truncated SVD), then start the token's

@@ -5,27 +5,54 @@ For each token of the new vocabulary, the embedding row is
   matched as continuations, special tokens matched by their role);
 - composed as the mean of the checkpoint's rows for the pieces the old tokenizer cuts it into;
 - drawn from a normal distribution with the mean and covariance of the checkpoint's rows when
-  the old tokenizer has nothing but the unknown token for it.
+  the old tokenizer has nothing but the unknown token for it, or placed from static embeddings of
+  the corpus (`transfer`).
 The masked-LM output layer stays tied to the embeddings, and its bias is rebuilt to the new size.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfadapt.errors import HfadaptError
 from hfadapt.model.pretrained import load_tokenizer
 from hfadapt.recipe import Recipe
+from hfadapt.retraining import transfer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
+NEW_ROWS = ("draw", "static")  # for the tokens the old tokenizer cannot spell
 ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token")
 
 
-def extend(old_tokenizer, new_tokenizer):
-    """The old tokenizer with the new one's tokens appended (old ids unchanged)."""
+def extend_tokenizer(
+    old_tokenizer: PreTrainedTokenizerFast, new_tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedTokenizerFast:
+    """The old tokenizer with the new one's tokens appended: every old token keeps its id.
+
+    Rebuild the model for the result with `rebuild_vocabulary(model, old_tokenizer, extended)`: the
+    old rows are then copied in place and only the added tokens get new rows.
+
+    Args:
+        old_tokenizer: the checkpoint's fast WordPiece tokenizer.
+        new_tokenizer: a tokenizer trained on the new corpus (e.g. by `train_tokenizer`).
+
+    Returns:
+        A `transformers.PreTrainedTokenizerFast`: the old one's rules and special tokens, with the new
+        one's tokens the old vocabulary lacks added after the old ids.
+
+    Raises:
+        HfadaptError: a slow tokenizer, or an old tokenizer that is not WordPiece.
+    """
+    for name, tokenizer in (("old_tokenizer", old_tokenizer), ("new_tokenizer", new_tokenizer)):
+        _check_fast(tokenizer, name)
     old_vocab = old_tokenizer.get_vocab()
     added = [
         t
@@ -37,7 +64,10 @@ def extend(old_tokenizer, new_tokenizer):
 
     backend = Tokenizer.from_str(old_tokenizer.backend_tokenizer.to_str())
     if not isinstance(backend.model, models.WordPiece):
-        raise HfadaptError("vocabulary.mode: extend needs a WordPiece checkpoint tokenizer; use mode: replace")
+        raise HfadaptError(
+            f"extend_tokenizer: the old tokenizer is {type(backend.model).__name__}, not WordPiece, and only a "
+            "WordPiece vocabulary is extended here; use the new tokenizer alone (pretrain.vocabulary: replace)"
+        )
     vocab = dict(old_vocab)
     for token in added:
         vocab[token] = len(vocab)
@@ -51,13 +81,45 @@ def extend(old_tokenizer, new_tokenizer):
     return tokenizer
 
 
-def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0, static=None) -> dict[str, Any]:
-    """Resize `model`'s embeddings (and tied output layer) to `new_tokenizer` and fill every row. Returns the report.
+def rebuild_vocabulary(
+    model: PreTrainedModel,
+    old_tokenizer: PreTrainedTokenizerBase,
+    new_tokenizer: PreTrainedTokenizerBase,
+    new_rows: str = "draw",
+    corpus: Iterable[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Resize `model`'s embeddings (and its tied output layer) to `new_tokenizer`'s vocabulary and fill every row.
 
-    With `static` (static embeddings of the new vocabulary, `transfer.static_embeddings`), the rows
-    the old tokenizer cannot spell start as combinations of the shared tokens' rows (`transfer.combine`)
-    instead of random draws; a token the static embeddings never saw is still drawn.
+    Each new token's row is copied from the old row of the same token (special tokens by their role),
+    else composed as the mean of the old rows of the pieces the old tokenizer cuts it into, else (the
+    old tokenizer has only [UNK] for it) drawn from a normal with the old rows' mean and covariance
+    (`new_rows="draw"`), or placed as a combination of the shared tokens' rows nearest it in static
+    embeddings learnt on `corpus` (`new_rows="static"`; a token the corpus never shows is still drawn).
+
+    Args:
+        model: a transformers model (e.g. `AutoModelForMaskedLM`) whose embeddings match `old_tokenizer`.
+        old_tokenizer: the checkpoint's tokenizer.
+        new_tokenizer: the tokenizer the model is to read (e.g. from `train_tokenizer` or `extend_tokenizer`).
+        new_rows: `draw` or `static`, for the tokens the old tokenizer cannot spell.
+        corpus: texts of the new language, for `new_rows="static"` (read once; up to 2 million tokens).
+        seed: the seed of the drawn rows.
+
+    Returns:
+        The row report: `vocab_size`, `old_vocab_size`, and how many rows were `copied`, `composed` and
+        `drawn`; with `static`, also `transferred` (placed) and `drawn_unseen`.
+
+    Raises:
+        HfadaptError: `new_rows` not draw or static, or `static` without a corpus.
     """
+    if new_rows not in NEW_ROWS:
+        raise HfadaptError(f"rebuild_vocabulary: new_rows must be one of {', '.join(NEW_ROWS)}; got {new_rows!r}")
+    if new_rows == "static" and (corpus is None or isinstance(corpus, str)):
+        raise HfadaptError(
+            "rebuild_vocabulary: new_rows='static' learns static embeddings on the corpus; pass corpus=texts "
+            "(an iterable of texts), or use new_rows='draw'"
+        )
+    static = _static_embeddings(corpus, new_tokenizer) if new_rows == "static" else None
     import torch
 
     old = model.get_input_embeddings().weight.detach().clone()
@@ -94,8 +156,6 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0, static=None) -> 
             drawn += 1
     transferred = {}
     if static is not None:
-        from hfadapt.retraining import transfer
-
         placed = transfer.combine(static, anchors, unspelled, old.numpy())
         for index, row in placed.items():
             rows[index] = torch.from_numpy(row).to(old.dtype)
@@ -124,6 +184,22 @@ def rebuild(model, old_tokenizer, new_tokenizer, seed: int = 0, static=None) -> 
     return report
 
 
+def _static_embeddings(corpus: Iterable[str], tokenizer):
+    """Static embeddings of the new vocabulary, learnt on the corpus (transfer.static_embeddings)."""
+    started = time.perf_counter()
+    vectors = transfer.static_embeddings(transfer.corpus_ids(corpus, tokenizer), len(tokenizer))
+    logger.info("static embeddings of the new vocabulary: %.1f s", time.perf_counter() - started)
+    return vectors
+
+
+def _check_fast(tokenizer, name: str) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise HfadaptError(
+            f"extend_tokenizer: {name} is not a fast tokenizer ({type(tokenizer).__name__}); load it with "
+            "AutoTokenizer.from_pretrained(..., use_fast=True)"
+        )
+
+
 def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
     """The tokenizer pretraining packs and trains with, and the old (checkpoint's) and new (trained) ones behind it.
 
@@ -141,4 +217,4 @@ def pretraining_tokenizers(recipe: Recipe) -> tuple[Any, Any, Any]:
         return old, old, None
     if old is None:
         return new, None, new
-    return (extend(old, new) if settings.vocabulary == "extend" else new), old, new
+    return (extend_tokenizer(old, new) if settings.vocabulary == "extend" else new), old, new

@@ -126,7 +126,7 @@ def _metadata(recipe: Recipe, test: dict[str, Any], names: list[str], base_model
         "tags": ["hfadapt", recipe.adapt.method] + (["lora", "peft"] if recipe.adapt.method == "lora" else []),
         "model-index": [{"name": name, "results": [result]}],
     }
-    if not source.startswith(("builtin:", "/", ".")):
+    if not source.startswith(("builtin:", "/", ".", "in-memory:")):  # a Hub data set id
         metadata["datasets"] = [source]
     return metadata
 

@@ -13,20 +13,27 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hfadapt.runs import output
 from hfadapt.errors import HfadaptError
+from hfadapt.runs import inference, output
+
+if TYPE_CHECKING:
+    from hfadapt.runs.run import Run
 
 TOLERANCE = 1e-4  # the largest absolute difference of a logit allowed between ONNX Runtime and PyTorch
 OPSET = 17
 
 
-def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+def export_onnx(
+    run_dir: str | Path | Run, output_dir: str | Path | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Export a finished run's model (LoRA merged into its base) to ONNX and check it against PyTorch.
 
+    The model is loaded afresh from the run's folder, so merging LoRA leaves a `Run`'s own model as it was.
+
     Args:
-        run_dir: the output folder of a finished run.
+        run_dir: the output folder of a finished run, or a `Run`.
         output_dir: where model.onnx and its tokenizer go; by default RUN_DIR/onnx.
         overwrite: replace an existing `output_dir`.
 
@@ -45,15 +52,14 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, overw
             "export: ONNX export needs onnx and onnxruntime; pip install 'hfadapt[onnx]' (or pip install onnx "
             "onnxruntime)"
         ) from None
-    from hfadapt.runs.inference import load_run
-
-    final = Path(output_dir) if output_dir is not None else Path(run_dir) / "onnx"
+    run_dir = Path(getattr(run_dir, "run_dir", run_dir))
+    final = Path(output_dir) if output_dir is not None else run_dir / "onnx"
     if final.is_dir() and any(final.iterdir()) and not overwrite:
         raise HfadaptError(
             f"export: {final} already holds files; choose another --output, or replace it with --overwrite"
         )
     output.check(final, overwrite=True)
-    recipe, model, tokenizer = load_run(run_dir)
+    recipe, model, tokenizer = inference.load_folder(run_dir)
     if hasattr(model, "merge_and_unload"):  # a LoRA run saved without its merged model
         model = model.merge_and_unload()
     model.eval()

@@ -12,10 +12,14 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hfadapt import builtin
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import load_recipe
+
+if TYPE_CHECKING:
+    from hfadapt.runs.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ def token() -> str:
     return found
 
 
-def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
+def push(run_dir: str | Path | Run, repo_id: str, private: bool = False, revision: str | None = None) -> str:
     """Upload a finished run to the Hugging Face Hub.
 
     A merged LoRA run pushes the merged model at the top and the adapter under `adapter/`; an
@@ -53,18 +57,22 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str
     `PeftModel.from_pretrained(base, repo_id)` works.
 
     Args:
-        run_dir: the output folder of a finished run.
+        run_dir: the output folder of a finished run, or a `Run`.
         repo_id: NAME or ORG/NAME; created if missing.
         private: create the repo private.
         revision: push to this branch (created if missing).
 
     Returns:
         The URL of the commit.
+
+    Raises:
+        HfadaptError: the folder is not a finished run, the repo id is invalid, there is no token, or the
+            Hub refused or could not be reached.
     """
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    run_dir = Path(run_dir)
+    run_dir = Path(getattr(run_dir, "run_dir", run_dir))
     if not (run_dir / "recipe.yaml").exists() or not (run_dir / "metrics.json").exists():
         raise HfadaptError(
             f"{run_dir} is not a finished hfadapt run (no recipe.yaml and metrics.json); push "

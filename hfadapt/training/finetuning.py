@@ -13,12 +13,13 @@ from typing import Any
 from transformers import Trainer
 
 from hfadapt import builtin, ranks
-from hfadapt.data import cache, long_texts, splits, tokenization
+from hfadapt.data import cache, in_memory, long_texts, splits, tokenization
 from hfadapt.data.sampler import train_sampler
 from hfadapt.errors import HfadaptError
 from hfadapt.model import adapt, loss, metrics, pretrained
-from hfadapt.recipe import Recipe, as_recipe, load_recipe, save_recipe
+from hfadapt.recipe import Recipe, load_recipe, save_recipe
 from hfadapt.runs import card, curves, hub, manifest, output, resume
+from hfadapt.runs.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,13 @@ RESUME_SECTIONS = ("model", "task", "data", "adapt", "training")
 
 
 def finetune(
-    recipe: Recipe | dict | str | Path, overrides: list[str] | tuple[str, ...] = (), *, callbacks: list | tuple = ()
-) -> dict[str, Any]:
-    """Run a fine-tuning recipe and return its metrics (also saved as OUTPUT_DIR/metrics.json).
+    recipe: Recipe | dict | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    data: Any = None,
+    callbacks: list | tuple = (),
+) -> Run:
+    """Run a fine-tuning recipe and return the finished run (its metrics are also saved as OUTPUT_DIR/metrics.json).
 
     Every check on the input (the recipe, the output folder, the model, the data, the labels,
     the adaptation) runs before training starts, and nothing is written until they pass. With
@@ -38,35 +43,40 @@ def finetune(
     Args:
         recipe: a `Recipe`, its dict form (as in YAML), or the path of a YAML recipe.
         overrides: `key=value` strings applied to the recipe, e.g. `training.learning_rate=3e-5`.
+        data: the data itself, in place of data.source (which the saved recipe, manifest and card then
+            give as `in-memory:sha256:<16 hex>`, a fingerprint of its content): a `datasets.Dataset`, a
+            `datasets.DatasetDict` (its train, validation and test splits kept as given), a
+            `pandas.DataFrame` or a list of dicts. Same row checks and split rules as a file.
         callbacks: `transformers.TrainerCallback`s given to the Trainer beside hfadapt's own.
 
     Returns:
-        `train`, `validation` and `test` metrics, the `main_metric`, parameter counts, the data
-        report, the label names, the device and the compute time.
+        The `Run`: its folder, its recipe, its model and tokenizer (loaded on first use), and as
+        `run.metrics` the `train`, `validation` and `test` metrics, the `main_metric`, parameter
+        counts, the data report, the label names, the device and the compute time.
 
     Raises:
         HfadaptError: bad input (recipe, output folder, model, data), before any training.
     """
-
-    recipe = as_recipe(recipe, overrides)
+    given = in_memory.load(data) if data is not None else None
+    recipe = in_memory.recipe_with(recipe, overrides, given)
     if recipe.retraining:
         raise HfadaptError(
             "this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain"
         )
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
     with output.lock(recipe.output.dir):
-        return _finetune(recipe, list(callbacks))
+        return Run(recipe.output_path(), _finetune(recipe, list(callbacks), given), recipe)
 
 
-def _finetune(recipe: Recipe, callbacks: list) -> dict[str, Any]:
+def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = None) -> dict[str, Any]:
     from transformers import set_seed
 
     resume_from = _resume_point(recipe) if recipe.output.resume else None
     if recipe.hub is not None:
         hub.token()  # a push that cannot happen fails now, not after training
     set_seed(recipe.training["seed"])  # before the head is initialised
-    tokenizer, task_data, model = _load(recipe)
-    weights = loss.class_weights(recipe.task, task_data.label_names, task_data.splits["train"])
+    tokenizer, task_data, model = _load(recipe, given)
+    weights = loss.weights_for_task(recipe.task, task_data.label_names, task_data.splits["train"])
     parameters = adapt.parameter_summary(model)
     logger.info("trainable parameters: %(trainable)d of %(total)d (%(trainable_percent).3f%%)", parameters)
     # tokenized once, by the main process
@@ -85,7 +95,9 @@ def _finetune(recipe: Recipe, callbacks: list) -> dict[str, Any]:
         data_collator=tokenization.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
         callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe) + callbacks,
-        compute_loss_func=loss.weighted_loss(recipe.task, weights) if weights is not None else None,
+        compute_loss_func=(
+            loss.weighted_loss(weights, loss.is_multi_label(recipe.task)) if weights is not None else None
+        ),
     )
     train_metrics, seconds = _train(trainer, resume_from, work)
     if stop.signal is not None:
@@ -177,13 +189,14 @@ def _score(trainer, dataset, split: str, recipe: Recipe, task_data) -> tuple[dic
     return out.metrics, metrics.per_class(recipe.task, task_data.label_names, out.predictions, out.label_ids)
 
 
-def _load(recipe: Recipe):
-    """The checkpoint's tokenizer, the data split and checked, and the task model ready to train."""
+def _load(recipe: Recipe, given: in_memory.Given | None = None):
+    """The checkpoint's tokenizer, the data (`given` in memory, or data.source) split and checked, and the
+    task model ready to train."""
     config = pretrained.load_config(recipe.model)  # an unknown model fails here, before the data is read
     pretrained.check_folder(recipe.model.name_or_path)
     tokenizer = pretrained.load_tokenizer(recipe.model)
     pretrained.check_tokenizer(tokenizer, config, recipe.data.max_length)
-    task_data = splits.load_splits(recipe.data, recipe.task)
+    task_data = splits.load_splits(recipe.data, recipe.task, given=given)
     config = pretrained.task_config(recipe.model, recipe.task, task_data.label_names)
     model, fresh = pretrained.load_task_model(recipe.model, recipe.task, config)
     return tokenizer, task_data, adapt.apply(model, recipe, fresh)

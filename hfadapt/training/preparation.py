@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hfadapt.data import cache, splits
+from hfadapt.data import cache, in_memory, splits
 from hfadapt.errors import HfadaptError
 from hfadapt.model import pretrained
-from hfadapt.recipe import Recipe, as_recipe
-from hfadapt.retraining import corpus, vocab
+from hfadapt.recipe import Recipe
+from hfadapt.retraining import vocab
+from hfadapt.retraining.corpus import pretraining_data, reading_once
 from hfadapt.retraining.pipeline import retrain
 
 
-def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def prepare(
+    recipe: Recipe | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    data: Any = None,
+    corpus: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """Tokenize the recipe's fine-tuning data, and pack its pretraining corpus, before training needs them.
 
     For a recipe with a `tokenizer` section its tokenizer stage runs first (into OUTPUT_DIR/tokenizer,
@@ -22,19 +30,24 @@ def prepare(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] 
     Args:
         recipe: a `Recipe`, or the path of a YAML recipe.
         overrides: `key=value` strings applied to the recipe.
+        data: the fine-tuning data itself, in place of data.source, as `finetune` takes it.
+        corpus: the corpus itself, in place of corpus.sources, as `retrain` takes it.
 
     Returns:
         For `finetune` (and `pretrain`, with a pretrain section): the cache folder, whether this call
         made it, and the split sizes (the corpus's packing statistics).
     """
-    recipe = as_recipe(recipe, overrides)
-    task_data = splits.load_splits(recipe.data, recipe.task)  # bad data fails here, before anything is written
+    given = in_memory.load(data) if data is not None else None
+    texts = in_memory.load_texts(corpus) if corpus is not None else None
+    recipe = in_memory.recipe_with(recipe, overrides, given, texts)
+    # bad data fails here, before anything is written
+    task_data = splits.load_splits(recipe.data, recipe.task, given=given)
     results: dict[str, Any] = {}
     if recipe.pretrain is not None:
-        with corpus.reading_once():
-            retrain(recipe, until="tokenizer")
+        with reading_once(given, texts):
+            retrain(recipe, until="tokenizer", data=given, corpus=texts)
             tokenizer = vocab.pretraining_tokenizers(recipe)[0]
-            packed = corpus.pretraining_data(recipe, tokenizer)
+            packed = pretraining_data(recipe, tokenizer)
         results["pretrain"] = {"folder": str(packed.folder), "made": packed.made, "packing": packed.info["packing"]}
     elif recipe.tokenizer is not None:
         raise HfadaptError(

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from hfadapt import ranks
+from hfadapt.data import in_memory
 from hfadapt.errors import HfadaptError
-from hfadapt.recipe import Recipe, as_recipe, load_recipe
+from hfadapt.recipe import Recipe, load_recipe
 from hfadapt.runs import output, resume
 from hfadapt.training.finetuning import finetune
 
@@ -34,14 +35,30 @@ def finetune_seeds(
     seeds: list[int] | tuple[int, ...],
     overrides: list[str] | tuple[str, ...] = (),
     *,
+    data: Any = None,
     callbacks: list | tuple = (),
 ) -> dict[str, Any]:
     """Run a fine-tuning recipe once per seed and return the summary saved as OUTPUT_DIR/seeds.json.
 
     The summary has, for `validation` and `test`, every metric's per-seed values, mean and
     sample standard deviation (n - 1 in the denominator).
+
+    Args:
+        recipe: a `Recipe`, its dict form, or the path of a YAML recipe (fine-tuning only).
+        seeds: two or more seeds; each run goes to OUTPUT_DIR/seed-N.
+        overrides: `key=value` strings applied to the recipe.
+        data: the data itself, in place of data.source, as `finetune` takes it.
+        callbacks: `transformers.TrainerCallback`s given to each run's Trainer.
+
+    Returns:
+        The summary: `seeds`, `runs` (seed -> its folder), `main_metric`, and for `validation` and
+        `test` each metric's `mean`, `sd` and per-seed `values`.
+
+    Raises:
+        HfadaptError: fewer than two seeds, a retraining recipe, a `hub` section, or bad input to a run.
     """
-    recipe = as_recipe(recipe, overrides)
+    given = in_memory.load(data) if data is not None else None
+    recipe = in_memory.recipe_with(recipe, overrides, given)
     seeds = check_seeds(seeds)
     if recipe.retraining:
         raise HfadaptError(
@@ -53,10 +70,12 @@ def finetune_seeds(
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
     with output.lock(final):
-        return _run_seeds(recipe, seeds, final, work, list(callbacks))
+        return _run_seeds(recipe, seeds, final, work, list(callbacks), given)
 
 
-def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path, callbacks: list) -> dict[str, Any]:
+def _run_seeds(
+    recipe: Recipe, seeds: list[int], final: Path, work: Path, callbacks: list, given: in_memory.Given | None
+) -> dict[str, Any]:
     if ranks.is_main():
         output.start(final, resume=recipe.output.resume)
     ranks.wait()
@@ -76,7 +95,7 @@ def _run_seeds(recipe: Recipe, seeds: list[int], final: Path, work: Path, callba
             logger.info(
                 "seed %d: %s (%d of %d)", seed, "resuming" if stopped else "training", seeds.index(seed) + 1, len(seeds)
             )
-            finetune(one, ["output.resume=true"] if stopped else [], callbacks=callbacks)
+            finetune(one, ["output.resume=true"] if stopped else [], callbacks=callbacks, data=given)
         runs[seed] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
     result = summarize(runs)
