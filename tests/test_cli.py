@@ -159,3 +159,11 @@ def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_pa
     assert result.returncode == 0, result.stderr
     saved = json.loads((run / "metrics.json").read_text())["test"]
     assert json.loads(result.stdout)["test_accuracy"] == saved["test_accuracy"]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "push", "export"])
+def test_the_run_folder_is_called_run_dir(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    usage = capsys.readouterr().out
+    assert "RUN_DIR" in usage and "model_dir" not in usage.lower()

@@ -54,15 +54,7 @@ def test_layers_and_embeddings_are_found_from_the_model(family):
 def test_lora_uses_the_family_default_targets(family):
     config, _, _ = FAMILIES[family]
     model = AutoModelForSequenceClassification.from_config(config)
-    recipe = load_recipe(
-        raw={
-            "model": {"name_or_path": "x"},
-            "data": {"source": "d.csv"},
-            "output": {"dir": "o"},
-            "adapt": {"method": "lora", "lora": {"r": 2}},
-        }
-    )
-    wrapped = adapt.add_lora(model, recipe, fresh=["classifier"])
+    wrapped = adapt.add_lora(model, r=2, keep=["classifier"])  # no target_modules: the family's defaults
     lora = [n for n, p in wrapped.named_parameters() if "lora_" in n]
     assert lora and all(p.requires_grad for n, p in wrapped.named_parameters() if "lora_" in n)
     assert all(not p.requires_grad for n, p in wrapped.named_parameters() if "word_embeddings" in n)
