@@ -14,7 +14,7 @@ makes the token ids under a recipe's `data` section (for `data.tokenize` and `pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,16 +26,42 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 HEAD_SHARE = 0.25  # head_tail: the share of the room given to the text's beginning
+# Texts the tokenizer encodes at once: its encodings of a whole text take about 100 bytes a token,
+# so a batch holds at most ~100 MB of them (1M characters), however many texts there are; and
+# batches of 256 encode as fast as one call over every text (measured in benchmarks/bench_long_texts.py).
+BATCH_TEXTS = 256
+BATCH_CHARACTERS = 1_000_000
 
 
 def encode(tokenizer, texts: list[str], data: DataConfig, pairs: list[str] | None = None) -> dict[str, list]:
     """Token ids of `texts` under `data.long_texts`. With windows a long text gives several rows, and
-    `doc` says which text (its index in `texts`) each row reads."""
+    `doc` says which text (its index in `texts`) each row reads.
+
+    The tokenizer sees a few texts at a time (`batches`): its encodings of the whole texts, many
+    times the size of the rows kept, never pile up, whatever the number of texts."""
     if data.long_texts == "windows":
         return encode_windows(tokenizer, texts, data.max_length, data.window_stride())
     if data.long_texts == "head_tail":
         return _head_tail(tokenizer, texts, data.max_length)
-    return dict(tokenizer(texts, pairs, truncation=True, max_length=data.max_length))
+    rows: dict[str, list] = {}
+    for start, stop in batches(texts):
+        part = pairs[start:stop] if pairs is not None else None
+        for name, values in tokenizer(texts[start:stop], part, truncation=True, max_length=data.max_length).items():
+            rows.setdefault(name, []).extend(values)
+    return rows
+
+
+def batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """`(start, stop)` of consecutive texts to encode at once: at most BATCH_TEXTS of them, and no more
+    than BATCH_CHARACTERS characters unless one text alone has more."""
+    start, characters = 0, 0
+    for stop, text in enumerate(texts):
+        if stop > start and (stop - start == BATCH_TEXTS or characters + len(text) > BATCH_CHARACTERS):
+            yield start, stop
+            start, characters = stop, 0
+        characters += len(text)
+    if start < len(texts):
+        yield start, len(texts)
 
 
 def encode_windows(
@@ -71,34 +97,51 @@ def encode_windows(
             f"encode_windows: stride must be 0 or more and below the {room} text tokens of a window of "
             f"max_length={max_length}; got {stride}"
         )
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
-    rows = dict(enc)
-    rows["doc"] = rows.pop("overflow_to_sample_mapping")
+    texts = list(texts)
+    rows: dict[str, list] = {}
+    for start, stop in batches(texts):
+        enc = tokenizer(
+            texts[start:stop], truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True
+        )
+        enc["overflow_to_sample_mapping"] = [start + i for i in enc["overflow_to_sample_mapping"]]
+        for name, values in enc.items():
+            rows.setdefault("doc" if name == "overflow_to_sample_mapping" else name, []).extend(values)
     return rows
 
 
 def _head_tail(tokenizer, texts: list[str], max_length: int) -> dict[str, list]:
-    """The first HEAD_SHARE of the room and the last tokens of each text longer than `max_length`."""
-    from tokenizers import Encoding
+    """The first HEAD_SHARE of the room and the last tokens of each text longer than `max_length`.
 
-    backend = tokenizer.backend_tokenizer
-    backend.no_truncation()  # as transformers does for a call without truncation
-    backend.no_padding()
+    Each text is encoded once, whole and with its special tokens, and its columns sliced: the
+    special tokens sit before and after the text's own, so a long text keeps its first `before`
+    + head entries and its last tail + `after`. (Cutting and merging `tokenizers.Encoding`s, as
+    hfadapt once did, multiplies their overflowing pieces: 95 encodings of 21,746 tokens for one
+    text of 1,000, so time and memory grew with the square of a text's length.)"""
     room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     head = int(room * HEAD_SHARE)
-    names = tokenizer.model_input_names
-    rows: dict[str, list] = {name: [] for name in names}
-    for text, whole in zip(texts, backend.encode_batch(texts, add_special_tokens=False), strict=True):
-        if len(whole.ids) > room:
-            tail = backend.encode(text, add_special_tokens=False)
-            whole.truncate(head, direction="right")
-            tail.truncate(room - head, direction="left")
-            whole = Encoding.merge([whole, tail])
-        done = backend.post_process(whole, None, add_special_tokens=True)
-        values = {"input_ids": done.ids, "token_type_ids": done.type_ids, "attention_mask": done.attention_mask}
-        for name in names:
-            rows[name].append(values[name])
+    before, after = _special_sides(tokenizer)
+    rows: dict[str, list] = {}
+    for start, stop in batches(texts):
+        for name, values in tokenizer(texts[start:stop], verbose=False).items():
+            column = rows.setdefault(name, [])
+            for row in values:
+                if len(row) > max_length:  # the text's own tokens overflow the room
+                    row = row[: before + head] + row[len(row) - (room - head) - after :]
+                column.append(row)
     return rows
+
+
+def _special_sides(tokenizer) -> tuple[int, int]:
+    """How many special tokens the tokenizer puts before a single text's tokens, and how many after."""
+    bare = tokenizer("a b", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a b")["input_ids"]
+    for before in range(len(full) - len(bare) + 1):
+        if full[before : before + len(bare)] == bare:
+            return before, len(full) - len(bare) - before
+    raise HfadaptError(
+        f"data.long_texts: head_tail cannot find the text between {type(tokenizer).__name__}'s special tokens; "
+        "set data.long_texts: truncate or windows"
+    )
 
 
 def pool_windows(

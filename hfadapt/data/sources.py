@@ -1,26 +1,19 @@
 """Reading a data source: a local file or folder, a `save_to_disk` folder, a Hub data set, a built-in corpus.
 
-Local files are read once line by line before `datasets` sees them, so that a problem is named
-with its cause and place (the encoding and the byte, the line that is not JSON, the CSV row with
-the wrong number of fields, an empty or header-only file), not as a generic loading error. The
-same pass records the line each example starts on, for messages about single rows.
+Local files are checked line by line first (`local_files`), so that a problem is named with its
+cause and place, and the same pass settles how they are read (encoding, delimiter, header).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfadapt import builtin
+from hfadapt.data.local_files import FILE_BUILDERS, SHOWN, Layout, builder, check_file
 from hfadapt.errors import HfadaptError
-
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
-SHOWN = 5  # rows named in a message; the rest are counted
 
 
 @dataclass
@@ -34,6 +27,7 @@ class Source:
     split_files: dict[str, str] = field(default_factory=dict)  # data.files: split -> its local file
     given: str | None = None  # data given in memory (in_memory.py): what it was, for messages ("the DataFrame")
     index: dict[str, Sequence] = field(default_factory=dict)  # data given in memory: split -> each row's index
+    delimiter: str | None = None  # local CSV and TSV files: the delimiter they were read with
 
 
 IN_MEMORY = "in-memory:"  # the source of data given in memory, named by its content (in_memory.py)
@@ -56,7 +50,7 @@ def not_saved(source: str, where: str) -> HfadaptError:
 def load_source(
     source: str,
     revision: str | None = None,
-    encoding: str = "utf-8",
+    layout: Layout | None = None,
     where: str = "data.source",
     subset: str | None = None,
     files: dict[str, str] | None = None,
@@ -64,10 +58,12 @@ def load_source(
     """Any supported source as a `Source`; `where` names the recipe field in messages.
 
     `subset` and `revision` pick a Hub data set's configuration and version; `files` names the file of
-    each split inside a local folder or a Hub repo.
+    each split inside a local folder or a Hub repo; `layout` says how local files read (encoding,
+    delimiter, header, missing-value markers). A relative path is read from the working folder.
     """
     import datasets
 
+    layout = layout or Layout()
     if source.startswith(IN_MEMORY):
         raise not_saved(source, where)
     path = Path(source).expanduser()
@@ -81,34 +77,47 @@ def load_source(
     if subset is not None and path.is_dir() and files is None:  # a local copy of a Hub repo
         return Source(_load(lambda: datasets.load_dataset(str(path), subset), source, "data.subset"))
     if files is not None:
-        return _load_files(source, files, encoding, subset, revision)
+        return _load_files(source, files, layout, subset, revision)
     if builtin.is_builtin(source):
+        _layout_unused(layout, source, "a built-in corpus")
         return Source(builtin.load_corpus(source))
     if path.is_file():
         kinds: dict[str, set[str]] = {}
-        lines = check_file(path, encoding, where, kinds)
-        builder, kwargs = _builder(path, encoding)
-        loaded = _load(lambda: datasets.load_dataset(builder, data_files={"train": str(path)}, **kwargs), source, where)
-        return Source(loaded, {"train": lines} if lines else {}, str(path), kinds)
+        checked = check_file(path, layout, where, kinds)
+        name, kwargs = builder(path, checked, layout)
+        loaded = _load(lambda: datasets.load_dataset(name, data_files={"train": str(path)}, **kwargs), source, where)
+        lines = {"train": checked.lines} if checked.lines else {}
+        return Source(loaded, lines, str(path), kinds, delimiter=checked.delimiter)
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
+            _layout_unused(layout, source, "a save_to_disk folder")
             loaded = _load(lambda: datasets.load_from_disk(str(path)), source, where)
             return Source(
                 loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
             )
-        return Source(_load_folder(path, encoding, where))
+        return _load_folder(path, layout, where)
     if (
         source.startswith((".", "/", "~"))
         or os.sep in source.strip("/").replace("/", "", 1)
         or path.suffix in FILE_BUILDERS
     ):
+        relative = "" if path.is_absolute() else f" (a relative path is read from the working folder, {Path.cwd()})"
         raise HfadaptError(
-            f"{where}: {source} does not exist; give an existing file or folder, a Hub data set id, or builtin:NAME"
+            f"{where}: {source} does not exist{relative}; give an existing file or folder, a Hub data set id, "
+            "or builtin:NAME"
         )
+    _layout_unused(layout, source, "a Hub data set")
     return Source(_load(lambda: datasets.load_dataset(source, subset, revision=revision), source, where, hub=True))
 
 
-def _load_files(source: str, files: dict[str, str], encoding: str, subset: str | None, revision: str | None):
+def _layout_unused(layout: Layout, source: str, what: str) -> None:
+    """data.delimiter and data.header say how to read a local CSV or TSV file; elsewhere they would be ignored."""
+    if layout.delimiter is not None or not layout.header:
+        setting = "data.delimiter" if layout.delimiter is not None else "data.header: false"
+        raise HfadaptError(f"{setting} applies to local CSV and TSV files; {source} is {what}")
+
+
+def _load_files(source: str, files: dict[str, str], layout: Layout, subset: str | None, revision: str | None):
     """`data.files`: a named file per split, in a local folder (or absolute) or in a Hub data set repo."""
     import datasets
 
@@ -119,6 +128,7 @@ def _load_files(source: str, files: dict[str, str], encoding: str, subset: str |
             f"{source} is a {'built-in corpus' if builtin.is_builtin(source) else 'file'}"
         )
     if not folder.is_dir():  # a Hub repo: datasets resolves the files in it
+        _layout_unused(layout, source, "a Hub data set")
         loaded = _load(
             lambda: datasets.load_dataset(source, subset, data_files=files, revision=revision),
             source,
@@ -140,24 +150,38 @@ def _load_files(source: str, files: dict[str, str], encoding: str, subset: str |
     kinds = sorted({FILE_BUILDERS[p.suffix.lower()] for p in paths.values()})
     if len(kinds) > 1:
         raise HfadaptError(f"data.files: the files mix types ({', '.join(kinds)}); give every split the same type")
-    lines, columns = {}, {}
+    checked, columns = {}, {}
     for split, path in paths.items():
-        lines[split] = check_file(path, encoding, f"data.files.{split}", columns)
-    builder, kwargs = _builder(next(iter(paths.values())), encoding)
+        checked[split] = check_file(path, layout, f"data.files.{split}", columns)
+    first = _read_alike(checked, paths, "data.files")
+    name, kwargs = builder(paths[first], checked[first], layout)
     data_files = {split: str(path) for split, path in paths.items()}
-    loaded = _load(lambda: datasets.load_dataset(builder, data_files=data_files, **kwargs), source, "data.files")
-    return Source(loaded, {k: v for k, v in lines.items() if v}, None, columns, {k: str(v) for k, v in paths.items()})
+    loaded = _load(lambda: datasets.load_dataset(name, data_files=data_files, **kwargs), source, "data.files")
+    lines = {k: v.lines for k, v in checked.items() if v.lines}
+    split_files = {k: str(v) for k, v in paths.items()}
+    return Source(loaded, lines, None, columns, split_files, delimiter=checked[first].delimiter)
 
 
-def _builder(path: Path, encoding: str) -> tuple[str, dict]:
-    builder = FILE_BUILDERS[path.suffix.lower()]
-    kwargs: dict = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-    if builder in ("csv", "json", "text"):
-        kwargs["encoding"] = encoding
-    return builder, kwargs
+def _read_alike(checked: dict, paths: dict, where: str):
+    """The key of the first checked file, once every file reads with the same encoding and delimiter
+    (`datasets` reads them all with one)."""
+    ways = {key: (c.encoding, c.delimiter) for key, c in checked.items()}
+    first = next(iter(ways))
+    other = next((key for key, way in ways.items() if way != ways[first]), None)
+    if other is not None:
+
+        def way(key) -> str:
+            encoding, delimiter = ways[key]
+            return f"{Path(paths[key]).name}: {encoding}" + (f", delimiter {delimiter!r}" if delimiter else "")
+
+        raise HfadaptError(
+            f"{where}: the files read differently ({way(first)}; {way(other)}); save them with the same "
+            "encoding and delimiter"
+        )
+    return first
 
 
-def _load_folder(path: Path, encoding: str, where: str):
+def _load_folder(path: Path, layout: Layout, where: str) -> Source:
     import datasets
 
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -171,10 +195,11 @@ def _load_folder(path: Path, encoding: str, where: str):
     kinds = sorted({FILE_BUILDERS[p.suffix.lower()] for p in usable})
     if len(kinds) > 1:
         raise HfadaptError(f"{where}: {path} mixes data file types ({', '.join(kinds)}); keep one type per folder")
-    for file in usable:
-        check_file(file, encoding, where)
-    builder, kwargs = _builder(usable[0], encoding)
-    return _load(lambda: datasets.load_dataset(builder, data_dir=str(path), **kwargs), str(path), where)
+    checked = {file: check_file(file, layout, where) for file in usable}
+    first = _read_alike(checked, {f: f for f in usable}, where)
+    name, kwargs = builder(first, checked[first], layout)
+    loaded = _load(lambda: datasets.load_dataset(name, data_dir=str(path), **kwargs), str(path), where)
+    return Source(loaded, delimiter=checked[first].delimiter)
 
 
 def _load(loader, source: str, where: str, hub: bool = False):
@@ -188,118 +213,3 @@ def _load(loader, source: str, where: str, hub: bool = False):
         cause = e if hub else (e.__cause__ or e)  # a local file's own error, not datasets' wrapper
         text = str(cause).splitlines()[0] if str(cause) else ""
         raise HfadaptError(f"{where}: could not load {source}{hint}: {type(cause).__name__}: {text}") from None
-
-
-def check_file(path: Path, encoding: str, where: str, kinds: dict | None = None) -> list[int]:
-    """Check a local data file line by line; return the line each example starts on (CSV, TSV, JSON lines)."""
-    suffix = path.suffix.lower()
-    if suffix not in FILE_BUILDERS:
-        raise HfadaptError(
-            f"{where}: {path} has the unsupported file type {suffix!r}; use one of {', '.join(FILE_BUILDERS)}"
-        )
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise HfadaptError(f"{where}: {path} is empty; give a file with examples")
-    if suffix == ".parquet":
-        if not (raw[:4] == b"PAR1" and raw[-4:] == b"PAR1"):
-            raise HfadaptError(f"{where}: {path} is not a readable Parquet file (cut off, or another format)")
-        return []
-    if b"\x00" in raw[:8192]:
-        raise HfadaptError(
-            f"{where}: {path} is not a text file (it holds binary data); give a CSV, TSV, JSON lines or text file"
-        )
-    text = _decode(raw, path, encoding, where)
-    if suffix in (".csv", ".tsv"):
-        return _check_csv(text, path, "\t" if suffix == ".tsv" else ",", where)
-    if suffix in (".json", ".jsonl"):
-        return _check_json(text, path, where, kinds if kinds is not None else {})
-    return []
-
-
-def _decode(raw: bytes, path: Path, encoding: str, where: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except LookupError:
-        raise HfadaptError(
-            f"data.encoding: {encoding!r} is not an encoding Python knows; e.g. utf-8, latin-1"
-        ) from None
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        byte = raw[e.start : e.start + 1].hex()
-        raise HfadaptError(
-            f"{where}: {path} is not valid {encoding}: byte 0x{byte} at line {line}, column {column}; "
-            + (
-                "give it with --encoding (e.g. --encoding latin-1)"
-                if where.startswith("--")
-                else "give its encoding as data.encoding (e.g. data.encoding=latin-1)"
-            )
-            + ", or save it as UTF-8"
-        ) from None
-
-
-def _check_csv(text: str, path: Path, delimiter: str, where: str) -> list[int]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header, starts, ragged, line = None, [], [], 0
-    try:
-        for row in reader:
-            start, line = line + 1, reader.line_num
-            if not row:
-                continue
-            if header is None:
-                header = row
-                continue
-            starts.append(start)
-            if len(row) != len(header):
-                ragged.append(f"line {start} has {len(row)}")
-    except csv.Error as e:
-        raise HfadaptError(f"{where}: {path} line {reader.line_num} cannot be read as CSV: {e}") from None
-    if not starts:
-        raise HfadaptError(f"{where}: {path} has a header line but no rows; give a file with examples")
-    if ragged:
-        more = f" ({len(ragged) - SHOWN} more)" if len(ragged) > SHOWN else ""
-        raise HfadaptError(
-            f"{where}: {path}: the header has {len(header)} fields, but {'; '.join(ragged[:SHOWN])}{more}; "
-            f"quote the fields that contain {'a tab' if delimiter == chr(9) else 'a comma'}"
-        )
-    return starts
-
-
-def _check_json(text: str, path: Path, where: str, kinds: dict) -> list[int]:
-    stripped = text.lstrip()
-    if path.suffix.lower() == ".json" and stripped.startswith("["):
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as e:
-            raise HfadaptError(
-                f"{where}: {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
-            ) from None
-        return []
-    starts = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            if _whole_object(text):
-                return []
-            raise HfadaptError(
-                f"{where}: {path} line {number} is not valid JSON ({e.msg}, column {e.colno}); "
-                "each line of a JSON lines file holds one object"
-            ) from None
-        if not isinstance(value, dict):
-            raise HfadaptError(f"{where}: {path} line {number} is not a JSON object; each line holds one object")
-        for key, item in value.items():
-            for one in item if isinstance(item, list) else [item]:
-                if isinstance(one, (str, int)) or (isinstance(one, float) and one == one):  # NaN is no label
-                    kinds.setdefault(key, set()).add("number" if isinstance(one, (int, float)) else type(one).__name__)
-        starts.append(number)
-    return starts
-
-
-def _whole_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except json.JSONDecodeError:
-        return False

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfadapt.data import in_memory, records, sources
+from hfadapt.data import in_memory, local_files, records, sources
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import DataConfig, TaskConfig
 
@@ -70,10 +70,11 @@ def load_splits(
     if given is not None:
         source = given.source
     else:
-        source = sources.load_source(data.source, data.revision, data.encoding, subset=data.subset, files=data.files)
+        layout = local_files.Layout.of(data)
+        source = sources.load_source(data.source, data.revision, layout, subset=data.subset, files=data.files)
     raw = source.splits
     names = {"train": data.train_split, "validation": data.validation_split, "test": data.test_split}
-    _check_columns(raw, names, data, source.given)
+    _check_columns(raw, names, data, source)
     if {"number", "str"} <= source.kinds.get(data.label_column, set()):
         raise HfadaptError(
             f"data.label_column: the labels of {data.source} mix numbers and text (1 and '1' read the same); "
@@ -82,6 +83,8 @@ def load_splits(
     known = label_names is not None
     if not known:
         label_names = records.label_names(raw[names["train"]], data, task)
+        if label_names is not None and source.delimiter is not None:  # a CSV or TSV file: labels are text
+            records.check_markers(label_names, data, source.file or data.source)
     columns = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
     report: dict[str, Any] = {"source": data.source}
     rows: dict[str, list[dict]] = {}
@@ -90,8 +93,8 @@ def load_splits(
         if names[split] in raw:
             unusable[split] = defaultdict(list)
             ds = raw[names[split]].select_columns(columns)
-            index = source.index.get(names[split], range(len(ds))) if source.given else None
-            rows[split] = records.encode_rows(ds, data, task, label_names, split, known, unusable[split], index)
+            place = _row_places(source, names[split], split, data)
+            rows[split] = records.encode_rows(ds, data, task, label_names, split, known, unusable[split], place)
             _key_rows(rows[split])
     report["rows_read"] = {split: len(raw[names[split]]) for split in SPLITS if names[split] in raw}
     dropped = records.refuse_or_count(unusable, data, source, report["rows_read"])
@@ -184,11 +187,25 @@ def _key_rows(rows: list[dict]) -> None:
         row["_key"], row["_h"], row["_u"] = key, digest, (digest % 1_000_000) / 1_000_000
 
 
-def _check_columns(raw, names: dict[str, str], data: DataConfig, given: str | None = None) -> None:
+def _row_places(source: sources.Source, name: str, split: str, data: DataConfig):
+    """How messages name row i of the source's split `name`: its line in a local file, its index in data
+    given in memory, else its row number in the split."""
+    if source.given is not None:
+        index = source.index.get(name)
+        of = source.given if len(source.splits) == 1 else f"the {split} split of {source.given}"
+        return lambda i: f"index {i if index is None else index[i]} of {of}"
+    starts, file = source.lines.get(name), source.split_files.get(name) or source.file
+    if starts and file:
+        return lambda i: f"line {starts[i]} of {file}"
+    return lambda i: f"row {i + 1} of the {name} split of {data.source}"
+
+
+def _check_columns(raw, names: dict[str, str], data: DataConfig, source: sources.Source) -> None:
     """The training split exists, and every split has the columns the recipe names.
 
-    `given`: what data given in memory was ("the DataFrame"), to name it by.
+    A local CSV or TSV file whose header looks like an example is told about `data.header: false`.
     """
+    given = source.given
     if names["train"] not in raw:
         raise HfadaptError(
             f"data.train_split: {given or data.source} has no split {names['train']!r}; its splits are {', '.join(raw)}"
@@ -202,7 +219,25 @@ def _check_columns(raw, names: dict[str, str], data: DataConfig, given: str | No
         for key, column in wanted.items():
             if column and column not in have:
                 place = given if given and len(raw) == 1 else f"the {names[split]} split of {given or data.source}"
-                raise HfadaptError(f"data.{key}: {place} has no column {column!r}; its columns are {', '.join(have)}")
+                shown = ", ".join(c if len(c) <= 60 else c[:57] + "..." for c in have)
+                hint = ""
+                if source.delimiter is not None and data.header and local_files.looks_like_data(have):
+                    hint = (
+                        "; if its first line is an example, not a header, set data.header=false and name the "
+                        f"columns in order, e.g. data.columns=[{','.join(_guess_columns(have, data))}]"
+                    )
+                raise HfadaptError(f"data.{key}: {place} has no column {column!r}; its columns are {shown}{hint}")
+
+
+def _guess_columns(first_row: list[str], data: DataConfig) -> list[str]:
+    """Names for a headerless file's columns, for a hint: the text column where the first row's longest value
+    is, the label column in the first other place."""
+    guess = [f"column{i + 1}" for i in range(len(first_row))]
+    text = max(range(len(first_row)), key=lambda i: len(first_row[i]))
+    guess[text] = data.text_column
+    if len(guess) > 1:
+        guess[0 if text else 1] = data.label_column
+    return guess
 
 
 def _make_missing_splits(rows: dict[str, list[dict]], data: DataConfig) -> list[str]:

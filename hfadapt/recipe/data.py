@@ -53,12 +53,38 @@ class DataConfig:
         help="also remove duplicates and conflicting texts from a test split the source gives (by default it "
         "is kept as given, and its texts leave training and validation instead)",
     )
-    encoding: str = option("utf-8", help="the text encoding of local CSV, TSV, JSON and text files, e.g. latin-1")
+    encoding: str = option(
+        "utf-8",
+        help="the text encoding of local CSV, TSV, JSON and text files, e.g. latin-1 or utf-16; a file that starts "
+        "with a byte-order mark (UTF-8, UTF-16, UTF-32) is read by its mark when this is utf-8",
+    )
+    delimiter: str | None = option(
+        None,
+        help="the field delimiter of local CSV and TSV files, one character (a tab: \\t); empty: a tab for .tsv, "
+        "and for .csv the first of , ; tab | that splits the first lines alike",
+    )
+    header: bool = option(
+        True, help="local CSV and TSV files: whether the first line names the columns; false: name them in data.columns"
+    )
+    columns: list[str] | None = option(
+        None,
+        help="data.header: false: the names of the file's columns, in order, e.g. [label, text] for label<TAB>text",
+    )
+    missing_values: list[str] | None = option(
+        None,
+        help="values that mean 'missing' in a text or label, besides an empty cell and null, e.g. [NA, N/A] for "
+        "files written by R or pandas; []: none, so a class named None, NA or nan is a class. Unset, a CSV or "
+        "TSV label spelt like such a marker (NA, None, null, nan, ...) is refused until you choose",
+    )
     drop_invalid: bool = option(
         False,
         help="leave out rows with an empty text, a missing label or a value of the wrong type (counted in "
         "metrics.json) instead of refusing the data",
     )
+
+    def field_delimiter(self) -> str | None:
+        """The delimiter character: `delimiter`, with `\\t` (as typed on a command line) read as a tab."""
+        return "\t" if self.delimiter == "\\t" else self.delimiter
 
     def window_stride(self) -> int:
         """Tokens shared by consecutive windows: `stride`, or a quarter of `max_length`."""
@@ -91,6 +117,30 @@ class DataConfig:
             elif self.train_split not in self.files:
                 found.append(f"data.files: no file for the {self.train_split!r} split; training needs one")
         found += self._long_text_problems()
+        found += self._layout_problems()
+        return found
+
+    def _layout_problems(self) -> list[str]:
+        found = []
+        delimiter = self.field_delimiter()
+        if delimiter is not None and (len(delimiter) != 1 or delimiter.isalnum() or delimiter in "\"\r\n"):
+            found.append(
+                f"data.delimiter: must be one character that is not a letter, digit, quote or line break, "
+                f"e.g. ';' or '|' (a tab: \\t), got {self.delimiter!r}"
+            )
+        if not self.header and not self.columns:
+            found.append(
+                "data.header: false needs data.columns, the names of the file's columns in order, "
+                "e.g. data.columns=[label,text]"
+            )
+        if self.header and self.columns is not None:
+            found.append(
+                "data.columns: names the columns of a file without a header line; set data.header=false too "
+                "(a header line names the columns itself)"
+            )
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            twice = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            found.append(f"data.columns: {', '.join(map(repr, twice))} named twice; give each column its own name")
         return found
 
     def _long_text_problems(self) -> list[str]:
