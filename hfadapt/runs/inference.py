@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfadapt.data import in_memory, long_texts, sources, splits, tokenization
+from hfadapt.data import in_memory, local_files, long_texts, splits, tokenization
 from hfadapt.data.records import missing
 from hfadapt.errors import HfadaptError
 from hfadapt.model import metrics, pretrained
-from hfadapt.recipe import Recipe, load_recipe
+from hfadapt.recipe import Recipe, as_recipe, load_recipe
 from hfadapt.runs import tagging
 
 if TYPE_CHECKING:
@@ -250,13 +250,13 @@ def read_texts(path: str | Path, column: str = "text", encoding: str = "utf-8") 
         raise HfadaptError(f"--file: {path} does not exist; give a .txt, .csv, .tsv or .jsonl file of texts")
     if path.suffix.lower() not in (".txt", ".csv", ".tsv", ".jsonl", ".json"):
         raise HfadaptError(f"--file: {path}: unsupported file type {path.suffix!r}; use .txt, .csv, .tsv or .jsonl")
-    starts = sources.check_file(path, encoding, "--file")
-    text = path.read_text(encoding=encoding)
+    checked = local_files.check_file(path, local_files.Layout(encoding=encoding), "--file")
+    starts = checked.lines
+    text = path.read_text(encoding=checked.encoding)  # a byte-order mark's encoding, which drops the mark
     if path.suffix.lower() == ".txt":
         return [line for line in text.splitlines() if line.strip()]
     if path.suffix.lower() in (".csv", ".tsv"):
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=checked.delimiter))
     elif starts:  # JSON lines
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:  # one JSON document: it must be an array of objects
@@ -279,7 +279,9 @@ def read_texts(path: str | Path, column: str = "text", encoding: str = "utf-8") 
     return [str(r[column]) for r in rows]
 
 
-def evaluate(run_dir: str | Path | Run, source: Any = None, split: str = "test") -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path | Run, source: Any = None, split: str = "test", *, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Metrics of a finished run on a split of a data source, made as in training.
 
     Args:
@@ -288,6 +290,8 @@ def evaluate(run_dir: str | Path | Run, source: Any = None, split: str = "test")
             takes it (a `pandas.DataFrame`, a `datasets.Dataset` or `DatasetDict`, a list of dicts); by
             default the run's own (data the run was given in memory must be given again).
         split: `train`, `validation` or `test`.
+        overrides: `key=value` strings for the data section of the run's recipe, e.g. `data.encoding=latin-1`,
+            `data.drop_invalid=true`.
 
     Returns:
         The split's metrics, keyed `SPLIT_METRIC` (e.g. `test_accuracy`), as `Trainer.evaluate` gives them,
@@ -300,8 +304,16 @@ def evaluate(run_dir: str | Path | Run, source: Any = None, split: str = "test")
     class _Trainer(long_texts.WindowPooling, Trainer):
         """Windows of long texts scored per text, as in training."""
 
+    outside = [item for item in overrides if not item.startswith("data.")]
+    if outside:
+        raise HfadaptError(
+            f"{outside[0]}: evaluate takes overrides of the data section only (data.KEY=VALUE), e.g. "
+            "data.encoding=latin-1 or data.drop_invalid=true; the model and its task are the run's"
+        )
     given = None if source is None or isinstance(source, (str, os.PathLike)) else in_memory.load(source, "source")
     recipe, model, tokenizer = _pieces(run_dir)
+    if overrides:  # a copy: a Run's own recipe stays as saved
+        recipe = as_recipe(recipe, overrides)
     if given is not None:  # in place of the run's source and what located it in that source
         located = {"source": given.name, "files": None, "subset": None, "revision": None}
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **located))
