@@ -131,7 +131,8 @@ GOOD = "".join(f"{r['text']},{r['label']}\n" for r in sentiment_rows(40))
             "a.csv",
             "text,label\nfine film,pos\nbad, awful film,neg\n" + GOOD,
             {},
-            "data.source: FILE: the header has 2 fields, but line 3 has 3; quote the fields that contain a comma",
+            "data.source: FILE: the header has 2 fields, but line 3 has 3, split at a comma; quote the fields that "
+            "contain a comma, or give the file's delimiter as data.delimiter",
         ),
         (
             "a.jsonl",

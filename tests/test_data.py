@@ -304,8 +304,8 @@ def test_data_files_name_each_splits_file(tmp_path):
         ),
         (
             {"train": "my_train.csv", "validation": "bad.csv"},
-            "data.files.validation: {tmp}/bad.csv: the header has 2 fields, but line 3 has 3; quote the fields that "
-            "contain a comma",
+            "data.files.validation: {tmp}/bad.csv: the header has 2 fields, but line 3 has 3, split at a comma; "
+            "quote the fields that contain a comma, or give the file's delimiter as data.delimiter",
         ),
         (
             {"train": "my_train.csv", "test": "rows.jsonl"},

@@ -1,9 +1,10 @@
 """Examples: each row of a split checked and encoded (text or words, and label), every unusable row named.
 
-A row is unusable when its text is empty, its label is missing (empty cell, null, NaN, or a marker of
-`data.missing_values`), or a value has the wrong type (a mapping as a label, a list where one label is expected, fewer tags than
-words). Such rows are refused by default, all at once, with their count and their first places
-(the file's line where hfadapt read the file itself, the index of data given in memory);
+A row is unusable when its text is empty, its label is missing (empty cell, null, NaN, or a marker
+of `data.missing_values`), or a value has the wrong type (a mapping as a label, a list where one
+label is expected, fewer tags than words). Such rows are refused by default, all at once, with
+their count and their first places (the file's line where hfadapt read the file itself, the index
+of data given in memory);
 `data.drop_invalid: true` leaves them out instead, and the counts go into the data report
 (metrics.json, the model card).
 """
@@ -237,7 +238,7 @@ def check_markers(names: list[str], data: DataConfig, source: str) -> None:
         f"data.missing_values: the labels of {source} include {', '.join(map(repr, found))}, which files written "
         f"by R or pandas use for a missing value; set data.missing_values=[] to train {'it' if one else 'them'} as "
         f"{'a class' if one else 'classes'}, or data.missing_values=[{', '.join(written)}] to read "
-        f"{'it' if one else 'them'} as a missing label"
+        f"{'it as a missing label' if one else 'them as missing labels'}"
     )
 
 

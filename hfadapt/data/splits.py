@@ -145,6 +145,16 @@ def _check_split_contents(rows, report, data: DataConfig, task: TaskConfig, labe
                 f"{label_names[classes.pop()]!r}; a classifier needs examples of two classes or more "
                 "(check data.label_column)"
             )
+    if task.problem_type == "regression" and task.type == "sequence_classification":
+        values = {row["label"] for row in rows["train"]}
+        if len(values) == 1:
+            dropped = sum(n for reasons in report.get("invalid_rows_dropped", {}).values() for n in reasons.values())
+            raise HfadaptError(
+                f"data.label_column: every training example of {data.source} has the target {values.pop()!r}"
+                + (f" (after data.drop_invalid left out {dropped} rows)" if dropped else "")
+                + "; a target that never varies teaches nothing and its Pearson correlation is undefined: "
+                "check data.label_column and the rows left out, or give targets that vary"
+            )
     for split in ("validation", "test"):
         if not rows[split]:
             raise HfadaptError(

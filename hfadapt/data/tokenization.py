@@ -15,6 +15,9 @@ logger = logging.getLogger(__name__)
 
 TRUNCATION_SAMPLE = 2000  # texts per split whose full length is measured for the truncation report
 TRUNCATION_WARNING = 0.1  # share of a split's texts cut by max_length above which the run warns
+# Texts per datasets.map batch, and rows per write to Arrow: only so many texts' token ids (a batch's
+# windows, for data.long_texts: windows) are held at once; long_texts.encode bounds the tokenizer's own memory.
+MAP_BATCH = 256
 
 
 def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig) -> dict[str, Any]:
@@ -27,14 +30,7 @@ def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfi
     for split in SPLITS:
         ds = task_data.splits[split]
         rows = ds.select(range(min(len(ds), TRUNCATION_SAMPLE)))
-        if task.type == "token_classification":
-            lengths = [
-                len(ids)
-                for ids in tokenizer(list(rows["tokens"]), is_split_into_words=True, verbose=False)["input_ids"]
-            ]
-        else:
-            pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
-            lengths = [len(ids) for ids in tokenizer(list(rows["text"]), pairs, verbose=False)["input_ids"]]
+        lengths = _lengths(rows, tokenizer, task)
         cut = [n for n in lengths if n > data.max_length]
         windows = data.long_texts == "windows"
         kept = 1.0 if windows else sum(min(n, data.max_length) for n in lengths) / max(sum(lengths), 1)
@@ -54,6 +50,26 @@ def truncation(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfi
                 sorted(lengths)[len(lengths) // 2],
             )
     return report
+
+
+def _lengths(rows, tokenizer, task: TaskConfig) -> list[int]:
+    """Each row's length in tokens, special tokens included, encoded a batch at a time (`long_texts.batches`)."""
+    words = task.type == "token_classification"
+    texts = list(rows["tokens" if words else "text"])
+    pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
+    lengths: list[int] = []
+    for start, stop in long_texts.batches([" ".join(t) for t in texts] if words else texts):
+        part = pairs[start:stop] if pairs is not None else None
+        enc = tokenizer(
+            texts[start:stop],
+            part,
+            is_split_into_words=words,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
+        lengths += [len(ids) for ids in enc["input_ids"]]
+    return lengths
 
 
 def _windows(lengths: list[int], tokenizer, data: DataConfig) -> int:
@@ -93,7 +109,15 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
             return enc
 
         columns = task_data.splits["train"].column_names
-    return task_data.splits.map(encode, batched=True, with_indices=True, remove_columns=columns, desc="Tokenizing")
+    return task_data.splits.map(
+        encode,
+        batched=True,
+        batch_size=MAP_BATCH,
+        writer_batch_size=MAP_BATCH,
+        with_indices=True,
+        remove_columns=columns,
+        desc="Tokenizing",
+    )
 
 
 def collator(tokenizer, task: TaskConfig):

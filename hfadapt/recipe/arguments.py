@@ -5,6 +5,7 @@ Imported lazily: building them needs transformers or peft, and `hfadapt --help` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,8 @@ def training_problems(path: str, settings: dict[str, Any]) -> list[str]:
     """Values TrainingArguments takes but no run can train with (a run would fail after it started)."""
     found = []
     for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue  # a non-finite number is refused by its type check
         if name in POSITIVE and not value > 0:
             found.append(f"{path}.{name}: must be above 0, got {value}")
         elif name in AT_LEAST_ONE and value < 1:

@@ -61,7 +61,7 @@ class DataConfig:
     delimiter: str | None = option(
         None,
         help="the field delimiter of local CSV and TSV files, one character (a tab: \\t); empty: a tab for .tsv, "
-        "and for .csv the first of , ; tab | that splits the first lines alike",
+        "and for .csv the first of comma, semicolon, tab and pipe that splits its first lines alike",
     )
     header: bool = option(
         True, help="local CSV and TSV files: whether the first line names the columns; false: name them in data.columns"
@@ -123,7 +123,7 @@ class DataConfig:
     def _layout_problems(self) -> list[str]:
         found = []
         delimiter = self.field_delimiter()
-        if delimiter is not None and (len(delimiter) != 1 or delimiter.isalnum() or delimiter in "\"\r\n"):
+        if delimiter is not None and (len(delimiter) != 1 or delimiter.isalnum() or delimiter in '"\r\n'):
             found.append(
                 f"data.delimiter: must be one character that is not a letter, digit, quote or line break, "
                 f"e.g. ';' or '|' (a tab: \\t), got {self.delimiter!r}"

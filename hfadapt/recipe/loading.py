@@ -48,15 +48,54 @@ def load_recipe(
 
 
 def _read(path: Path) -> Any:
+    if path.is_dir():
+        inside = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+        example = next((p for p in inside if p.name == "recipe.yaml"), inside[0] if inside else path / "recipe.yaml")
+        raise HfadaptError(f"{path} is a folder, not a recipe file; give the YAML file (e.g. {example})")
     if not path.is_file():
         raise HfadaptError(f"recipe file {path} does not exist: give the path of a YAML recipe (see recipes/)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            twice = _keys_given_twice(node, "", set())
+            if twice:
+                raise RecipeError(twice, str(path))
+            raw = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except UnicodeDecodeError:
         raise HfadaptError(f"{path} is not a text file; give the path of a YAML recipe (see recipes/)") from None
     except yaml.YAMLError as e:
         raise HfadaptError(f"{path} is not valid YAML: {e}") from None
     return {} if raw is None else raw
+
+
+def _keys_given_twice(node: Any, path: str, seen: set[int]) -> list[str]:
+    """Every key given twice in one mapping, at any depth: PyYAML would keep the last one silently."""
+    if id(node) in seen:  # an alias of a node already walked
+        return []
+    seen.add(id(node))
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                continue  # `<<: *defaults` may be overridden; a non-scalar key is refused by the type check
+            dotted = f"{path}.{key.value}" if path else str(key.value)
+            line, name = key.start_mark.line + 1, (key.tag, key.value)
+            if name not in lines:
+                lines[name] = line
+            else:
+                first = lines[name]
+                where = f"on line {line}" if first == line else f"on lines {first} and {line}"
+                fix = "merge the two into one" if isinstance(value, yaml.MappingNode) else "keep one"
+                found.append(f"{dotted}: given twice, {where} (YAML would keep only the second); {fix}")
+            found += _keys_given_twice(value, dotted, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _keys_given_twice(item, f"{path}[{i}]", seen)
+    return found
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
@@ -96,6 +135,8 @@ def parse_override_value(text: str) -> Any:
     """A command-line value as YAML would read it, except that `3e-5` is the number it looks like
     and yes/no/on/off stay words (so `training.eval_strategy=no` means the strategy 'no')."""
     if text.strip().lower() in ("yes", "no", "on", "off", "y", "n"):
+        return text
+    if text.strip().startswith(("|", ">")):  # a YAML block scalar, meaningless on one line: `data.delimiter=|`
         return text
     if NUMBER.match(text.strip()):
         number = float(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,16 @@ class ModelConfig:
 
     name_or_path: str = option(help="a local checkpoint folder, a Hub model id, or builtin:minilm")
     revision: str | None = option(None, help="a Hub branch, tag or commit")
+
+
+# What each kind of task reports besides `loss` (model/metrics.py; tests/test_bad_runs.py checks the names).
+_CLASSES = ("accuracy", "f1_macro", "f1_micro", "precision_macro", "precision_micro", "recall_macro", "recall_micro")
+TASK_METRICS = {
+    "token_classification": ("f1", "precision", "recall", "accuracy"),
+    "regression": ("pearson", "spearman", "mse"),
+    "multi_label_classification": _CLASSES,
+    "single_label_classification": (*_CLASSES, "matthews_correlation"),
+}
 
 
 @dataclass
@@ -66,8 +77,17 @@ class TaskConfig:
             return "pearson"
         return "f1_macro" if self.class_weights is not None else "accuracy"
 
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics this task reports (and `loss`); extra `evaluate_modules` add their own."""
+        kind = self.type if self.type == "token_classification" else self.problem_type
+        return (*TASK_METRICS[kind], "loss")
+
     def problems(self) -> list[str]:
         found = []
+        names, wanted = self.metric_names(), self.main_metric
+        if wanted and wanted not in names and not self.evaluate_modules:  # an evaluate module's names are its own
+            close = "".join(f" (did you mean {m!r}?)" for m in difflib.get_close_matches(wanted, names, n=1))
+            found.append(f"task.main_metric: {wanted!r} is not a metric of this task{close}; use {', '.join(names)}")
         if self.type == "token_classification" and self.problem_type != "single_label_classification":
             found.append(
                 "task.problem_type: token classification takes one label per token; use single_label_classification"

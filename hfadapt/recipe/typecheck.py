@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import re
 import types
 import typing
@@ -111,6 +112,9 @@ def _library_section(value: Any, path: str, metadata: typing.Mapping, problems: 
 
 def type_problem(value: Any, hint: Any) -> str | None:
     """None when `value` fits the annotation `hint`, else what is wrong and how to fix it."""
+    infinite = _non_finite(value)
+    if infinite is not None:
+        return f"must be a finite number, got {infinite} (YAML reads .inf and .nan as numbers)"
     if fits(value, hint):
         return None
     hint_text = ""
@@ -147,6 +151,14 @@ def fits(value: Any, hint: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # an annotation this checker does not understand: the library checks it
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first infinite or NaN number in `value` (a number, or one inside a list or mapping), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else ()
+    return next((found for item in items if (found := _non_finite(item)) is not None), None)
 
 
 def _accepts(hint: Any, kind: type) -> bool:
