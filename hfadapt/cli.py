@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def _run_commands(sub) -> None:
     p.add_argument(
         "--split", default="test", help="train, validation or test (made as in training when the source lacks it)"
     )
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the data section, e.g. data.encoding=latin-1")
 
 
 def _advise_command(sub) -> None:
@@ -194,9 +196,11 @@ def _run(args) -> int:
 
 def _validate(args) -> None:
     from hfadapt.launch import check_accelerate_config
+    from hfadapt.model.pretrained import check_local
     from hfadapt.recipe import dump_recipe, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    check_local(recipe)  # a local checkpoint's files and shapes, without loading a weight
     if args.accelerate_config:
         check_accelerate_config(args.accelerate_config)
     print(dump_recipe(recipe, comments=True), end="")
@@ -206,7 +210,7 @@ def _finetune(args) -> None:
     import hfadapt
 
     overrides = args.overrides + (["output.resume=true"] if args.resume else [])
-    if args.seeds:
+    if args.seeds is not None:
         from hfadapt.training.seeds import parse_seeds
 
         _print_seeds(hfadapt.finetune_seeds(args.recipe, parse_seeds(args.seeds), overrides))
@@ -228,7 +232,7 @@ def _retrain(args) -> None:
 
     until = {"tokenizer": "tokenizer", "pretrain": "pretrained", "retrain": "finetuned"}[args.command]
     seeds = None
-    if getattr(args, "seeds", None):
+    if getattr(args, "seeds", None) is not None:
         from hfadapt.training.seeds import parse_seeds
 
         seeds = parse_seeds(args.seeds)
@@ -275,7 +279,10 @@ def _export(args) -> None:
 def _evaluate(args) -> None:
     from hfadapt.runs.inference import evaluate
 
-    print(json.dumps(evaluate(args.run_dir, args.data, args.split), indent=2))
+    data, overrides = args.data, list(args.overrides)
+    if data is not None and re.match(r"\w+(\.\w+)+=", data) and not Path(data).exists():  # no DATA: overrides
+        data, overrides = None, [data, *overrides]
+    print(json.dumps(evaluate(args.run_dir, data, args.split, overrides=overrides), indent=2))
 
 
 def _advise(args) -> None:

@@ -134,7 +134,7 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == [
         "best.yaml",
-        "hparam_search.md",
+        "search.md",
         "trial-000",
         "trial-001",
         "trial-002",
@@ -163,7 +163,7 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
     assert best_recipe.output.dir == f"{run}-best"
     assert best_recipe.with_output("x") == load_recipe(run / best["folder"] / "recipe.yaml").with_output("x")
     # the table: every trial's validation figure, and the test figure of the chosen one only
-    table = (run / "hparam_search.md").read_text()
+    table = (run / "search.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| trial-")]
     assert len(rows) == 3 and all("test" not in row for row in rows)
     assert [row.endswith("| best |") for row in rows] == [t is best for t in trials]

@@ -92,6 +92,7 @@ def advise(
 def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, overrides) -> dict[str, Any]:
     started = time.perf_counter()  # the budget in minutes counts from here: the fit and the probe spend it too
     base, retraining = _base_recipes(model, data, text_column, list(overrides))
+    pretrained.check_folder(base.model.name_or_path)  # weights whole and matching the config, a tokenizer
     tokenizer = pretrained.load_tokenizer(base.model)
     task_data = load_splits(base.data, base.task)
     base, retraining = _imbalance_metric(base, retraining, task_data.report)
@@ -135,6 +136,10 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
         }
         if final is not None:
             _write(advice, recommended, work, final)
+    except BaseException:
+        if final is not None:  # a failed or stopped advice leaves no OUTPUT.incomplete behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         if scratch is not None:
             scratch.cleanup()

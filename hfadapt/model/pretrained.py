@@ -7,9 +7,11 @@ ELECTRA, XLM-R and MiniLM all work without a table of attribute names.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from hfadapt import builtin
 from hfadapt.errors import HfadaptError
@@ -60,6 +62,7 @@ def check_folder(name_or_path: str, what: str = "model.name_or_path") -> None:
             "save_pretrained, with its weights"
         )
     check_readable(path, what)
+    check_shapes(path, what)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise HfadaptError(
             f"{what}: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer "
@@ -80,6 +83,96 @@ def check_readable(folder: Path, what: str) -> None:
                 f"{what}: {file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                 "the file is cut off or corrupt: save or copy the checkpoint again"
             ) from None
+
+
+def safetensors_header(file: str | Path) -> dict[str, Any]:
+    """The header of a safetensors file, read without loading a weight: each tensor's dtype, shape and byte range.
+
+    Raises:
+        ValueError: the file is shorter than its header says (cut off), or its header cannot be read.
+    """
+    file = Path(file)
+    size = file.stat().st_size
+    with file.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if not 0 < length <= size - 8:
+            raise ValueError(f"its header is cut off or unreadable ({size:,} bytes in all)")
+        try:
+            header = json.loads(f.read(length))
+            end = 8 + length + max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise ValueError("its header is not a valid safetensors header") from None
+    if size < end:
+        raise ValueError(f"it is cut off: {size:,} of its {end:,} bytes")
+    return header
+
+
+def check_shapes(folder: str | Path, what: str = "model.name_or_path") -> None:
+    """config.json's vocab_size and hidden size match the embedding matrix in the weights, whose shape is read
+    from the safetensors header (no weight is loaded); a mismatch would fail later as a transformers traceback."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        found = _embedding_shape(folder)
+    except (OSError, ValueError):
+        return  # an unreadable file is refused by the checks that read it
+    if not isinstance(config, dict) or found is None:
+        return
+    name, rows, width = found
+    width_key = "embedding_size" if "embedding_size" in config else "hidden_size"  # ELECTRA, ALBERT: their own
+    for key, have in (("vocab_size", rows), (width_key, width)):
+        said = config.get(key)
+        if isinstance(said, int) and said != have:
+            raise HfadaptError(
+                f"{what}: {folder / 'config.json'} gives {key} {said}, but the weights' embedding matrix ({name}) "
+                f"is {rows} x {width}: the config belongs to another model; save the model's own config beside "
+                f"its weights (model.save_pretrained(FOLDER)), or set {key} to {have}"
+            )
+
+
+def _embedding_shape(folder: Path) -> tuple[str, int, int] | None:
+    """The word embedding matrix's name and shape, from the safetensors header (of the shard that holds it)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+    elif (folder / "model.safetensors").is_file():
+        files = {name: "model.safetensors" for name in safetensors_header(folder / "model.safetensors")}
+    else:
+        return None  # pytorch_model.bin: its shapes cannot be read without loading it
+    name = next((n for n in sorted(files) if n.endswith("word_embeddings.weight")), None)
+    if name is None:
+        return None
+    shape = safetensors_header(folder / files[name])[name].get("shape")
+    return (name, *shape) if isinstance(shape, list) and len(shape) == 2 else None
+
+
+def check_local(recipe) -> None:
+    """What can be checked of a recipe's checkpoint before any compute, where it is a local folder: its files
+    (`check_folder`: weights readable, config matching them, a tokenizer) and pretrain.block_size against its
+    positions. A Hub id is checked as it loads; a checkpoint that pretraining from scratch only takes the
+    tokenizer of is not checked.
+
+    Raises:
+        HfadaptError: the first problem found, with its fix.
+    """
+    if recipe.pretrain is not None and recipe.pretrain.init == "scratch":
+        return
+    name = recipe.model.name_or_path
+    try:
+        folder = builtin.checkpoint_path(name) if builtin.is_builtin(name) else Path(name).expanduser()
+    except HfadaptError:
+        return  # a built-in checkpoint not installed: refused, with the install command, when a run loads it
+    if not folder.is_dir():
+        return
+    check_folder(name)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    block = recipe.pretrain.block_size if recipe.pretrain is not None else None
+    if isinstance(positions, int) and block is not None and block > positions:
+        raise HfadaptError(
+            f"pretrain.block_size: {block} exceeds the model's {positions} positions (max_position_embeddings "
+            f"in its config.json); use at most {positions}"
+        )
 
 
 def check_tokenizer(tokenizer, config, max_length: int | None = None) -> None:

@@ -178,7 +178,7 @@ class OutputConfig:
     """Where the run's results go."""
 
     dir: str = option(help="the run folder; written as DIR.incomplete and moved into place when finished")
-    overwrite: bool = option(False, help="replace a non-empty output folder (only once the new run has finished)")
+    overwrite: bool = option(False, help="replace a folder an earlier hfadapt run wrote, once the new run has finished")
     keep_checkpoints: bool = option(False, help="keep OUTPUT_DIR/checkpoints once the run has finished")
     resume: bool = option(False, help="continue a stopped run from its newest complete checkpoint (also: --resume)")
 

@@ -10,6 +10,7 @@ from typing import Any
 from hfadapt import ranks
 from hfadapt.data import in_memory
 from hfadapt.errors import HfadaptError
+from hfadapt.model.pretrained import check_local
 from hfadapt.recipe import Recipe, save_recipe
 from hfadapt.retraining import stages
 from hfadapt.retraining.corpus import reading_once
@@ -67,6 +68,7 @@ def retrain(
         raise HfadaptError(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
+    check_local(recipe)  # the checkpoint's files and shapes, block_size against its positions: before any stage
     with output.lock(recipe.output.dir), reading_once(given, texts):
         return _retrain(recipe, until, list(callbacks), seeds, given)
 

@@ -24,6 +24,7 @@ from hfadapt.recipe import Recipe
 from hfadapt.retraining import corpus, mlm, rtd, vocab
 from hfadapt.retraining.tokenizer import han_words, tokenizer_fit, train_tokenizer
 from hfadapt.runs import output
+from hfadapt.training import divergence
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,15 @@ def reusable(recipe: Recipe, root: Path, stage: str, seeds: list[int] | None = N
             f"output.dir: {folder} was made with other settings ({', '.join(changed)}); choose another "
             "output.dir, or set output.overwrite=true to redo it and the stages after it"
         )
-    shutil.rmtree(folder)
-    for later in STAGES[STAGES.index(stage) + 1 :]:
-        shutil.rmtree(root / later, ignore_errors=True)
+    stale = [root / name for name in STAGES[STAGES.index(stage) :] if (root / name).exists()]
+    for other in stale:
+        if not output.written_by_hfadapt(other):  # output.overwrite never deletes a user's folder
+            raise HfadaptError(
+                f"output.dir: {other} was not written by an hfadapt stage (it has no stage.json); move it away, "
+                "or choose another output.dir"
+            )
+    for other in stale:
+        shutil.rmtree(other)
     return False
 
 
@@ -175,10 +182,15 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
         eval_dataset=packed.data["validation"],
         data_collator=mlm.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[divergence.DivergenceGuard("pretrain.training"), *callbacks],
     )
     started = time.perf_counter()
-    report.update(_pretrain(trainer, settings.block_size))
+    try:
+        report.update(_pretrain(trainer, settings.block_size))
+    except divergence.Diverged:  # stopped at the step it diverged: no checkpoint of it, nothing to resume
+        if ranks.is_main() and not output.has_checkpoint(work):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     report["seconds"] = round(time.perf_counter() - started, 1)
     if settings.objective == "rtd":
         rtd.save_discriminator(trainer, work)  # the model alone: the generator is dropped
@@ -186,6 +198,11 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
         trainer.save_model(str(work))  # every rank takes part; the main one writes
     if ranks.is_main():
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        try:
+            divergence.check_saved(work, "pretrain.training", args.learning_rate)
+        except divergence.Diverged:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         (work / "pretrain.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         (work / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
         mark(recipe, work, "pretrained")
@@ -197,6 +214,7 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
 def _pretrain(trainer, block_size: int) -> dict[str, Any]:
     """Train, then the held-out perplexity before and after, and what was read."""
     train_metrics = trainer.train().metrics
+    divergence.check(trainer)
     before = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)
     after = trainer.evaluate()
     state, args = trainer.state, trainer.args

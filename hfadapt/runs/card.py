@@ -54,7 +54,7 @@ def render(recipe: Recipe, metrics: dict[str, Any], base_model: str, name: str) 
 | labels | {", ".join(metrics.get("label_names") or ["(regression)"])} |
 | training | {training.get("num_train_epochs")} epochs, learning rate {training.get("learning_rate", "default")}, \
 batch {training.get("per_device_train_batch_size")}, seed {training.get("seed")}, max length {recipe.data.max_length} |
-| compute | {metrics.get("train", {}).get("train_runtime", 0):.0f} s of training on {metrics.get("device", "unknown")} |
+| compute | {_compute_seconds(metrics):.0f} s of training on {metrics.get("device", "unknown")} |
 {_kept(metrics.get("kept"), metrics.get("class_weights"), metrics.get("label_names"))}
 
 ## Results
@@ -71,6 +71,11 @@ and validation {metrics.get("main_metric", "")}.
 """
     metadata = _metadata(recipe, test, names, base_model, name)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _compute_seconds(metrics: dict[str, Any]) -> float:
+    """The whole run's training time: a resumed run's includes the sessions before it."""
+    return metrics.get("compute_seconds") or metrics.get("train", {}).get("train_runtime", 0)
 
 
 def _kept(kept: dict[str, Any] | None, weights: list[float] | None, names: list[str] | None) -> str:

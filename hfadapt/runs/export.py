@@ -54,6 +54,10 @@ def export_onnx(
         ) from None
     run_dir = Path(getattr(run_dir, "run_dir", run_dir))
     final = Path(output_dir) if output_dir is not None else run_dir / "onnx"
+    blocking = next((p for p in (final, *final.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        what = "is a file" if blocking == final else f"is under {blocking}, which is a file"
+        raise HfadaptError(f"export: --output {final} {what}; give a folder, where model.onnx and its tokenizer go")
     if final.is_dir() and any(final.iterdir()) and not overwrite:
         raise HfadaptError(
             f"export: {final} already holds files; choose another --output, or replace it with --overwrite"

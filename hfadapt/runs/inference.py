@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# the data settings that find and read the run's own source; evaluating another source starts from their defaults
+OWN_SOURCE_SETTINGS = ("files", "subset", "revision", "encoding", "delimiter", "header", "columns")
+
 
 def check_run(run_dir: Path) -> Recipe:
     """The recipe of the finished run in `run_dir`, after checking that the folder holds a readable model
@@ -288,7 +291,9 @@ def evaluate(
         run_dir: the output folder of a finished run, or a `Run` (its own model is used).
         source: a data source (file, folder, Hub id, builtin:NAME), or the data itself as `finetune`
             takes it (a `pandas.DataFrame`, a `datasets.Dataset` or `DatasetDict`, a list of dicts); by
-            default the run's own (data the run was given in memory must be given again).
+            default the run's own (data the run was given in memory must be given again). Another source
+            keeps the run's columns and missing-value markers, but is read with the default encoding,
+            delimiter and header (give its own in `overrides`).
         split: `train`, `validation` or `test`.
         overrides: `key=value` strings for the data section of the run's recipe, e.g. `data.encoding=latin-1`,
             `data.drop_invalid=true`.
@@ -312,13 +317,13 @@ def evaluate(
         )
     given = None if source is None or isinstance(source, (str, os.PathLike)) else in_memory.load(source, "source")
     recipe, model, tokenizer = _pieces(run_dir)
-    if overrides:  # a copy: a Run's own recipe stays as saved
+    if given is not None or source is not None:  # a copy: a Run's own recipe stays as saved
+        # another source: what found and read the run's own (its files, encoding, header...) does not apply
+        fresh = {f.name: f.default for f in dataclasses.fields(recipe.data) if f.name in OWN_SOURCE_SETTINGS}
+        fresh["source"] = given.name if given is not None else str(source)
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **fresh))
+    if overrides:
         recipe = as_recipe(recipe, overrides)
-    if given is not None:  # in place of the run's source and what located it in that source
-        located = {"source": given.name, "files": None, "subset": None, "revision": None}
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **located))
-    elif source is not None:  # a copy: a Run's own recipe stays as saved
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, source=str(source)))
     if split not in splits.SPLITS:
         raise HfadaptError(f"split {split!r}: choose one of {', '.join(splits.SPLITS)}")
     trained_labels = (

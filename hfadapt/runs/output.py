@@ -7,13 +7,16 @@ replaces a finished one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from hfadapt import ranks
 from hfadapt.errors import HfadaptError
+from hfadapt.model.pretrained import safetensors_header
 
 
 def incomplete_dir(final: str | Path) -> Path:
@@ -21,9 +24,23 @@ def incomplete_dir(final: str | Path) -> Path:
     return final.with_name(final.name + ".incomplete")
 
 
+# The file each kind of folder hfadapt finishes holds, and a key that file always has: a folder with one
+# is an hfadapt run (a fine-tuning run, a retraining stage, seeds, a search, advice, an export), which
+# output.overwrite may replace. Any other folder may hold a user's files: it is never replaced.
+WRITTEN_BY_HFADAPT = {
+    "manifest.json": "hfadapt_git_commit",
+    "stage.json": "model",
+    "seeds.json": "seeds",
+    "trials.json": "space",
+    "advice.json": "verdict",
+    "export.json": "opset",
+}
+
+
 def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
-    """Refuse, before anything runs, to write over a finished run unless asked to, or to throw away a stopped one."""
-    final = Path(final)
+    """Refuse, before anything runs, to write over a finished run unless asked to, or to throw away a stopped one;
+    with `overwrite`, to replace a folder that no hfadapt run wrote."""
+    final = _named(final)
     stopped = incomplete_dir(final)
     for parent in final.absolute().parents:
         if parent.exists():
@@ -44,11 +61,65 @@ def check(final: str | Path, overwrite: bool, resume: bool = False) -> None:
             f"output.dir: {final} is not empty; choose another output.dir, or set "
             "output.overwrite=true to replace it once the new run finishes"
         )
+    if final.is_dir() and any(final.iterdir()) and not written_by_hfadapt(final):
+        names = sorted(p.name for p in final.iterdir())
+        shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+        raise HfadaptError(
+            f"output.dir: {final} holds files no hfadapt run wrote ({shown}); output.overwrite replaces only "
+            "an hfadapt run's folder (one with its manifest.json): choose another output.dir, or move those files"
+        )
+
+
+def written_by_hfadapt(folder: str | Path) -> bool:
+    """Whether `folder` is one hfadapt finished (`WRITTEN_BY_HFADAPT`), which output.overwrite may replace."""
+    for name, key in WRITTEN_BY_HFADAPT.items():
+        try:
+            content = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and key in content:
+            return True
+    return False
+
+
+def _named(final: str | Path) -> Path:
+    """`final` as a path, refused when it names no folder of its own (`.`, `..`, `/`): a run is written beside
+    its folder (NAME.incomplete) and renamed into place."""
+    final = Path(final)
+    if final.name in ("", ".."):
+        which = {"/": "the root folder", ".": "the current folder", "..": "the parent folder"}.get(
+            str(final), "a folder named through '..'"
+        )
+        raise HfadaptError(
+            f"output.dir: {str(final)!r} is {which}, not a folder of the run's own; give the run a new folder, "
+            "e.g. runs/my-run"
+        )
+    return final
 
 
 def has_checkpoint(work: Path) -> bool:
-    """Whether a side folder holds a complete checkpoint (one whose trainer state was written): a run to resume."""
-    return any((c / "trainer_state.json").is_file() for c in (work / "checkpoints").glob("checkpoint-*"))
+    """Whether a side folder holds a complete checkpoint (one whose trainer state was written, its files whole):
+    a run to resume."""
+    return any(
+        (c / "trainer_state.json").is_file() and damage(c) is None for c in (work / "checkpoints").glob("checkpoint-*")
+    )
+
+
+def damage(checkpoint: str | Path) -> str | None:
+    """What is broken in a checkpoint's files (a weights file cut off or corrupt), or None when each is whole.
+
+    Read without loading a weight: a safetensors file against the length its header gives, a torch file
+    (optimizer, scheduler, random state) by the directory at the end of its zip archive.
+    """
+    for file in sorted(Path(checkpoint).iterdir()):
+        if file.suffix == ".safetensors":
+            try:
+                safetensors_header(file)
+            except (OSError, ValueError) as e:
+                return f"{file.name}: {e}"
+        elif file.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(file):
+            return f"{file.name}: it is cut off or corrupt"
+    return None
 
 
 @contextmanager
@@ -63,7 +134,7 @@ def lock(final: str | Path):
     if not ranks.is_main():
         yield
         return
-    final = Path(final).absolute()
+    final = _named(final).absolute()
     made = [p for p in reversed(final.parents) if not p.exists()]  # made for the lock, removed if left empty
     final.parent.mkdir(parents=True, exist_ok=True)
     held = FileLock(str(final.with_name(f".{final.name}.lock")))

@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from hfadapt.errors import HfadaptError
+from hfadapt.runs import output
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ class Interrupted(HfadaptError):
 
 
 def latest_complete(folder: str | Path) -> Path | None:
-    """The newest `checkpoint-N` under `folder` whose trainer state was fully written."""
+    """The newest `checkpoint-N` under `folder` whose trainer state was fully written and whose files are whole;
+    a damaged one (a weights file cut off) is passed over for the one before it, with a warning."""
     found = []
     for path in Path(folder).glob("checkpoint-*"):
         match = re.fullmatch(r"checkpoint-(\d+)", path.name)
@@ -37,7 +39,12 @@ def latest_complete(folder: str | Path) -> Path | None:
         except ValueError:  # cut off mid-write
             continue
         found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+    for _, path in sorted(found, reverse=True):
+        problem = output.damage(path)
+        if problem is None:
+            return path
+        logger.warning("%s is damaged (%s); falling back to the checkpoint before it", path, problem)
+    return None
 
 
 class StopOnSignal(TrainerCallback):

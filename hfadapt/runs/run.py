@@ -108,18 +108,21 @@ class Run:
         """
         return inference.predict(self, texts, **options)
 
-    def evaluate(self, source: Any = None, split: str = "test") -> dict[str, Any]:
+    def evaluate(
+        self, source: Any = None, split: str = "test", *, overrides: list[str] | tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """This run's metrics on a split of a data source, made as in training.
 
         Args:
             source: a data source (file, folder, Hub id, builtin:NAME), or the data itself (a DataFrame,
                 a `datasets.Dataset` or `DatasetDict`, a list of dicts); by default the run's own.
             split: `train`, `validation` or `test`.
+            overrides: `key=value` strings for the data section, e.g. `data.encoding=latin-1`.
 
         Returns:
             The split's metrics, keyed `SPLIT_METRIC`, as `hfadapt.evaluate` gives them.
         """
-        return inference.evaluate(self, source, split)
+        return inference.evaluate(self, source, split, overrides=overrides)
 
     def push(self, repo_id: str, private: bool = False, revision: str | None = None) -> str:
         """Upload this run to the Hugging Face Hub (see `hfadapt.push`).

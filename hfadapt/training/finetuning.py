@@ -20,6 +20,7 @@ from hfadapt.model import adapt, loss, metrics, pretrained
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
 from hfadapt.runs import card, curves, hub, manifest, output, resume
 from hfadapt.runs.run import Run
+from hfadapt.training import divergence
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = N
         processing_class=tokenizer,
         data_collator=tokenization.collator(tokenizer, recipe.task),
         compute_metrics=metrics.compute_fn(recipe.task, task_data.label_names),
-        callbacks=[stop := resume.StopOnSignal()] + _early_stopping(recipe) + callbacks,
+        callbacks=[stop := resume.StopOnSignal(), divergence.DivergenceGuard()] + _early_stopping(recipe) + callbacks,
         compute_loss_func=(
             loss.weighted_loss(weights, loss.is_multi_label(recipe.task)) if weights is not None else None
         ),
@@ -137,18 +138,24 @@ def _train(trainer, resume_from: Path | None, work: Path) -> tuple[dict[str, Any
     trainer.before = saved or {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}
     try:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics)
+        divergence.check(trainer)  # a run that diverged stops at that step and is not saved
     except Exception:
         if ranks.is_main() and not output.has_checkpoint(work):
             shutil.rmtree(work, ignore_errors=True)
         raise
     before = trainer.before
     steps = trainer.state.global_step
+    seconds = round(before["compute_seconds"] + trainer.session_seconds(), 1)
     if resume_from is not None and saved is not None and steps:
-        # Trainer's train_loss covers the steps of this session alone
+        # Trainer's train_loss and train_runtime cover the steps of this session alone; the run's are its totals
         train_metrics["train_loss"] = (
             before["loss_sum"] + train_metrics["train_loss"] * (steps - before["steps"])
         ) / steps
-    return train_metrics, round(before["compute_seconds"] + trainer.session_seconds(), 1)
+        train_metrics["train_runtime"] = round(before["compute_seconds"] + train_metrics["train_runtime"], 4)
+        summary = next((h for h in reversed(trainer.state.log_history) if "train_loss" in h), None)
+        if summary is not None:  # log_history.json's last entry: the same totals
+            summary.update(train_loss=train_metrics["train_loss"], train_runtime=train_metrics["train_runtime"])
+    return train_metrics, seconds
 
 
 def _early_stopping(recipe: Recipe) -> list:
@@ -256,6 +263,13 @@ def _resume_point(recipe: Recipe) -> Path:
     work = output.incomplete_dir(recipe.output.dir)
     latest = resume.latest_complete(work / "checkpoints")
     if latest is None:
+        states = (work / "checkpoints").glob("checkpoint-*/trainer_state.json")
+        damaged = sorted(state.parent.name for state in states)
+        if damaged:  # each one's problem was logged by latest_complete
+            raise HfadaptError(
+                f"--resume: every checkpoint in {work / 'checkpoints'} is damaged ({', '.join(damaged)}: a file cut "
+                "off or corrupt); run without --resume to start over"
+            )
         raise HfadaptError(f"--resume: no complete checkpoint in {work / 'checkpoints'}; run without --resume to start")
     saved = load_recipe(work / "recipe.yaml").to_dict()
     wanted = recipe.to_dict()
@@ -287,6 +301,11 @@ def _finish(trainer, recipe: Recipe, tokenizer, results: dict[str, Any], work: P
         trainer.save_model(str(work))
     if trainer.is_world_process_zero():
         _save(trainer, recipe, tokenizer, results, work)
+        try:
+            divergence.check_saved(work, learning_rate=trainer.args.learning_rate)  # no finished run with a NaN
+        except divergence.Diverged:
+            shutil.rmtree(work, ignore_errors=True)  # resuming would end in the same weights: nothing is kept
+            raise
         output.finish(work, recipe.output.dir)
         if recipe.hub is not None:
             hub_config = recipe.hub

@@ -24,6 +24,7 @@ from hfadapt import ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, as_recipe, dump_recipe, load_recipe
 from hfadapt.runs import curves, output
+from hfadapt.training.divergence import Diverged
 from hfadapt.training.finetuning import finetune
 from hfadapt.training.space import (
     OUTSIDE,
@@ -113,8 +114,13 @@ def _run(recipe: Recipe, dimensions: list[Dimension], trials: int, final: Path, 
                     shutil.rmtree(stale, ignore_errors=True)
             ranks.wait()
             params = _ask(optuna, dimensions, done, number, recipe.training["seed"], maximize)
-            finetune(trial_recipe(recipe, params, folder))
-            done.append(_record(number, params, folder, metric))
+            try:
+                finetune(trial_recipe(recipe, params, folder))
+                done.append(_record(number, params, folder, metric))
+            except Diverged as e:  # values that diverge: a failed trial, as a NaN metric is; the search goes on
+                logger.warning("trial %d/%d (%s): %s", number + 1, trials, assignments(params), e)
+                failed = {"trial": number, "folder": folder.name, "params": params, "validation": None, "minutes": 0}
+                done.append(failed)  # no run folder is kept: a resumed search tries these values again
             best = _best(done, maximize)
             logger.info(
                 "trial %d/%d (%s): validation %s %s; best so far %s",
@@ -210,7 +216,7 @@ def _summary(
     best = _best(done, maximize)
     if best is None:
         raise HfadaptError(
-            f"search: no trial gave a validation {metric} (every one was NaN); the finished trials are in "
+            f"search: no trial gave a validation {metric} (every one was NaN or diverged); the finished trials are in "
             f"{work}; change the space and start over with output.overwrite=true"
         )
     # the test split is read once, for the chosen trial: it played no part in the choice
