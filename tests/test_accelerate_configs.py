@@ -205,6 +205,7 @@ def test_missing_and_unreadable_configs_are_refused(tmp_path):
     )
 
 
+@pytest.mark.integration
 @no_gpu
 def test_validate_with_a_bad_accelerate_config_exits_2_without_traceback(tiny_recipe, tmp_path):
     from test_cli import run_cli, write_recipe
@@ -221,6 +222,7 @@ def test_validate_with_a_bad_accelerate_config_exits_2_without_traceback(tiny_re
     assert result.stdout == ""
 
 
+@pytest.mark.integration
 def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe, tmp_path, monkeypatch, capsys):
     from test_cli import write_recipe
 

@@ -60,6 +60,7 @@ def check_pilots(advice, names=PILOTS):
     return pilots
 
 
+@pytest.mark.integration
 def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retraining_pilot(
     tiny_checkpoint, sentiment_csv, tmp_path
 ):
@@ -110,6 +111,7 @@ def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retrain
         advise(str(tiny_checkpoint), str(sentiment_csv), folder, overrides=TINY)
 
 
+@pytest.mark.integration
 def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint, tmp_path):
     rows = [{"text": r["text"].translate(CYRILLIC), "label": r["label"]} for r in sentiment_rows(400, seed=5)]
     csv = write_csv(tmp_path / "cyrillic.csv", rows)
@@ -146,6 +148,7 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
     assert "hfadapt retrain recommended.yaml" in report and "masked-LM steps x" in report
 
 
+@pytest.mark.integration
 def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint, tmp_path):
     # Chinese sentences, one character a token as in MSRA, with a city (B-LOC I-LOC) at a varying
     # place; none of these characters is in the tiny vocabulary, so to the checkpoint all are [UNK]
@@ -177,6 +180,7 @@ def test_token_classification_in_a_script_the_vocabulary_lacks_gets_a_retraining
     assert recipe.task.type == "token_classification" and recipe.corpus.sources == [str(path)]
 
 
+@pytest.mark.integration
 def test_text_pairs_are_read_whole_by_the_fit_the_probe_and_the_pilots(tiny_checkpoint, tmp_path):
     # the label is in the second text alone: what reads only the first one stays at chance
     rows = [
@@ -204,6 +208,7 @@ def test_text_pairs_are_read_whole_by_the_fit_the_probe_and_the_pilots(tiny_chec
     ]
 
 
+@pytest.mark.integration
 def test_texts_cut_by_max_length_get_a_length_that_holds_most_of_them(tiny_checkpoint, sentiment_csv, tmp_path):
     from transformers import AutoTokenizer
 
@@ -223,6 +228,7 @@ def test_texts_cut_by_max_length_get_a_length_that_holds_most_of_them(tiny_check
     assert f"**Texts cut:** {length['advice']}." in report and "| train | 319 | 100.0% |" in report
 
 
+@pytest.mark.integration
 def test_texts_longer_than_the_model_reads_are_pointed_to_windows(tiny_checkpoint, tmp_path):
     rows = [{"text": " ".join([r["text"]] * 25), "label": r["label"]} for r in sentiment_rows(200, seed=8)]
     csv = write_csv(tmp_path / "long.csv", rows)
@@ -250,6 +256,7 @@ def test_token_words_join_into_the_sentence_they_came_from():
     assert join_words([]) == ""
 
 
+@pytest.mark.integration
 def test_a_budget_too_small_for_the_pilots_is_refused_before_anything_is_written(
     tiny_checkpoint, sentiment_csv, tmp_path
 ):
@@ -277,6 +284,7 @@ def test_a_budget_too_small_for_the_pilots_is_refused_before_anything_is_written
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_cli_without_a_budget_gives_the_fit_and_a_recipe(tiny_checkpoint, tmp_path, capsys):
     rows = [{"text": r["text"].translate(CYRILLIC), "label": r["label"]} for r in sentiment_rows(200, seed=6)]
     csv = write_csv(tmp_path / "cyrillic.csv", rows)
@@ -570,6 +578,7 @@ def test_the_deadline_stops_training_after_the_step_that_reaches_it():
     ]
 
 
+@pytest.mark.integration
 def test_a_pilot_is_stopped_at_its_deadline(tiny_recipe, tmp_path):
     from hfadapt.data.splits import load_splits
 
@@ -595,6 +604,7 @@ def test_a_budget_in_minutes_counts_the_fit_it_spent():
     assert steps_for_seconds(100.0, 1.0, PILOTS, 2.0, spent=20.0) == 17  # 85% of 100 s in 5 shares of 1 s steps
 
 
+@pytest.mark.integration
 def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_recipe, tmp_path):
     from hfadapt.data.splits import load_splits
 
@@ -606,6 +616,7 @@ def test_a_pilot_reading_long_texts_in_windows_predicts_one_label_per_text(tiny_
     assert len(predictions) == len(validation) and set(predictions) <= {0, 1}
 
 
+@pytest.mark.integration
 def test_imbalanced_classes_are_weighed_and_compared_by_macro_f1(tiny_checkpoint, tmp_path):
     # a positive review for every five negative ones: always saying negative scores an accuracy of about 0.83
     rows = [r for r in sentiment_rows(600, seed=9) if r["label"] == "negative"][:250]

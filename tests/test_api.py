@@ -162,6 +162,7 @@ def test_freeze_refuses_bad_arguments(classifier, kwargs, expected):
     assert str(caught.value) == expected
 
 
+@pytest.mark.integration
 def test_lora_leaves_the_base_untouched_and_trains_the_adapters_and_head(classifier, tokenizer):
     model = hfadapt.add_lora(classifier, r=4, lora_alpha=8, target_modules=["query", "value"])
     before = training_step(model, tokenizer)
@@ -249,6 +250,7 @@ def test_rebuild_vocabulary_has_the_new_size_and_copies_shared_rows(tokenizer):
     )
 
 
+@pytest.mark.integration
 def test_extend_tokenizer_keeps_old_ids_and_a_static_rebuild_places_the_new_rows(tokenizer):
     torch.manual_seed(0)
     model = BertForMaskedLM(tiny_config(tokenizer))
@@ -295,6 +297,7 @@ def test_the_collator_masks_whole_words():
         hfadapt.WholeWordMaskCollator(tokenizer, probability=1.5)
 
 
+@pytest.mark.integration
 def test_the_masked_lm_trainer_trains_on_packed_blocks(tmp_path, one_torch_thread):
     from transformers import TrainingArguments
 

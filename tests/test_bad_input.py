@@ -372,6 +372,7 @@ def test_a_second_run_into_a_running_runs_folder_is_refused(tiny_recipe, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "the lock files go with the lock"
 
 
+@pytest.mark.integration
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_recipe, tmp_path, monkeypatch):
     import transformers
 
@@ -452,6 +453,7 @@ def test_predict_reads_a_pretty_printed_json_array(tmp_path):
     assert read_texts(tmp_path / "lines.jsonl", column="review") == ["good", "bad"]
 
 
+@pytest.mark.integration
 def test_predict_on_a_run_whose_weights_were_cut_off(tiny_recipe, tmp_path, capsys):
     raw = tiny_recipe(training={"max_steps": 2})
     finetune(load_recipe(raw=raw))

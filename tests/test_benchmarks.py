@@ -60,6 +60,7 @@ def test_table_markdown(harness):
     ]
 
 
+@pytest.mark.integration
 def test_publish_writes_the_table_with_the_command_date_and_machine(harness, tmp_path, capsys):
     script = BENCHMARKS / "bench_finetune.py"
     text = harness.publish(script, [fake_table(harness)], argv=["--steps", "5"], folder=tmp_path, notes=["A note."])

@@ -43,6 +43,7 @@ def test_prepare_writes_the_folder_once_and_a_second_call_reuses_it(
     assert not (tmp_path / "run").exists()  # preparing trains nothing and writes no run
 
 
+@pytest.mark.integration
 def test_another_max_length_or_tokenizer_gives_another_folder(tiny_recipe, tiny_checkpoint, tmp_path):
     base = hfadapt.prepare(load_recipe(raw=tiny_recipe()))["finetune"]["folder"]
     shorter = hfadapt.prepare(load_recipe(raw=tiny_recipe(data={"max_length": 16})))["finetune"]["folder"]
@@ -63,6 +64,7 @@ def test_another_max_length_or_tokenizer_gives_another_folder(tiny_recipe, tiny_
     assert cache.tokenizer_fingerprint(AutoTokenizer.from_pretrained(tmp_path / "again")) == print_before
 
 
+@pytest.mark.integration
 def test_a_killed_or_failed_preparation_is_never_taken_for_prepared(tiny_recipe, monkeypatch):
     from datasets import load_from_disk
 
@@ -87,6 +89,7 @@ def test_a_killed_or_failed_preparation_is_never_taken_for_prepared(tiny_recipe,
     assert not folder.exists() and not side.exists()
 
 
+@pytest.mark.integration
 def test_finetuning_from_prepared_data_gives_the_metrics_of_tokenizing_in_memory(tiny_recipe, tmp_path, monkeypatch):
     raw = tiny_recipe(training={"num_train_epochs": 1})
     assert hfadapt.prepare(load_recipe(raw=raw))["finetune"]["made"]
@@ -117,6 +120,7 @@ def test_prepare_with_a_missing_text_column_is_one_error_and_writes_nothing(
     assert list(prepared_cache.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
 
 
+@pytest.mark.integration
 def test_retraining_loads_the_blocks_and_tokens_prepared_ahead(tiny_checkpoint, tmp_path, prepared_cache, monkeypatch):
     from datasets import Dataset
 

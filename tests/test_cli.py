@@ -30,6 +30,7 @@ def run_cli(*args, cwd=None):
     )
 
 
+@pytest.mark.integration
 def test_bad_recipe_exits_2_with_every_problem_and_no_traceback(tiny_recipe, tmp_path):
     raw = tiny_recipe(adapt={"metod": "lora"})
     raw["training"]["learning_rate"] = "5e-4"
@@ -78,6 +79,7 @@ CASES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_recipe, sentiment_csv, tmp_path, capsys):
     write_csv(tmp_path / "empty.csv", [{"text": " ", "label": "positive"}])
@@ -131,6 +133,7 @@ def test_overrides_may_follow_an_option(tiny_recipe, tmp_path, capsys):
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_path):
     raw = tiny_recipe(training={"num_train_epochs": 1})
     result = run_cli("finetune", write_recipe(tmp_path / "r.yaml", raw), "training.num_train_epochs=2")

@@ -17,6 +17,7 @@ def texts(task_data, split):
     return list(task_data.splits[split]["text"])
 
 
+@pytest.mark.integration
 def test_splits_are_deduplicated_leak_free_and_deterministic(tmp_path):
     rows = sentiment_rows(300)
     dup = (

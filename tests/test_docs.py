@@ -76,6 +76,7 @@ def test_every_documented_path_exists(where, argv):
             assert (REPO / word).exists(), f"{where}: {word} does not exist"
 
 
+@pytest.mark.integration
 def test_every_documented_validate_of_a_shipped_recipe_passes(capsys):
     import torch
 

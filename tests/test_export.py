@@ -21,6 +21,7 @@ def _onnx_logits(folder, inputs: dict) -> np.ndarray:
     return session.run(["logits"], {k: v.numpy() for k, v in inputs.items() if k in names})[0]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("adapt", [{"method": "full"}, {"method": "lora", "merge_lora": False}])
 def test_an_exported_run_gives_its_logits_under_onnx_runtime(tiny_recipe, tmp_path, adapt):
     finished = finetune(tiny_recipe(adapt=adapt, training={"num_train_epochs": 1}))
@@ -44,6 +45,7 @@ def test_an_exported_run_gives_its_logits_under_onnx_runtime(tiny_recipe, tmp_pa
     export_onnx(run, overwrite=True)
 
 
+@pytest.mark.integration
 def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tmp_path):
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ner_rows(60)))
     raw = {
@@ -63,6 +65,7 @@ def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tm
     np.testing.assert_allclose(_onnx_logits(tmp_path / "ner.onnx", inputs), expected, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_an_export_that_fails_its_check_writes_nothing(tiny_recipe, tmp_path, monkeypatch):
     from hfadapt.runs import export
 

@@ -19,6 +19,7 @@ def saved_weights(run):
     return load_file(str(run / "model.safetensors"))
 
 
+@pytest.mark.integration
 def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe()
     results = finetune(load_recipe(raw=raw)).metrics
@@ -59,6 +60,7 @@ def test_full_finetuning_learns_and_saves_everything(tiny_recipe, tiny_checkpoin
             assert not torch.equal(after["bert." + name], tensor), name
 
 
+@pytest.mark.integration
 def test_frozen_weights_stay_bit_identical(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe(adapt={"method": "freeze", "freeze": {"embeddings": True, "layers": 1}})
     results = finetune(load_recipe(raw=raw)).metrics
@@ -74,6 +76,7 @@ def test_frozen_weights_stay_bit_identical(tiny_recipe, tiny_checkpoint):
     assert results["parameters"]["trainable"] < total
 
 
+@pytest.mark.integration
 def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_checkpoint):
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
     raw["training"]["learning_rate"] = 2.0e-2
@@ -100,6 +103,7 @@ def test_lora_trains_adapters_and_head_and_leaves_the_base(tiny_recipe, tiny_che
     assert results["parameters"]["trainable"] < results["parameters"]["total"] / 2
 
 
+@pytest.mark.integration
 def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tmp_path):
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False})
     raw["training"]["learning_rate"] = 2.0e-2
@@ -122,6 +126,7 @@ def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tm
     assert {r["label"] for r in labels} <= {"positive", "negative"} and all(0.5 <= r["score"] <= 1 for r in labels)
 
 
+@pytest.mark.integration
 def test_model_card_metadata_parses(tiny_recipe):
     from huggingface_hub import ModelCard
 
@@ -134,6 +139,7 @@ def test_model_card_metadata_parses(tiny_recipe):
     assert "## Lineage" in card.text
 
 
+@pytest.mark.integration
 def test_non_empty_output_is_never_overwritten_unless_asked(tiny_recipe):
     raw = tiny_recipe(training={"num_train_epochs": 1})
     finetune(load_recipe(raw=raw))
@@ -147,6 +153,7 @@ def test_non_empty_output_is_never_overwritten_unless_asked(tiny_recipe):
     assert (run / "model.safetensors").read_bytes() != first
 
 
+@pytest.mark.integration
 def test_token_classification_end_to_end(tiny_checkpoint, tmp_path):
     rows = ner_rows(120)
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -179,6 +186,7 @@ class Exact(evaluate.Metric):
 """
 
 
+@pytest.mark.integration
 def test_a_local_evaluate_module_adds_its_metric(tiny_recipe, tmp_path):
     script = tmp_path / "exact" / "exact.py"
     script.parent.mkdir()
