@@ -67,6 +67,7 @@ def write_test_split(recipe, path):
     return path
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("method", ["full", "lora_merged", "lora_adapter"])
 def test_pushed_run_loads_back_and_reproduces_test_accuracy(method, hub, tiny_recipe, tiny_checkpoint, tmp_path):
     adapt = {
@@ -107,6 +108,7 @@ def test_pushed_run_loads_back_and_reproduces_test_accuracy(method, hub, tiny_re
     assert answer["labels"] == ["negative", "positive"]
 
 
+@pytest.mark.integration
 def test_card_on_the_hub_parses_with_model_index(hub, tiny_recipe, tmp_path):
     from huggingface_hub import ModelCard
 
@@ -119,6 +121,7 @@ def test_card_on_the_hub_parses_with_model_index(hub, tiny_recipe, tmp_path):
     assert accuracy.dataset_split == "test"
 
 
+@pytest.mark.integration
 def test_the_token_is_written_and_logged_nowhere(hub, tiny_recipe, tmp_path, caplog):
     import logging
 
@@ -135,6 +138,7 @@ def test_the_token_is_written_and_logged_nowhere(hub, tiny_recipe, tmp_path, cap
     assert hub.repos["test-user/secret"].private
 
 
+@pytest.mark.integration
 def test_push_failures_are_clear_and_leave_the_run_intact(hub, tiny_recipe, tmp_path):
     recipe = load_recipe(raw=tiny_recipe(training={"num_train_epochs": 1}))
     finetune(recipe)
@@ -187,6 +191,7 @@ def test_a_recipe_that_pushes_fails_before_training_without_a_token(tiny_recipe,
     assert not Path(recipe.output.dir).exists()
 
 
+@pytest.mark.integration
 def test_a_recipe_with_a_hub_section_pushes_when_training_ends(hub, tiny_recipe, tmp_path):
     import yaml
 

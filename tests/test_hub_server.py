@@ -73,6 +73,7 @@ PUSH = """
 """
 
 
+@pytest.mark.integration
 def test_upload_folder_round_trips_through_snapshot_download(hub, tmp_path, folder):
     pushed = run_client(hub, tmp_path, PUSH, REPO=REPO, FOLDER=folder)
     assert pushed["repo_id"] == REPO and pushed["user"] == hub.user and pushed["private"] is True
@@ -108,6 +109,7 @@ def test_upload_folder_round_trips_through_snapshot_download(hub, tmp_path, fold
     assert downloaded == files_of(folder)
 
 
+@pytest.mark.integration
 def test_private_repo_is_not_found_without_the_token(hub, tmp_path, folder):
     run_client(hub, tmp_path, PUSH, REPO=REPO, FOLDER=folder)
     result = run_client(
@@ -127,6 +129,7 @@ def test_private_repo_is_not_found_without_the_token(hub, tmp_path, folder):
     assert result["raised"] == "RepositoryNotFoundError"
 
 
+@pytest.mark.integration
 def test_missing_file_and_missing_repo_raise_the_clients_errors(hub, tmp_path, folder):
     run_client(hub, tmp_path, PUSH, REPO=REPO, FOLDER=folder)
     result = run_client(
@@ -179,6 +182,7 @@ def test_create_repo_without_a_token_is_refused_with_401(hub, tmp_path):
     assert hub.requests[-1].headers.get("Authorization") is None
 
 
+@pytest.mark.integration
 def test_a_failed_commit_raises_and_a_retry_succeeds(hub, tmp_path, folder):
     hub.fail_next_commit = 500
     result = run_client(
@@ -224,6 +228,7 @@ def test_raw_protocol_details(hub):
     connection.close()
 
 
+@pytest.mark.integration
 def test_transformers_and_peft_load_what_was_pushed(hub, tmp_path):
     """A tiny BERT classifier and its tokenizer on main, a LoRA adapter on a branch: all load back from the server."""
     import torch

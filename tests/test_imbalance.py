@@ -105,6 +105,7 @@ def test_early_stopping_needs_evaluations():
     assert info.value.problems == ["early_stopping: needs evaluations; set training.eval_strategy to epoch or steps"]
 
 
+@pytest.mark.integration
 def test_early_stopping_stops_at_the_expected_epoch_and_keeps_the_best_model(tiny_recipe):
     # a threshold no change can pass: the second evaluation is never an improvement, so with
     # patience 1 training stops after epoch 2 of 6, whatever the model learns
@@ -136,6 +137,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_keeps_the_best_model(tin
     assert "| model kept | the best by validation, at step" in (run / "README.md").read_text()
 
 
+@pytest.mark.integration
 def test_a_class_weighted_run_reports_macro_f1(tiny_recipe):
     raw = tiny_recipe(task={"class_weights": "auto"}, training={"max_steps": 6})
     results = finetune(load_recipe(raw=raw)).metrics

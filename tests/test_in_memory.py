@@ -213,6 +213,7 @@ def test_data_replaces_data_source_and_the_corpus_source_that_named_it(tiny_chec
     )
 
 
+@pytest.mark.integration
 def test_a_recipe_naming_data_in_memory_needs_it_again(tiny_recipe, tiny_checkpoint, tmp_path):
     name = in_memory.load(sentiment_rows(20)).name
     with pytest.raises(HfadaptError) as error:

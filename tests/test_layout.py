@@ -36,6 +36,7 @@ def test_the_cli_and_its_help_load_no_heavy_library():
     assert loaded.strip() == ""
 
 
+@pytest.mark.integration
 def test_the_public_api_loads_on_first_use():
     out = run_python(
         "import sys, hfadapt\n"
@@ -159,6 +160,7 @@ def test_every_recipe_field_has_its_help():
     assert len(seen) >= 10
 
 
+@pytest.mark.integration
 def test_the_commented_recipe_that_validate_prints_reads_back_the_same():
     import yaml
 

@@ -72,6 +72,7 @@ def _long_reviews(path, n=300):
     return write_csv(path, rows)
 
 
+@pytest.mark.integration
 def test_head_tail_and_windows_read_the_end_that_truncation_loses(tiny_checkpoint, tmp_path):
     source = _long_reviews(tmp_path / "long.csv")
     results = {}

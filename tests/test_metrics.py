@@ -65,6 +65,7 @@ def test_entity_scores_count_whole_entities_only():
     assert partial["f1"] == 0.0  # a span with the wrong end is wrong
 
 
+@pytest.mark.integration
 def test_unknown_evaluate_module_is_a_clear_error():
     from hfadapt.errors import HfadaptError
 

@@ -98,6 +98,7 @@ print(json.dumps(run({inputs!r}), default=float))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
 
     raw = tiny_recipe(adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}})
@@ -109,6 +110,7 @@ def test_merged_model_loads_in_a_pipeline_without_peft_or_hfadapt(tiny_recipe):
     assert [r["label"] for r in pipeline_without_hfadapt("text-classification", run, texts)] == ours
 
 
+@pytest.mark.integration
 def test_token_classifier_loads_in_a_pipeline_with_its_tag_names(tiny_checkpoint, tmp_path):
     import json
 

@@ -10,6 +10,7 @@ from hfadapt.recipe import RecipeError, load_recipe, parse_override_value, save_
 RECIPES = sorted(p for p in (Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_shipped_recipe_validates(path):
     recipe = load_recipe(path)

@@ -72,6 +72,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         torch.testing.assert_close(left[name], right[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("adapt", [{}, {"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}], ids=["full", "lora"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tmp_path):
     raw = tiny_recipe(training=STEPS, adapt=adapt) if adapt else tiny_recipe(training=STEPS)
@@ -105,6 +106,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tm
     assert_same_weights(run, tmp_path / "reference")
 
 
+@pytest.mark.integration
 def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_recipe, tmp_path):
     raw = tiny_recipe(training={**STEPS, "max_steps": 200, "save_steps": 10000})
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
@@ -143,6 +145,7 @@ def test_resume_refusals(tiny_recipe, tmp_path):
         finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
 
 
+@pytest.mark.integration
 def test_same_seed_same_metrics_and_a_manifest(tiny_recipe, tmp_path):
     first = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'a'}"])).metrics
     second = finetune(load_recipe(raw=tiny_recipe(), overrides=[f"output.dir={tmp_path / 'b'}"])).metrics

@@ -80,6 +80,7 @@ def test_words_keep_frequent_han_words_whole_and_need_no_segmenter_to_apply(tmp_
     assert plain.tokenize("北京今天") == ["北", "京", "今", "天"]
 
 
+@pytest.mark.integration
 def test_words_from_a_segmenter_run_through_the_pipeline(tiny_checkpoint, tmp_path, one_torch_thread):
     from hfadapt.retraining.pipeline import retrain
 
@@ -274,6 +275,7 @@ def test_masked_only_head_gives_the_models_own_loss_and_gradients(tmp_path):
     assert model(**batch).logits.shape[:2] == batch["input_ids"].shape  # outside the trainer's loss the model is whole
 
 
+@pytest.mark.integration
 def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
     from transformers import TrainingArguments
 
@@ -293,6 +295,7 @@ def test_held_out_loss_is_measured_under_the_same_masks_each_time(tmp_path):
     assert len(draws) > 1
 
 
+@pytest.mark.integration
 def test_pretrained_stage_follows_the_pretraining_seed_alone(tiny_checkpoint, tmp_path):
     """The stage is keyed on pretrain settings, not fine-tuning ones: the fine-tuning seed must not change it."""
     import shutil
@@ -325,6 +328,7 @@ def test_missing_segmenter_is_named(monkeypatch):
         corpus.segment_with("jieba")
 
 
+@pytest.mark.integration
 def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     from hfadapt.retraining.pipeline import retrain
 
@@ -371,6 +375,7 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
         retrain(load_recipe(raw=raw))
 
 
+@pytest.mark.integration
 def test_seeds_pretrain_once_and_fine_tune_once_per_seed(tiny_checkpoint, tmp_path):
     from hfadapt.cli import main
     from hfadapt.retraining.pipeline import retrain
@@ -448,6 +453,7 @@ def data_prepare_train(recipe):
     return splits.load_splits(recipe.data, recipe.task).splits["train"]["text"]
 
 
+@pytest.mark.integration
 def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path):
     from transformers import AutoTokenizer
 
