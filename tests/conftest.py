@@ -185,3 +185,11 @@ def tiny_recipe(tiny_checkpoint, sentiment_csv, tmp_path):
         return raw
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """A slow test is end to end too: `-m "not integration"` (the unit tier) never runs it, though a
+    command-line -m replaces the `-m 'not slow'` of pyproject.toml's addopts."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.integration)

@@ -7,7 +7,7 @@ import pytest
 
 from hfadapt import finetune, load_recipe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # slow tests are end to end too: not in the unit tier
 
 
 @pytest.mark.parametrize(
