@@ -26,6 +26,7 @@ def model_and_tokenizer(tiny_checkpoint):
     return BertForMaskedLM(config), tokenizer
 
 
+@pytest.mark.integration
 def test_the_discriminator_is_scored_on_every_real_position_and_the_generator_shares_its_embeddings(
     model_and_tokenizer,
 ):
@@ -62,6 +63,7 @@ def test_the_discriminator_is_scored_on_every_real_position_and_the_generator_sh
     torch.testing.assert_close(out["loss"], generator_loss + 50.0 * detection)
 
 
+@pytest.mark.integration
 def test_a_retraining_recipe_with_replaced_token_detection_keeps_a_plain_discriminator(tiny_checkpoint, tmp_path):
     raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=3)
     raw["pretrain"]["objective"] = "rtd"

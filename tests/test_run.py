@@ -115,6 +115,7 @@ def test_predict_takes_a_device_and_refuses_one_that_is_not_here(sentiment_run):
         sentiment_run.predict(["good"], device="cuda:99")
 
 
+@pytest.mark.integration
 def test_the_folder_functions_take_a_run_too(sentiment_run, tmp_path):
     pytest.importorskip("onnxruntime")
     info = hfadapt.export_onnx(sentiment_run, tmp_path / "onnx")
@@ -196,6 +197,7 @@ def check_entities(results: list[dict], expected: list[list[str]]) -> None:
         assert found == [("LOC", city, text.index(city)) for city in cities], (text, row["tags"])
 
 
+@pytest.mark.integration
 def test_ner_entities_are_character_offsets_into_english_text(tiny_checkpoint, tmp_path):
     from conftest import ner_rows
 
@@ -206,6 +208,7 @@ def test_ner_entities_are_character_offsets_into_english_text(tiny_checkpoint, t
     assert results[1]["tags"] == ["O", "O", "O", "S-LOC", "O", "O"]  # one tag per whitespace-separated word
 
 
+@pytest.mark.integration
 def test_ner_entities_are_character_offsets_into_chinese_text(tiny_checkpoint, tmp_path):
     cities, before, after = ["北京", "上海", "中国"], ["我们去", "希望去", "当"], ["了", "工程", ""]
     rows = []

@@ -128,6 +128,7 @@ def test_the_same_seed_proposes_the_same_trials():
     assert _ask(optuna, dimensions, done, 1, 42, True) != _ask(optuna, dimensions, done, 1, 7, True)
 
 
+@pytest.mark.integration
 def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     result = search(load_recipe(raw=tiny_recipe(training=FAST)), SPACE, 3)
@@ -180,6 +181,7 @@ def test_three_trials_each_a_run_and_the_best_chosen_on_validation(tiny_recipe, 
         search(load_recipe(raw=tiny_recipe(training=FAST)), SPACE, 3)
 
 
+@pytest.mark.integration
 def test_a_stopped_search_keeps_its_finished_trials_and_resumes_from_the_command_line(
     tiny_recipe, tmp_path, monkeypatch, capsys
 ):

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"max_steps": 6, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 3}
 
 
+@pytest.mark.integration
 def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, capsys):
     recipe = load_recipe(raw=tiny_recipe(training=FAST))
     summary = finetune_seeds(recipe, [1, 2])
@@ -50,6 +51,7 @@ def test_two_seeds_give_two_runs_and_their_mean_and_sd(tiny_recipe, tmp_path, ca
         finetune_seeds(recipe, [1, 2])
 
 
+@pytest.mark.integration
 def test_a_stopped_multi_seed_run_leaves_no_folder_and_resumes(tiny_recipe, tmp_path, monkeypatch):
     from hfadapt.training import seeds as finetune_module  # where finetune_seeds looks up `finetune`
 
@@ -96,6 +98,7 @@ def test_bad_seeds_are_refused_before_anything_is_written(seeds, message, tiny_r
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.incomplete").exists()
 
 
+@pytest.mark.integration
 def test_cli_prints_the_table(tiny_recipe, tmp_path, capsys):
     import yaml
 
