@@ -1,0 +1,97 @@
+"""FSDP (recipes/accelerate/fsdp.yaml) under 2 CPU processes over gloo, against the same run under DDP.
+
+`accelerate launch --config_file recipes/accelerate/fsdp.yaml` goes through torchrun; ACCELERATE_USE_CPU=1
+keeps its workers on the CPU. Slow: run them with
+    .venv/bin/python -m pytest tests/test_fsdp_cpu.py -m slow
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import sentiment_rows, write_csv
+
+REPO = Path(__file__).parent.parent
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    side: Path, config: str, options: list[str], *command: str
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Two CPU processes under `accelerate launch` with recipes/accelerate/CONFIG, each recording what it trained."""
+    side.mkdir()
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [
+            str(ACCELERATE),
+            "launch",
+            "--config_file",
+            str(REPO / "recipes" / "accelerate" / config),
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            "--mixed_precision",
+            "no",
+            *options,
+            str(REPO / "tests" / "dist_worker.py"),
+            str(side),
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
+    return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]
+
+
+def recipe_file(tiny_recipe, tmp_path: Path, adapt: dict) -> Path:
+    data = write_csv(tmp_path / "reviews.csv", sentiment_rows(401, seed=3))
+    raw = tiny_recipe(data={"source": str(data)}, adapt=adapt, training={"num_train_epochs": 1})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_fsdp_as_shipped_is_refused_on_the_cpu(tiny_recipe, tmp_path):
+    recipe = recipe_file(tiny_recipe, tmp_path, {"method": "full"})
+    done, records = launch(tmp_path / "ranks", "fsdp.yaml", [], "finetune", str(recipe))
+    assert done.returncode != 0 and records == []
+    assert "FSDP parameter initialization with `sync_module_states=True` is not supported on cpu." in done.stderr
+
+
+# With fsdp_sync_module_states off, FSDP v1 and v2 both start, but on the CPU Accelerate wraps the
+# model in DistributedDataParallel, not FSDP: nothing is sharded. The test pins that fallback.
+FSDP = {
+    "fsdp1": ["--fsdp_sync_module_states", "false"],
+    "fsdp2": ["--fsdp_version", "2", "--fsdp_reshard_after_forward", "true", "--fsdp_sync_module_states", "false"],
+}
+ADAPT = {
+    "full": {"method": "full"},
+    "lora": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}},
+}
+
+
+@pytest.mark.parametrize("adapt", ADAPT, ids=list(ADAPT))
+@pytest.mark.parametrize("fsdp", FSDP, ids=list(FSDP))
+def test_fsdp_on_the_cpu_falls_back_to_ddp(fsdp, adapt, tiny_recipe, tmp_path):
+    recipe = recipe_file(tiny_recipe, tmp_path, ADAPT[adapt])
+    done, records = launch(tmp_path / "ranks", "fsdp.yaml", FSDP[fsdp], "finetune", str(recipe))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(r["world_size"], r["wrapped"]) for r in records] == [(2, "DistributedDataParallel")] * 2
+    assert records[0]["digest"] == records[1]["digest"]
