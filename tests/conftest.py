@@ -8,6 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import csv
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,13 @@ def tiny_recipe(tiny_checkpoint, sentiment_csv, tmp_path):
         return raw
 
     return make
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now, for a launcher's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pytest_collection_modifyitems(config, items):

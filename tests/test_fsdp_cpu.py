@@ -7,25 +7,18 @@ keeps its workers on the CPU. Slow: run them with
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import sentiment_rows, write_csv
+from conftest import free_port, sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(

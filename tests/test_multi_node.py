@@ -10,7 +10,6 @@ unconnected process per node). Slow: run them with
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import sentiment_rows, write_csv
+from conftest import free_port, sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_nodes(side: Path, command: list[str], caches: list[Path], port: int | None = None) -> list[subprocess.Popen]:
