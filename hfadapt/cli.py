@@ -44,6 +44,9 @@ def _recipe_commands(sub) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("recipe")
         p.add_argument("overrides", nargs="*")
+        p.add_argument(
+            "--resume", action="store_true", help="continue a stopped stage from its newest complete checkpoint"
+        )
         if name == "retrain":
             p.add_argument(
                 "--seeds",
@@ -168,7 +171,25 @@ def main(argv: list[str] | None = None) -> int:
         from hfadapt.runs.resume import Interrupted
 
         print(f"hfadapt: {'stopped' if isinstance(e, Interrupted) else 'error'}: {e}", file=sys.stderr)
+        if isinstance(e, Interrupted):
+            print(f"hfadapt: to continue: {_resume_command(argv)}", file=sys.stderr)
         return 130 if isinstance(e, Interrupted) else 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training began: one line, no traceback
+        resumable = args.command in RESUMABLE
+        kept = f"; checkpoints saved so far are kept (continue with: {_resume_command(argv)})" if resumable else ""
+        print(f"hfadapt: interrupted{kept}", file=sys.stderr)
+        return 130
+
+
+RESUMABLE = ("finetune", "search", "tokenizer", "pretrain", "retrain")  # the commands that take --resume
+
+
+def _resume_command(argv: list[str] | None) -> str:
+    """The command line that was run, with --resume: it continues the stopped run."""
+    import shlex
+
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
+    return shlex.join(["hfadapt", *given, "--resume"])
 
 
 def _run(args) -> int:
@@ -236,7 +257,8 @@ def _retrain(args) -> None:
         from hfadapt.training.seeds import parse_seeds
 
         seeds = parse_seeds(args.seeds)
-    done = retrain(args.recipe, args.overrides, until=until, seeds=seeds)
+    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    done = retrain(args.recipe, overrides, until=until, seeds=seeds)
     stages = done if isinstance(done, dict) else done.stages  # a Run once a fine-tuned model exists
     print(json.dumps({k: v for k, v in stages.items() if k != "finetuned"}, indent=2, ensure_ascii=False))
     if "finetuned" in stages:

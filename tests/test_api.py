@@ -51,6 +51,7 @@ def docstring_gaps(name: str, obj: object) -> list[str]:
     return [f"{name}: {section}" for section in ("Args:", "Returns:") if section not in doc]
 
 
+@pytest.mark.integration
 def test_every_public_name_says_what_it_takes_and_gives():
     gaps = [gap for name, obj in public_objects().items() for gap in docstring_gaps(name, obj)]
     assert gaps == []

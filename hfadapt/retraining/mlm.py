@@ -12,6 +12,7 @@ recipe's packing of its corpus, through the same writer, into the prepared-data 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A checkpoint's record of how many batches training has read, which numbers the next batch's masks.
+MASK_BATCHES = "mask_batches.json"
 # Encoder sizes for pretraining from scratch: layers, hidden size, attention heads (feed-forward 4x hidden).
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "medium": (8, 512, 8), "base": (12, 768, 12)}
 
@@ -227,10 +230,18 @@ class WholeWordMaskCollator:
         self.special = set(tokenizer.all_special_ids)
         self.vocab_size = len(tokenizer)
         self.generator = None  # None: torch's global random state; a seeded one repeats the same masks
+        # (seed, number of the next batch): each batch's masks from a generator seeded by its number, so that
+        # they do not depend on when the batch is made (ahead of its step, or first after a resume)
+        self.numbered: tuple[int, int] | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        generator = self.generator
+        if self.numbered is not None:
+            seed, number = self.numbered
+            generator = torch.Generator().manual_seed((seed * 1_000_003 + number) % 2**63)
+            self.numbered = (seed, number + 1)
         input_ids = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)
         attention = torch.tensor([e["attention_mask"] for e in examples], dtype=torch.long)
         words = torch.tensor([e["word_ids"] for e in examples], dtype=torch.long)
@@ -241,7 +252,7 @@ class WholeWordMaskCollator:
             real = words[row] >= 0
             budget = max(1, round(self.probability * int(real.sum())))
             candidates = torch.unique(words[row][real])
-            order = candidates[torch.randperm(len(candidates), generator=self.generator)]
+            order = candidates[torch.randperm(len(candidates), generator=generator)]
             count = 0
             for word in order.tolist():
                 if count >= budget:
@@ -250,13 +261,13 @@ class WholeWordMaskCollator:
                 masked[row] |= span
                 count += int(span.sum())
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
-        chance = torch.rand(input_ids.shape, generator=self.generator)
+        chance = torch.rand(input_ids.shape, generator=generator)
         to_mask = masked & (chance < 0.8)
         to_random = masked & (chance >= 0.8) & (chance < 0.9)
         input_ids = input_ids.clone()
         input_ids[to_mask] = self.tokenizer.mask_token_id
         input_ids[to_random] = torch.randint(
-            len(self.special), self.vocab_size, (int(to_random.sum()),), generator=self.generator
+            len(self.special), self.vocab_size, (int(to_random.sum()),), generator=generator
         )
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
@@ -283,6 +294,8 @@ class MaskedLMTrainer(Trainer):
         A `Trainer`: `train()`, `evaluate()` (its `eval_loss` gives the perplexity) and `save_model()`.
     """
 
+    _batches = 0  # training batches read so far (with gradient accumulation, several a step)
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._positions = None
@@ -290,6 +303,38 @@ class MaskedLMTrainer(Trainer):
         self._sparse = decoder is not None
         if self._sparse:
             decoder.register_forward_pre_hook(self._masked_only)
+
+    def train(self, resume_from_checkpoint: str | None = None, *args, **kwargs):
+        """`Trainer.train`, each training batch's masks drawn from a generator seeded by the batch's number.
+
+        A resumed run then draws the masks the uninterrupted run drew. Drawn from one running
+        generator, they would not: the data loader makes each batch a step ahead of training, so
+        the generator's state at a checkpoint is already a batch further on (and Trainer restores
+        torch's global random state only after making the first resumed batch).
+        """
+        collator = self.data_collator
+        self._batches = 0
+        if isinstance(resume_from_checkpoint, str) and (Path(resume_from_checkpoint) / MASK_BATCHES).is_file():
+            self._batches = json.loads((Path(resume_from_checkpoint) / MASK_BATCHES).read_text())["batches"]
+        if isinstance(collator, WholeWordMaskCollator):
+            collator.numbered = (self.args.seed + self.args.process_index, self._batches)
+        try:
+            return super().train(resume_from_checkpoint, *args, **kwargs)
+        finally:
+            if isinstance(collator, WholeWordMaskCollator):
+                collator.numbered = None
+
+    def training_step(self, *args, **kwargs):
+        self._batches += 1
+        return super().training_step(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # written before the checkpoint's trainer_state.json, which marks it complete
+        if self.args.should_save:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / MASK_BATCHES).write_text(json.dumps({"batches": self._batches}), encoding="utf-8")
+        super()._save_checkpoint(model, trial)
 
     def evaluate(self, *args, **kwargs):
         """Held-out loss under the same masks at every evaluation (seeded by `args.seed`), so the
@@ -299,11 +344,12 @@ class MaskedLMTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         import torch
 
+        numbered, collator.numbered = collator.numbered, None  # the training batches' numbering waits
         collator.generator = torch.Generator().manual_seed(self.args.seed)
         try:
             return super().evaluate(*args, **kwargs)
         finally:
-            collator.generator = None
+            collator.generator, collator.numbered = None, numbered
 
     def _masked_only(self, module, args):
         if self._positions is None:

@@ -14,7 +14,7 @@ from hfadapt.model.pretrained import check_local
 from hfadapt.recipe import Recipe, save_recipe
 from hfadapt.retraining import stages
 from hfadapt.retraining.corpus import reading_once
-from hfadapt.runs import output
+from hfadapt.runs import output, resume
 from hfadapt.runs.run import Run
 from hfadapt.training.finetuning import finetune
 
@@ -30,6 +30,10 @@ def retrain(
     corpus: Iterable[str] | None = None,
 ) -> Run | dict[str, Any]:
     """Run a retraining recipe's stages, reusing the finished ones.
+
+    SIGINT or SIGTERM stops the running stage (pretraining and fine-tuning at the end of a step, after
+    saving a checkpoint) with `resume.Interrupted`; the same recipe with `output.resume=true` (`--resume`)
+    continues it from its newest complete checkpoint.
 
     Args:
         recipe: a `Recipe`, or the path of a YAML recipe with a `corpus` section.
@@ -69,7 +73,8 @@ def retrain(
             "pretrain: a new tokenizer needs a pretrain stage before fine-tuning (the model's embeddings must learn it)"
         )
     check_local(recipe)  # the checkpoint's files and shapes, block_size against its positions: before any stage
-    with output.lock(recipe.output.dir), reading_once(given, texts):
+    stages.check_stopped(recipe, Path(recipe.output.dir))
+    with output.lock(recipe.output.dir), reading_once(given, texts), resume.interruptible("retraining"):
         return _retrain(recipe, until, list(callbacks), seeds, given)
 
 
@@ -115,9 +120,10 @@ def _finetune_stage(
     with ranks.main_first():
         reuse = stages.reusable(recipe, root, "finetuned", seeds)
     if not reuse:
-        # a fresh run in the stage's folder (or the stopped one's, with output.resume)
+        # a fresh run in the stage's folder, or with output.resume the stopped one's (when it saved a checkpoint)
         changes: dict[str, Any] = {"corpus": None, "tokenizer": None, "pretrain": None}
-        changes["output"] = {"dir": str(folder), "overwrite": False}
+        stopped = seeds is not None or output.has_checkpoint(output.incomplete_dir(folder))
+        changes["output"] = {"dir": str(folder), "overwrite": False, "resume": recipe.output.resume and stopped}
         if recipe.pretrain is not None:
             changes["model"] = {"name_or_path": str(root / "pretrained"), "revision": None}
         if seeds is None:

@@ -23,7 +23,7 @@ from hfadapt.model import pretrained
 from hfadapt.recipe import Recipe
 from hfadapt.retraining import corpus, mlm, rtd, vocab
 from hfadapt.retraining.tokenizer import han_words, tokenizer_fit, train_tokenizer
-from hfadapt.runs import output
+from hfadapt.runs import output, resume
 from hfadapt.training import divergence
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,19 @@ def reusable(recipe: Recipe, root: Path, stage: str, seeds: list[int] | None = N
     for other in stale:
         shutil.rmtree(other)
     return False
+
+
+def check_stopped(recipe: Recipe, root: Path) -> None:
+    """Refuse, before any stage runs, to throw away a stopped stage's checkpoints unless asked to."""
+    if recipe.output.resume or recipe.output.overwrite:
+        return
+    for stage in ("pretrained", "finetuned"):
+        work = output.incomplete_dir(root / stage)
+        if output.has_checkpoint(work):
+            raise HfadaptError(
+                f"output.dir: a stopped {stage} stage is in {work}; continue it with --resume (output.resume=true), "
+                "or set output.overwrite=true to start it over"
+            )
 
 
 def mark(recipe: Recipe, folder: Path, stage: str, seeds: list[int] | None = None) -> None:
@@ -158,20 +171,27 @@ def pretraining_model(recipe: Recipe) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -> None:
-    """Masked-LM pretraining from `pretraining_model`, on the packed corpus, saved in `folder`."""
+    """Masked-LM pretraining from `pretraining_model`, on the packed corpus, saved in `folder`.
+
+    SIGINT or SIGTERM stops it at the end of a step, after saving a checkpoint in
+    `folder.incomplete/checkpoints`; with `output.resume` a rerun continues from the newest complete one.
+    """
     settings = recipe.pretrain
     model, tokenizer, report = pretraining_model(recipe)
     packed = corpus.pretraining_data(recipe, tokenizer)  # the main process packs the corpus, the others load it
     report["packing"] = packed.info["packing"]
     work = output.incomplete_dir(folder)
+    resume_from = _resume_point(recipe, work) if recipe.output.resume else None
     if ranks.is_main():
-        output.start(folder)
+        output.start(folder, resume=resume_from is not None)
+        mark(recipe, work, "pretrained")  # what its checkpoints were made from, for a later --resume
     ranks.wait()
     args = settings.training_arguments(work / "checkpoints")
     # The perplexity before training is measured inside train() (eval_on_start): a model that
     # Accelerate prepared for an evaluation first is marked prepared and never wrapped for DDP,
-    # so the ranks drift apart (seen in tests/test_distributed.py).
-    args.eval_on_start = True
+    # so the ranks drift apart (seen in tests/test_distributed.py). A resumed run has it in the
+    # log history its checkpoint brings back.
+    args.eval_on_start = resume_from is None
     args.prediction_loss_only = True  # perplexity is all evaluation reports: no logits are gathered
     if settings.objective == "rtd":
         model = rtd.ReplacedTokenDetection(model, tokenizer.all_special_ids)
@@ -182,16 +202,17 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
         eval_dataset=packed.data["validation"],
         data_collator=mlm.WholeWordMaskCollator(tokenizer, settings.mlm_probability, settings.whole_word_masking),
         processing_class=tokenizer,
-        callbacks=[divergence.DivergenceGuard("pretrain.training"), *callbacks],
+        callbacks=[stop := resume.StopOnSignal(), divergence.DivergenceGuard("pretrain.training"), *callbacks],
     )
     started = time.perf_counter()
     try:
-        report.update(_pretrain(trainer, settings.block_size))
+        report.update(_pretrain(trainer, settings.block_size, resume_from, stop))
     except divergence.Diverged:  # stopped at the step it diverged: no checkpoint of it, nothing to resume
         if ranks.is_main() and not output.has_checkpoint(work):
             shutil.rmtree(work, ignore_errors=True)
         raise
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["seconds"] = round(time.perf_counter() - started, 1)  # a resumed stage's: since it resumed
+    report["resumed_from"] = resume_from.name if resume_from is not None else None
     if settings.objective == "rtd":
         rtd.save_discriminator(trainer, work)  # the model alone: the generator is dropped
     else:
@@ -211,10 +232,27 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
     logger.info("pretraining: %s", {k: v for k, v in report.items() if "perplexity" in k or "accuracy" in k})
 
 
-def _pretrain(trainer, block_size: int) -> dict[str, Any]:
+def _resume_point(recipe: Recipe, work: Path) -> Path | None:
+    """The newest complete checkpoint of this recipe's stopped pretraining stage in `work`; None to start it afresh."""
+    latest = resume.latest_complete(work / "checkpoints")
+    if latest is None:
+        return None
+    saved = work / "stage.json"
+    if not saved.is_file() or json.loads(saved.read_text(encoding="utf-8")) != stage_key(recipe, "pretrained"):
+        raise HfadaptError(
+            f"--resume: the checkpoints in {work / 'checkpoints'} come from other settings (model, corpus, tokenizer "
+            "or pretrain changed); resume with the recipe that started them, or set output.overwrite=true to start "
+            "the stage over"
+        )
+    logger.info("pretraining: resuming from %s", latest)
+    return latest
+
+
+def _pretrain(trainer, block_size: int, resume_from: Path | None, stop: resume.StopOnSignal) -> dict[str, Any]:
     """Train, then the held-out perplexity before and after, and what was read."""
-    train_metrics = trainer.train().metrics
+    train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
     divergence.check(trainer)
+    stop.check(trainer.state.global_step, Path(trainer.args.output_dir))
     before = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)
     after = trainer.evaluate()
     state, args = trainer.state, trainer.args

@@ -2,7 +2,10 @@
 
 A checkpoint folder is complete once the Trainer has written `trainer_state.json` into it, the
 last file it writes; a folder without it (the process died while writing) is never resumed from.
-SIGTERM and Ctrl-C stop training at the end of the current step, after a checkpoint is saved.
+SIGTERM and Ctrl-C stop training at the end of the current step, after a checkpoint is saved
+(`StopOnSignal`); work that has no checkpoint (a tokenizer's training, packing a corpus) stops at
+once (`interruptible`). Either way the run ends with `Interrupted`, which the CLI turns into exit
+130 and the command that continues it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import logging
 import re
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -76,6 +81,44 @@ class StopOnSignal(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def check(self, step: int, checkpoints: Path) -> None:
+        """Once training has returned: raise `Interrupted` if a signal stopped it (its checkpoint is saved by then)."""
+        if self.signal is not None:
+            raise Interrupted(
+                f"stopped by {signal.Signals(self.signal).name} at step {step}, after saving a checkpoint in "
+                f"{checkpoints}; continue with --resume"
+            )
+
+
+@contextmanager
+def interruptible(what: str) -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM raise `Interrupted` at once: for work with no checkpoint to save.
+
+    Training inside it still stops at the end of a step with `StopOnSignal`, which takes the signals
+    over while the Trainer runs and hands them back after.
+
+    Args:
+        what: the work, as the message names it ("retraining").
+    """
+
+    def stop(sig, frame):
+        raise Interrupted(
+            f"stopped by {signal.Signals(sig).name} during {what}, outside a training step (finished stages and "
+            "saved checkpoints are kept); continue with --resume"
+        )
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, stop)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 

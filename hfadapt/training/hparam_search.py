@@ -7,7 +7,8 @@ chosen trial only. OUTPUT_DIR also holds search.md (the table of trials), trials
 (the validation metric per trial and the best so far) and best.yaml (the chosen trial's recipe).
 The folder follows the single-run rules (hfadapt/output.py): written in OUTPUT_DIR.incomplete,
 moved into place after the last trial, an existing folder replaced only with output.overwrite.
-A stopped search continues with output.resume: finished trials are kept, the stopped one restarts.
+A stopped search continues with output.resume: finished trials are kept, the stopped one continues from
+its newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -109,13 +110,16 @@ def _run(recipe: Recipe, dimensions: list[Dimension], trials: int, final: Path, 
     try:
         for number in range(len(done), trials):
             folder = work / f"trial-{number:03d}"
-            if ranks.is_main():  # a later trial of a stopped search, or the one that was stopped: it starts over
+            # the trial that was stopped continues from its checkpoint (its values are asked again, the same);
+            # a later one, or one stopped before any checkpoint, starts over
+            stopped = recipe.output.resume and output.has_checkpoint(output.incomplete_dir(folder))
+            if ranks.is_main() and not stopped:
                 for stale in (folder, output.incomplete_dir(folder)):
                     shutil.rmtree(stale, ignore_errors=True)
             ranks.wait()
             params = _ask(optuna, dimensions, done, number, recipe.training["seed"], maximize)
             try:
-                finetune(trial_recipe(recipe, params, folder))
+                finetune(trial_recipe(recipe, params, folder), ["output.resume=true"] if stopped else [])
                 done.append(_record(number, params, folder, metric))
             except Diverged as e:  # values that diverge: a failed trial, as a NaN metric is; the search goes on
                 logger.warning("trial %d/%d (%s): %s", number + 1, trials, assignments(params), e)
