@@ -30,6 +30,7 @@ def _recipe_commands(sub) -> None:
     p.add_argument("recipe", help="a YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=3e-5 adapt.lora.r=16")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its newest complete checkpoint")
+    _time_limit_option(p)
     p.add_argument(
         "--seeds",
         help="run once per seed, e.g. --seeds 1,2,3: OUTPUT_DIR/seed-N/ each, and the mean and "
@@ -47,6 +48,7 @@ def _recipe_commands(sub) -> None:
         p.add_argument(
             "--resume", action="store_true", help="continue a stopped stage from its newest complete checkpoint"
         )
+        _time_limit_option(p)
         if name == "retrain":
             p.add_argument(
                 "--seeds",
@@ -70,6 +72,7 @@ def _recipe_commands(sub) -> None:
     p.add_argument("--trials", type=int, required=True, help="how many runs (trial-000, trial-001, ...)")
     p.add_argument("--output", help="the search's folder (default: the recipe's output.dir)")
     p.add_argument("--resume", action="store_true", help="continue a stopped search, keeping its finished trials")
+    _time_limit_option(p)
 
     p = sub.add_parser(
         "prepare", help="tokenize the recipe's data (and pack its pretraining corpus) once, ahead of training"
@@ -83,6 +86,16 @@ def _recipe_commands(sub) -> None:
     p.add_argument(
         "--accelerate-config",
         help="also check that this machine can run this Accelerate config (see recipes/accelerate/)",
+    )
+
+
+def _time_limit_option(p) -> None:
+    p.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        metavar="N",
+        help="save a checkpoint and stop (exit 130) after N minutes; the same command with --resume continues, "
+        "for N more (output.stop_after_minutes)",
     )
 
 
@@ -192,6 +205,14 @@ def _resume_command(argv: list[str] | None) -> str:
     return shlex.join(["hfadapt", *given, "--resume"])
 
 
+def _run_overrides(args) -> list[str]:
+    """The overrides with what --resume and --stop-after-minutes ask for."""
+    overrides = list(args.overrides) + (["output.resume=true"] if args.resume else [])
+    if args.stop_after_minutes is not None:
+        overrides.append(f"output.stop_after_minutes={args.stop_after_minutes}")
+    return overrides
+
+
 def _run(args) -> int:
     from hfadapt.launch import check_environment
 
@@ -230,7 +251,7 @@ def _validate(args) -> None:
 def _finetune(args) -> None:
     import hfadapt
 
-    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    overrides = _run_overrides(args)
     if args.seeds is not None:
         from hfadapt.training.seeds import parse_seeds
 
@@ -242,7 +263,7 @@ def _finetune(args) -> None:
 def _search(args) -> None:
     from hfadapt.training.hparam_search import report, search
 
-    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    overrides = _run_overrides(args)
     result = search(args.recipe, args.space, args.trials, overrides, output_dir=args.output)
     print(report(result), end="")
     print(f"written to {result['output_dir']}: search.md, trials.json, trials.png, best.yaml, trial-NNN/")
@@ -257,7 +278,7 @@ def _retrain(args) -> None:
         from hfadapt.training.seeds import parse_seeds
 
         seeds = parse_seeds(args.seeds)
-    overrides = args.overrides + (["output.resume=true"] if args.resume else [])
+    overrides = _run_overrides(args)
     done = retrain(args.recipe, overrides, until=until, seeds=seeds)
     stages = done if isinstance(done, dict) else done.stages  # a Run once a fine-tuned model exists
     print(json.dumps({k: v for k, v in stages.items() if k != "finetuned"}, indent=2, ensure_ascii=False))

@@ -126,13 +126,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_recipe, tmp_path):
     assert resumed["resumed_from"] == saved[0].name and (run / "model.safetensors").exists()
 
 
+def test_resume_with_nothing_to_resume_starts_the_run(tiny_recipe, caplog):
+    raw = tiny_recipe(training={**STEPS, "max_steps": 2})
+    run = finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))  # the same command runs a job in pieces
+    assert run.metrics["resumed_from"] is None and (run.run_dir / "model.safetensors").exists()
+    assert "--resume: no checkpoint in" in caplog.text and "starting the run" in caplog.text
+
+
 def test_resume_refusals(tiny_recipe, tmp_path):
     raw = tiny_recipe(training=STEPS)
-    with pytest.raises(
-        HfadaptError,
-        match=r"--resume: no complete checkpoint in .*run.incomplete/checkpoints; run without " r"--resume to start",
-    ):
-        finetune(load_recipe(raw=raw, overrides=["output.resume=true"]))
     work = Path(raw["output"]["dir"] + ".incomplete")
     (work / "checkpoints" / "checkpoint-10").mkdir(parents=True)
     (work / "checkpoints" / "checkpoint-10" / "trainer_state.json").write_text("{}")

@@ -190,3 +190,58 @@ def test_sigterm_while_the_tokenizer_trains_stops_at_once_and_writes_nothing(tin
     )
     assert not (tmp_path / "run").exists() and not (tmp_path / "run" / "tokenizer.incomplete").exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handed back
+
+
+@pytest.mark.integration
+def test_a_stage_stopped_by_its_time_limit_continues_in_pieces_to_the_weights_of_an_uninterrupted_run(
+    tiny_checkpoint, tmp_path
+):
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=2)
+    raw["pretrain"]["training"] = {**PRETRAIN, "max_steps": 20}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    run = Path(raw["output"]["dir"])
+    checkpoints = run / "pretrained.incomplete" / "checkpoints"
+
+    # a limit long past by the first step: each piece trains one step, saves it and stops
+    process = hfadapt("pretrain", str(tmp_path / "r.yaml"), "--stop-after-minutes", "1e-6")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert (
+        f"hfadapt: stopped: stopped at the time limit of 1e-06 minutes (output.stop_after_minutes) at step 1, "
+        f"after saving a checkpoint in {checkpoints}; continue with --resume" in err
+    ), err[-3000:]
+    assert f"hfadapt: to continue: hfadapt pretrain {tmp_path / 'r.yaml'} --stop-after-minutes 1e-6 --resume" in err
+    assert latest_complete(checkpoints) == checkpoints / "checkpoint-1"
+
+    with pytest.raises(Interrupted, match=r"at the time limit of 1e-06 minutes .* at step 2,"):
+        retrain(
+            load_recipe(raw=raw, overrides=["output.resume=true", "output.stop_after_minutes=1e-6"]), until="pretrained"
+        )
+    assert latest_complete(checkpoints) == checkpoints / "checkpoint-2"
+    done = retrain(
+        load_recipe(raw=raw, overrides=["output.resume=true", "output.stop_after_minutes=60"]), until="pretrained"
+    )
+    assert done["pretrained"]["resumed_from"] == "checkpoint-2" and done["pretrained"]["steps"] == 20
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    shutil.copytree(run / "tokenizer", reference / "tokenizer")
+    retrain(load_recipe(raw=raw, overrides=[f"output.dir={reference}"]), until="pretrained")
+    pieces, whole = weights(run / "pretrained"), weights(reference / "pretrained")
+    assert pieces.keys() == whole.keys()
+    for name, tensor in pieces.items():
+        torch.testing.assert_close(tensor, whole[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_time_limit_must_be_a_positive_number_of_minutes(tiny_recipe):
+    from hfadapt.errors import RecipeError
+
+    for bad, said in [
+        ("0", "0 is not a positive number of minutes"),
+        ("-5", "-5 is not a positive number of minutes"),
+    ]:
+        with pytest.raises(RecipeError, match=rf"output.stop_after_minutes: {re.escape(said)}"):
+            load_recipe(raw=tiny_recipe(), overrides=[f"output.stop_after_minutes={bad}"])
+    with pytest.raises(RecipeError, match=r"output.stop_after_minutes: must be a finite number, got inf"):
+        load_recipe(raw=tiny_recipe(), overrides=["output.stop_after_minutes=.inf"])

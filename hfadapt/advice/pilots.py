@@ -19,7 +19,7 @@ from typing import Any
 from hfadapt.advice.deadline import Deadline
 from hfadapt.data import long_texts, splits, tokenization
 from hfadapt.errors import HfadaptError
-from hfadapt.model import pretrained
+from hfadapt.model import decoding, pretrained
 from hfadapt.recipe import Recipe
 from hfadapt.retraining.pipeline import retrain
 from hfadapt.training.finetuning import finetune
@@ -250,13 +250,19 @@ def predict_validation(run: Path, recipe: Recipe, validation, label_names: list[
     if recipe.task.type == "token_classification":
         words = list(validation["tokens"])
         encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=recipe.data.max_length)
+        scored = np.zeros(logits.shape[:2], dtype=bool)  # the first piece of each word, as training scores it
+        for i in range(len(words)):
+            previous = None
+            for position, word in enumerate(encoded.word_ids(i)):
+                scored[i, position] = word is not None and word != previous
+                previous = word
+        chosen = decoding.decode(logits, scored, label_names)  # the tags as a sequence their scheme allows
         tags = []
         for i, sentence in enumerate(words):
-            row, previous = ["O"] * len(sentence), None
+            row = ["O"] * len(sentence)
             for position, word in enumerate(encoded.word_ids(i)):
-                if word is not None and word != previous:  # the first piece of each word, as training scores it
-                    row[word] = label_names[int(logits[i][position].argmax())]
-                previous = word
+                if scored[i, position]:
+                    row[word] = label_names[int(chosen[i, position])]
             tags.append(row)
         return tags
     if recipe.task.problem_type == "regression":

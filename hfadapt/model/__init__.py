@@ -4,5 +4,6 @@
   the task model with its labels;
 - `adapt`: freezing embeddings, layers or patterns, LoRA adapters, the parameter summary;
 - `loss`: class weights and the weighted loss;
-- `metrics`: each task's metrics, per-class figures and the main metric.
+- `metrics`: each task's metrics, per-class figures and the main metric;
+- `decoding`: tags decoded as sequences their tagging scheme (BIO, BIOES, BMES) allows.
 """

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hfadapt.errors import HfadaptError
+from hfadapt.model import decoding
 from hfadapt.recipe import TaskConfig
 
 
@@ -75,16 +76,17 @@ def regression(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
 
 
 def entities(tags: list[str]) -> set[tuple[str, int, int]]:
-    """Entity spans `(type, start, end)` from BIO, BIOES or BMES tags (`B-PER`, `M-PER`, `E-PER`, `S-PER`, `O`).
+    """Entity spans `(type, start, end)` from BIO, BIOES, BILOU or BMES tags (`B-PER`, `M-PER`, `E-PER`,
+    `S-PER`, `O`).
 
     A span opens at B or S (or at I/M/E of another type, as conlleval does) and closes at E, S,
-    O, or a tag of another type.
+    O, or a tag of another type. BILOU's L and U are read as E and S.
     """
     spans = set()
     start, kind = None, None
     for i, tag in enumerate(list(tags) + ["O"]):
         prefix, _, name = tag.partition("-") if "-" in tag else (tag, "", "")
-        prefix = prefix.upper()
+        prefix = {"L": "E", "U": "S"}.get(prefix.upper(), prefix.upper())
         continues = kind is not None and name == kind and prefix in ("I", "M", "E")
         if not continues:
             if kind is not None:
@@ -153,9 +155,11 @@ def compute_fn(task: TaskConfig, label_names: list[str] | None) -> Callable[[Any
 
 
 def _tags(logits, labels, label_names: list[str]) -> tuple[list[list[str]], list[list[str]]]:
-    """Gold and predicted tags of each sentence, at the scored positions (the first piece of each word)."""
+    """Gold and predicted tags of each sentence, at the scored positions (the first piece of each word);
+    the predicted ones decoded as a sequence the tagging scheme allows (`decoding.decode`)."""
     gold, guess = [], []
-    for pred_row, label_row in zip(logits.argmax(-1), labels, strict=True):
+    predicted = decoding.decode(logits, np.asarray(labels) != -100, label_names)
+    for pred_row, label_row in zip(predicted, labels, strict=True):
         keep = label_row != -100
         gold.append([label_names[i] for i in label_row[keep]])
         guess.append([label_names[i] for i in pred_row[keep]])
@@ -184,7 +188,7 @@ def per_class(task: TaskConfig, label_names: list[str] | None, logits, labels) -
 
 
 def entity_types(true_tags: list[list[str]], predicted_tags: list[list[str]]) -> dict[str, dict[str, float]]:
-    """Entity-level precision, recall, F1 and support of each entity type (BIO, BIOES or BMES tags)."""
+    """Entity-level precision, recall, F1 and support of each entity type (BIO, BIOES, BILOU or BMES tags)."""
     counts: dict[str, list[int]] = {}  # type -> [true positives, predicted, actual]
     for gold, guess in zip(true_tags, predicted_tags, strict=False):
         g, p = entities(gold), entities(guess)

@@ -4,6 +4,7 @@
 - `schema`: the sections, each field with its default and help, and their checks (`retraining`: the
   corpus, tokenizer and pretrain sections);
 - `data`: the data section (source, columns, splits, lengths, long texts);
+- `output`: the output and hub sections (where a run's results go, when it stops);
 - `typecheck`: building the dataclasses from YAML values, type by type;
 - `loading`: files and `key=value` overrides;
 - `arguments`: `TrainingArguments` and `peft.LoraConfig` from their sections;

@@ -21,6 +21,7 @@ from hfadapt.errors import RecipeError
 from hfadapt.recipe import arguments, typecheck
 from hfadapt.recipe.data import DataConfig
 from hfadapt.recipe.defaults import LORA_OWNED, TRAINING_DEFAULTS, training_field
+from hfadapt.recipe.output import HubConfig, OutputConfig
 from hfadapt.recipe.retraining import CorpusConfig, PretrainConfig, TokenizerConfig
 from hfadapt.recipe.typecheck import option
 
@@ -174,41 +175,6 @@ def _lora_value_problems(lora: dict[str, Any]) -> list[str]:
 
 
 @dataclass
-class OutputConfig:
-    """Where the run's results go."""
-
-    dir: str = option(help="the run folder; written as DIR.incomplete and moved into place when finished")
-    overwrite: bool = option(False, help="replace a folder an earlier hfadapt run wrote, once the new run has finished")
-    keep_checkpoints: bool = option(False, help="keep OUTPUT_DIR/checkpoints once the run has finished")
-    resume: bool = option(False, help="continue a stopped run from its newest complete checkpoint (also: --resume)")
-
-
-@dataclass
-class HubConfig:
-    """Where to push the finished run (the token comes from HF_TOKEN or `hf auth login`, never the recipe)."""
-
-    FORBIDDEN = {
-        "token": "a token never goes in a recipe (recipes are saved and pushed); set HF_TOKEN or run `hf auth login`"
-    }
-
-    repo_id: str = option(help="NAME or ORG/NAME; created if missing")
-    private: bool = option(False, help="create the repo private")
-    revision: str | None = option(None, help="push to this branch (created if missing); empty: the default branch")
-
-    def problems(self) -> list[str]:
-        from huggingface_hub.utils import validate_repo_id
-
-        try:
-            validate_repo_id(self.repo_id)
-        except ValueError:
-            return [
-                f"hub.repo_id: {self.repo_id!r} is not a valid repo id; write it as NAME or ORG/NAME "
-                "(letters, digits, '-', '_', '.')"
-            ]
-        return []
-
-
-@dataclass
 class EarlyStoppingConfig:
     """Stop when the validation main metric stops improving, and keep the best checkpoint."""
 
@@ -276,7 +242,7 @@ class Recipe:
 
     def problems(self) -> list[str]:
         """What needs more than one field to see, and the libraries' own checks of their sections."""
-        found = self.task.problems() + self.adapt.problems() + self.data.problems()
+        found = self.task.problems() + self.adapt.problems() + self.data.problems() + self.output.problems()
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
         if self.task.type == "token_classification" and self.data.long_texts != "truncate":

@@ -74,7 +74,12 @@ def retrain(
         )
     check_local(recipe)  # the checkpoint's files and shapes, block_size against its positions: before any stage
     stages.check_stopped(recipe, Path(recipe.output.dir))
-    with output.lock(recipe.output.dir), reading_once(given, texts), resume.interruptible("retraining"):
+    with (
+        output.lock(recipe.output.dir),
+        reading_once(given, texts),
+        resume.interruptible("retraining"),
+        resume.time_limit(recipe.output.stop_after_minutes),
+    ):
         return _retrain(recipe, until, list(callbacks), seeds, given)
 
 

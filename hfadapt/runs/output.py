@@ -17,6 +17,7 @@ from pathlib import Path
 from hfadapt import ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.model.pretrained import safetensors_header
+from hfadapt.recipe.output import named_problem
 
 
 def incomplete_dir(final: str | Path) -> Path:
@@ -83,18 +84,11 @@ def written_by_hfadapt(folder: str | Path) -> bool:
 
 
 def _named(final: str | Path) -> Path:
-    """`final` as a path, refused when it names no folder of its own (`.`, `..`, `/`): a run is written beside
-    its folder (NAME.incomplete) and renamed into place."""
-    final = Path(final)
-    if final.name in ("", ".."):
-        which = {"/": "the root folder", ".": "the current folder", "..": "the parent folder"}.get(
-            str(final), "a folder named through '..'"
-        )
-        raise HfadaptError(
-            f"output.dir: {str(final)!r} is {which}, not a folder of the run's own; give the run a new folder, "
-            "e.g. runs/my-run"
-        )
-    return final
+    """`final` as a path, refused (`named_problem`) when it names no folder of its own."""
+    problem = named_problem(final)
+    if problem:
+        raise HfadaptError(problem)
+    return Path(final)
 
 
 def has_checkpoint(work: Path) -> bool:

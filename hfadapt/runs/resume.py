@@ -4,8 +4,9 @@ A checkpoint folder is complete once the Trainer has written `trainer_state.json
 last file it writes; a folder without it (the process died while writing) is never resumed from.
 SIGTERM and Ctrl-C stop training at the end of the current step, after a checkpoint is saved
 (`StopOnSignal`); work that has no checkpoint (a tokenizer's training, packing a corpus) stops at
-once (`interruptible`). Either way the run ends with `Interrupted`, which the CLI turns into exit
-130 and the command that continues it.
+once (`interruptible`). A time limit (`output.stop_after_minutes`, `--stop-after-minutes`) stops
+training the same way once it has passed (`time_limit`). Either way the run ends with `Interrupted`,
+which the CLI turns into exit 130 and the command that continues it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import re
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,10 +55,16 @@ def latest_complete(folder: str | Path) -> Path | None:
 
 
 class StopOnSignal(TrainerCallback):
-    """On SIGTERM or SIGINT, finish the current step, save a checkpoint and stop."""
+    """On SIGTERM or SIGINT, or once the run's time limit has passed, finish the current step, save a
+    checkpoint and stop.
+
+    Under several processes the ranks agree after each step (the flag is reduced with MAX), so a
+    signal that reached one rank, or a clock one rank read a step early, stops them all at the same step.
+    """
 
     def __init__(self):
         self.signal: int | None = None
+        self.timed_out = False
         self._previous = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -74,7 +82,10 @@ class StopOnSignal(TrainerCallback):
         logger.warning("received %s: saving a checkpoint after this step, then stopping", signal.Signals(sig).name)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.signal is not None:
+        if _agreed(self.signal is not None or past_time_limit()):
+            if self.signal is None and not self.timed_out:
+                self.timed_out = True
+                logger.warning("the time limit of %g minutes has passed: saving a checkpoint, then stopping", _limit[1])
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -84,12 +95,60 @@ class StopOnSignal(TrainerCallback):
             signal.signal(sig, handler)
 
     def check(self, step: int, checkpoints: Path) -> None:
-        """Once training has returned: raise `Interrupted` if a signal stopped it (its checkpoint is saved by then)."""
-        if self.signal is not None:
-            raise Interrupted(
-                f"stopped by {signal.Signals(self.signal).name} at step {step}, after saving a checkpoint in "
-                f"{checkpoints}; continue with --resume"
+        """Once training has returned: raise `Interrupted` if a signal or the time limit stopped it (its
+        checkpoint is saved by then)."""
+        if self.signal is not None or self.timed_out:
+            why = (
+                f"by {signal.Signals(self.signal).name}"
+                if self.signal is not None
+                else f"at the time limit of {_limit[1]:g} minutes (output.stop_after_minutes)"
             )
+            raise Interrupted(
+                f"stopped {why} at step {step}, after saving a checkpoint in {checkpoints}; continue with --resume"
+            )
+
+
+def _agreed(stop: bool) -> bool:
+    """`stop` on any rank, under several processes; `stop` itself under one."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return stop
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([int(stop)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+_limit: list[float] = []  # while a time limit holds: [the monotonic time it passes at, its minutes]
+
+
+@contextmanager
+def time_limit(minutes: float | None) -> Iterator[None]:
+    """Within it, training stops after the step during which `minutes` have passed since it began,
+    saving a checkpoint (`StopOnSignal`).
+
+    The outermost limit holds: a retraining's stages, a search's trials and a multi-seed run's seeds
+    share their run's. A stage that starts after the limit has passed still trains one step and saves
+    it, so that each piece of a run stopped and resumed this way gets further.
+
+    Args:
+        minutes: the limit; None for none.
+    """
+    if minutes is None or _limit:
+        yield
+        return
+    _limit[:] = [time.monotonic() + 60 * minutes, minutes]
+    try:
+        yield
+    finally:
+        _limit.clear()
+
+
+def past_time_limit() -> bool:
+    """Whether a time limit holds and has passed."""
+    return bool(_limit) and time.monotonic() >= _limit[0]
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
-from hfadapt.model import metrics
+from hfadapt.model import decoding, metrics
 
 
 def words(text: str) -> list[tuple[int, int]]:
@@ -19,7 +19,9 @@ def words(text: str) -> list[tuple[int, int]]:
 
 
 def tag(model, tokenizer, batch: list[str], max_length: int, where) -> list[dict[str, Any]]:
-    """One batch of texts tagged word by word (the tag of each word's first piece), and their entities."""
+    """One batch of texts tagged word by word (the tag of each word's first piece, decoded as a sequence the
+    tagging scheme allows), and their entities. A word's confidence is its tag's probability."""
+    import numpy as np
     import torch
 
     spans = [words(text) for text in batch]
@@ -34,20 +36,27 @@ def tag(model, tokenizer, batch: list[str], max_length: int, where) -> list[dict
     )
     offsets = enc.pop("offset_mapping").tolist()  # each piece's characters, within its word
     with torch.no_grad():
-        probs = torch.softmax(model(**enc.to(where)).logits.float(), -1).cpu()
+        logits = model(**enc.to(where)).logits.float().cpu()
+    probs = torch.softmax(logits, -1).numpy()
+    scored = np.zeros(probs.shape[:2], dtype=bool)  # the first piece of each word, as training scores it
+    for i in range(len(batch)):
+        seen = set()
+        for position, word in enumerate(enc.word_ids(i)):
+            if word is not None and word not in seen:
+                seen.add(word)
+                scored[i, position] = True
     id2label = model.config.id2label
+    chosen = decoding.decode(logits.numpy(), scored, [id2label[j] for j in range(len(id2label))])
     results = []
     for i, (text, row) in enumerate(zip(batch, spans, strict=True)):
         tags, confidence = ["O"] * len(row), [1.0] * len(row)
         edges: list[list[int]] = [[s, e] for s, e in row]  # the characters the word's pieces cover
-        seen = set()
         for position, word in enumerate(enc.word_ids(i)):
             if word is None:
                 continue
             piece_start, piece_end = offsets[i][position]
-            if word not in seen:  # the first piece of each word, as training scores it
-                seen.add(word)
-                best = int(probs[i, position].argmax())
+            if scored[i, position]:
+                best = int(chosen[i, position])
                 tags[word], confidence[word] = id2label[best], float(probs[i, position, best])
                 edges[word][0] = row[word][0] + piece_start
             edges[word][1] = row[word][0] + piece_end

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ def finetune(
             "this recipe has retraining stages (corpus, tokenizer, pretrain); run it with hfadapt retrain"
         )
     output.check(recipe.output.dir, recipe.output.overwrite, recipe.output.resume)
-    with output.lock(recipe.output.dir):
+    with output.lock(recipe.output.dir), resume.time_limit(recipe.output.stop_after_minutes):
         return Run(recipe.output_path(), _finetune(recipe, list(callbacks), given), recipe)
 
 
@@ -101,11 +100,7 @@ def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = N
         ),
     )
     train_metrics, seconds = _train(trainer, resume_from, work)
-    if stop.signal is not None:
-        raise resume.Interrupted(
-            f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}, "
-            f"after saving a checkpoint in {work / 'checkpoints'}; continue with --resume"
-        )
+    stop.check(trainer.state.global_step, work / "checkpoints")
     validation, validation_classes = _score(trainer, tokenized["validation"], "validation", recipe, task_data)
     test, test_classes = _score(trainer, tokenized["test"], "test", recipe, task_data)
     results: dict[str, Any] = {
@@ -258,8 +253,9 @@ def _start(recipe: Recipe, resume_from: Path | None) -> Path:
     return work
 
 
-def _resume_point(recipe: Recipe) -> Path:
-    """The newest complete checkpoint of the stopped run, after checking it is this recipe's."""
+def _resume_point(recipe: Recipe) -> Path | None:
+    """The newest complete checkpoint of the stopped run, after checking it is this recipe's; None when
+    the run never saved one (it starts, so that the same command with --resume runs a job in pieces)."""
     work = output.incomplete_dir(recipe.output.dir)
     latest = resume.latest_complete(work / "checkpoints")
     if latest is None:
@@ -270,7 +266,8 @@ def _resume_point(recipe: Recipe) -> Path:
                 f"--resume: every checkpoint in {work / 'checkpoints'} is damaged ({', '.join(damaged)}: a file cut "
                 "off or corrupt); run without --resume to start over"
             )
-        raise HfadaptError(f"--resume: no complete checkpoint in {work / 'checkpoints'}; run without --resume to start")
+        logger.warning("--resume: no checkpoint in %s to continue from; starting the run", work / "checkpoints")
+        return None
     saved = load_recipe(work / "recipe.yaml").to_dict()
     wanted = recipe.to_dict()
     changed = [s for s in RESUME_SECTIONS if saved[s] != wanted[s]]

@@ -24,7 +24,7 @@ from typing import Any
 from hfadapt import ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe, as_recipe, dump_recipe, load_recipe
-from hfadapt.runs import curves, output
+from hfadapt.runs import curves, output, resume
 from hfadapt.training.divergence import Diverged
 from hfadapt.training.finetuning import finetune
 from hfadapt.training.space import (
@@ -92,7 +92,7 @@ def search(
             f"output.dir: a stopped search of {final} is in {work}; continue it with --resume "
             "(output.resume=true), or set output.overwrite=true to start over"
         )
-    with output.lock(final):
+    with output.lock(final), resume.time_limit(recipe.output.stop_after_minutes):
         return _run(recipe, dimensions, trials, final, work, optuna)
 
 

@@ -69,7 +69,7 @@ def finetune_seeds(
     final = Path(recipe.output.dir)
     work = output.incomplete_dir(final)
     _check_output(final, work, recipe.output.overwrite, recipe.output.resume)
-    with output.lock(final):
+    with output.lock(final), resume.time_limit(recipe.output.stop_after_minutes):
         return _run_seeds(recipe, seeds, final, work, list(callbacks), given)
 
 
