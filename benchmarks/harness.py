@@ -169,6 +169,15 @@ class Table:
         return "\n".join(lines)
 
 
+def fast_bf16() -> tuple[bool, str]:
+    """Whether this machine runs bf16 fast (hfadapt's `bf16: auto` rule), asked of a child process so that
+    this one stays free of torch."""
+    code = "import json; from hfadapt.recipe.arguments import fast_bf16; print(json.dumps(fast_bf16()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    on, why = json.loads(done.stdout.strip().splitlines()[-1])
+    return on, why
+
+
 def machine() -> str:
     """CPU count, platform, GPU and torch's threads: what the figures depend on.
 

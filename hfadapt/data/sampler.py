@@ -1,4 +1,5 @@
-"""Training order: batches of similar length that keep the data's label mix."""
+"""Reading order: training batches of similar length that keep the data's label mix, and evaluation
+batches longest first, returned in the data set's order."""
 
 from __future__ import annotations
 
@@ -84,3 +85,43 @@ def train_sampler(train, batch_size: int):
     if not labels or not isinstance(labels[0], int):
         return None
     return LengthGroupedByLabelSampler([len(ids) for ids in train["input_ids"]], labels, batch_size)
+
+
+class SortedEvaluation:
+    """A `Trainer` mixin: evaluation and prediction read the data set longest first, so that each batch
+    pads little (in input order, one long text makes its whole batch long); the predictions and labels
+    `evaluate` and `predict` return are put back in the data set's order. Metrics do not depend on the
+    order. Under several processes the Trainer's own order stays (each rank reads its own shard).
+
+    Mix it in before `Trainer`: `class MyTrainer(SortedEvaluation, Trainer): ...`.
+    """
+
+    _order: list[int] | None = None
+
+    def _get_eval_sampler(self, eval_dataset):
+        columns = getattr(eval_dataset, "column_names", None) or []
+        if self.args.world_size > 1 or "input_ids" not in columns:
+            self._order = None
+            return super()._get_eval_sampler(eval_dataset)
+        lengths = [len(ids) for ids in eval_dataset["input_ids"]]
+        self._order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+        return self._order
+
+    def evaluation_loop(self, *args, **kwargs):
+        order, self._order = self._order, None
+        out = super().evaluation_loop(*args, **kwargs)
+        if order is None:
+            return out
+        import numpy as np
+
+        back = np.argsort(np.asarray(order))  # where each data set row's output is
+        return out._replace(predictions=_rows(out.predictions, back), label_ids=_rows(out.label_ids, back))
+
+
+def _rows(values, index):
+    """`values` (an array, or a tuple or list of them, or None) with its rows taken in `index` order."""
+    if values is None:
+        return None
+    if isinstance(values, (tuple, list)):
+        return type(values)(_rows(v, index) for v in values)
+    return values[index]

@@ -16,6 +16,8 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
     from transformers import TrainingArguments
 
     settings = dict(settings)
+    if settings.get("bf16") == "auto":
+        settings["bf16"] = fast_bf16()[0]
     if settings.get("bf16") and "use_cpu" not in settings and not has_accelerator():
         # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
         # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
@@ -23,6 +25,36 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
     if "dataloader_pin_memory" not in settings and not has_accelerator():
         settings["dataloader_pin_memory"] = False  # nothing to pin for; torch warns at every data loader
     return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
+
+
+def fast_bf16() -> tuple[bool, str]:
+    """Whether this machine runs bf16 faster than fp32, and why: a CUDA GPU from Ampere on, or a CPU
+    with AVX512-BF16 or AMX (where bf16 autocast measured 2.14x fp32 for a masked-LM step,
+    docs/benchmarks/bench_bf16.md). Other hardware emulates bf16, slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        name, (major, _) = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+        if major >= 8:
+            return True, f"{name} (compute capability {major}.x) has bf16 units"
+        return False, f"{name} (compute capability {major}.x) predates bf16 units (Ampere, 8.0)"
+    if has_accelerator():
+        return False, "bf16 speed on this accelerator is not measured; set bf16: true to use it"
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return True, "this CPU has AMX"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return True, "this CPU has AVX512-BF16"
+    return False, "this CPU has neither AVX512-BF16 nor AMX: bf16 would be emulated, slower than fp32"
+
+
+def precision(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a `training` section's `bf16` resolves to on this machine, for the run's report."""
+    asked = settings.get("bf16", False)
+    if asked != "auto":
+        return {"bf16": bool(asked), "asked": asked}
+    on, why = fast_bf16()
+    return {"bf16": on, "asked": "auto", "why": why}
 
 
 def has_accelerator() -> bool:

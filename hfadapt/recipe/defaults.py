@@ -63,13 +63,20 @@ LORA_OWNED = {
 }
 
 
+# Values hfadapt adds to a TrainingArguments field: `bf16: auto` turns bf16 on where the hardware runs it
+# fast (arguments.fast_bf16).
+TRAINING_EXTENDED = {"bf16": "auto"}
+
+
 def training_field(defaults: dict[str, Any], what: str) -> Any:
     """A `training` section: TrainingArguments fields under their own names, over hfadapt's `defaults`."""
     return option(
         factory=lambda: dict(defaults),
         help=f"transformers.TrainingArguments fields for {what}, by their own names; hfadapt changes a few "
-        "of its defaults, transformers' own apply to the rest",
+        "of its defaults, transformers' own apply to the rest; `bf16: auto` uses bf16 where the hardware runs "
+        "it fast (a GPU from Ampere on, a CPU with AVX512-BF16 or AMX)",
         library="TrainingArguments",
         defaults=defaults,
         owned=TRAINING_OWNED,
+        extended=TRAINING_EXTENDED,
     )

@@ -103,10 +103,11 @@ def _library_section(value: Any, path: str, metadata: typing.Mapping, problems: 
             problems.append(f"{path}.{key}: hfadapt sets this itself ({owned[key]})")
         elif key not in known:
             problems.append(unknown_key(key, list(known), path))
-        else:
+        elif (extra := metadata.get("extended", {}).get(key)) is None or item != extra:
             problem = type_problem(item, known[key])
             if problem:
-                problems.append(f"{path}.{key}: {problem}")
+                also = f" (or {extra}: hfadapt's own value)" if extra is not None else ""
+                problems.append(f"{path}.{key}: {problem}{also}")
     return {**defaults, **value}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from hfadapt import ranks
 from hfadapt.errors import HfadaptError
 from hfadapt.model import pretrained
-from hfadapt.recipe import Recipe
+from hfadapt.recipe import Recipe, arguments
 from hfadapt.retraining import corpus, mlm, rtd, vocab
 from hfadapt.retraining.tokenizer import han_words, tokenizer_fit, train_tokenizer
 from hfadapt.runs import output, resume
@@ -180,6 +180,7 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
     model, tokenizer, report = pretraining_model(recipe)
     packed = corpus.pretraining_data(recipe, tokenizer)  # the main process packs the corpus, the others load it
     report["packing"] = packed.info["packing"]
+    report["precision"] = arguments.precision(settings.training)
     work = output.incomplete_dir(folder)
     resume_from = _resume_point(recipe, work) if recipe.output.resume else None
     if ranks.is_main():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfadapt.data import in_memory, local_files, long_texts, splits, tokenization
 from hfadapt.data.records import missing
+from hfadapt.data.sampler import SortedEvaluation
 from hfadapt.errors import HfadaptError
 from hfadapt.model import metrics, pretrained
 from hfadapt.recipe import Recipe, as_recipe, load_recipe
@@ -306,7 +307,7 @@ def evaluate(
 
     from transformers import Trainer, TrainingArguments
 
-    class _Trainer(long_texts.WindowPooling, Trainer):
+    class _Trainer(long_texts.WindowPooling, SortedEvaluation, Trainer):
         """Windows of long texts scored per text, as in training."""
 
     outside = [item for item in overrides if not item.startswith("data.")]
