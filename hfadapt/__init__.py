@@ -37,6 +37,7 @@ _API = {
     "class_weights": "hfadapt.model.loss",
     "weighted_loss": "hfadapt.model.loss",
     "LengthGroupedByLabelSampler": "hfadapt.data.sampler",
+    "SortedEvaluation": "hfadapt.data.sampler",
     "encode_windows": "hfadapt.data.long_texts",
     "pool_windows": "hfadapt.data.long_texts",
     "WindowPooling": "hfadapt.data.long_texts",
@@ -54,6 +55,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "Run",
+    "SortedEvaluation",
     "WholeWordMaskCollator",
     "WindowPooling",
     "add_lora",
@@ -85,7 +87,7 @@ __all__ = [
 if TYPE_CHECKING:
     from hfadapt.advice.pipeline import advise
     from hfadapt.data.long_texts import WindowPooling, encode_windows, pool_windows
-    from hfadapt.data.sampler import LengthGroupedByLabelSampler
+    from hfadapt.data.sampler import LengthGroupedByLabelSampler, SortedEvaluation
     from hfadapt.errors import HfadaptError, RecipeError
     from hfadapt.model.adapt import add_lora, freeze, parameter_summary
     from hfadapt.model.loss import class_weights, weighted_loss

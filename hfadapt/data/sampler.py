@@ -93,7 +93,15 @@ class SortedEvaluation:
     `evaluate` and `predict` return are put back in the data set's order. Metrics do not depend on the
     order. Under several processes the Trainer's own order stays (each rank reads its own shard).
 
-    Mix it in before `Trainer`: `class MyTrainer(SortedEvaluation, Trainer): ...`.
+    Mix it in before `Trainer`: `class MyTrainer(SortedEvaluation, Trainer): ...` (after `WindowPooling`
+    where both are used).
+
+    Args:
+        *args: `transformers.Trainer`'s own arguments (the mixin adds none).
+        **kwargs: `transformers.Trainer`'s own keyword arguments.
+
+    Returns:
+        A Trainer whose evaluation batches are sorted by length, its outputs in the data set's order.
     """
 
     _order: list[int] | None = None
