@@ -160,25 +160,23 @@ def task_data(recipe: str, overrides: list[str]):
     return splits.load_splits(loaded.data, loaded.task)
 
 
-def tfidf_row(recipe: str, overrides: list[str], analyzer: str, ngrams: tuple[int, int]) -> dict:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def tfidf_row(recipe: str, overrides: list[str]) -> dict:
+    """hfadapt's TF-IDF baseline (`hfadapt.model.baseline`), as every run's metrics.json gives it: word 1-2-grams,
+    or character 1-3-grams for Chinese, and a logistic regression."""
+    from hfadapt import load_recipe
+    from hfadapt.model import baseline
 
     started = time.perf_counter()
-    splits = task_data(recipe, overrides).splits
-    vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, min_df=1)
-    x_train = vectorizer.fit_transform(splits["train"]["text"])
-    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(x_train, splits["train"]["label"])
-    accuracy = float(
-        (classifier.predict(vectorizer.transform(splits["test"]["text"])) == splits["test"]["label"]).mean()
-    )
+    loaded = task_data(recipe, overrides)
+    fitted = baseline.fit_splits(load_recipe(REPO / recipe, overrides).task, loaded, "test")
     return {
-        "mean": accuracy,
+        "mean": fitted.score,
         "sd": 0.0,
-        "values": [accuracy],
+        "values": [fitted.score],
         "minutes": (time.perf_counter() - started) / 60,
-        "train_size": len(splits["train"]),
-        "test_size": len(splits["test"]),
+        "train_size": fitted.train_size,
+        "test_size": fitted.eval_size,
+        "method": fitted.method,
     }
 
 
@@ -342,13 +340,8 @@ def main() -> None:
         if dataset == "MSRA NER":
             rows.append(("baseline: character-window logistic regression", window_ner_row(recipe, scale)))
         else:
-            analyzer, ngrams = ("word", (1, 2)) if dataset == "Rotten Tomatoes" else ("char", (1, 3))
-            rows.append(
-                (
-                    f"baseline: TF-IDF {analyzer} {ngrams[0]}-{ngrams[1]}-grams + logistic regression",
-                    tfidf_row(recipe, scale, analyzer, ngrams),
-                )
-            )
+            row = tfidf_row(recipe, scale)
+            rows.append((f"baseline: {row['method']}", row))
         for name, recipe, overrides in models:
             overrides = [o.format(pretrained=pretrained) for o in overrides]
             rows.append((name, model_row(recipe, scale + overrides, args.seeds, runs / slug(f"{dataset} {name}"))))

@@ -122,6 +122,7 @@ def _run_commands(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
     p.add_argument("--output", help="where model.onnx and its tokenizer go (default: RUN_DIR/onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx, checked on the run's test split")
 
     p = sub.add_parser("evaluate", help="score a finished run on a data set")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of a finished run")
@@ -316,7 +317,7 @@ def _push(args) -> None:
 def _export(args) -> None:
     from hfadapt.runs.export import export_onnx
 
-    print(json.dumps(export_onnx(args.run_dir, args.output, args.overwrite), indent=2))
+    print(json.dumps(export_onnx(args.run_dir, args.output, args.overwrite, quantize=args.quantize), indent=2))
 
 
 def _evaluate(args) -> None:
@@ -349,15 +350,15 @@ def _advise(args) -> None:
 
 
 def _print_summary(results: dict) -> None:
-    """The run's line: the test split's main metric, and for classification its worst class."""
-    from hfadapt.model.metrics import worst_class
+    """The TF-IDF baseline's line, then the run's: the test split's main metric, and its worst class."""
+    from hfadapt.model import baseline, metrics
 
     main_metric = results["main_metric"]
     line = f"test {main_metric}: {results['test'][f'test_{main_metric}']:.4f}"
-    worst = worst_class((results.get("per_class") or {}).get("test"))
+    worst = metrics.worst_class((results.get("per_class") or {}).get("test"))
     if worst is not None:
         line += f" (worst class: {worst[0]}, F1 {worst[1]:.4f})"
-    print(line)
+    print("\n".join(filter(None, (baseline.summary(results.get("baseline")), line))))
 
 
 def _print_seeds(summary: dict) -> None:

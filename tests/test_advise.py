@@ -98,6 +98,13 @@ def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retrain
     assert "**Verdict: " in report and "| [UNK] rate | " in report and "hfadapt finetune recommended.yaml" in report
     assert "No retraining pilot: the checkpoint's tokenizer fits the texts" in report
     assert "| train | 319 | 0.0% | 100.0% |" in report and "Majority-class baseline (" in report
+    # the TF-IDF baseline, on the validation examples the pilots predicted, and each pilot paired with it
+    tfidf = advice["tfidf_baseline"]
+    assert tfidf["eval_size"] == pilots["full"]["validation_size"] and tfidf["score"] > 0.9
+    assert advice["comparison"]["tfidf"]["validation_metric"] == tfidf["score"]
+    for p in pilots.values():
+        assert p["tfidf_difference"] == pytest.approx(p["validation_metric"] - tfidf["score"])
+    assert "## TF-IDF baseline" in report and "**Against the TF-IDF baseline:** " in report
     assert all(f"| {name} | {BUDGET // 3} | " in report for name in ("freeze", "lora", "full"))
     train = advice["data_report"]["sizes"]["train"]
     assert advice["estimate"]["steps"] == math.ceil(train / 16) * 3  # the recipe's 3 epochs at batch 16

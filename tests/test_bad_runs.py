@@ -273,11 +273,12 @@ def test_an_output_dir_that_names_no_folder_of_its_own(folder, which, tiny_recip
     work.mkdir()
     monkeypatch.chdir(work)
     path = write_recipe(tiny_recipe(output={"dir": folder}), tmp_path / "r.yaml")
-    assert main(["finetune", str(path)]) == 2
-    assert capsys.readouterr().err == (
-        f"hfadapt: error: output.dir: {folder!r} is {which}, not a folder of the run's own; give the run a new "
-        "folder, e.g. runs/my-run\n"
+    said = (
+        f"output.dir: {folder!r} is {which}, not a folder of the run's own; give the run a new folder, e.g. runs/my-run"
     )
+    for command in ("finetune", "validate"):  # a recipe problem: validate finds it too
+        assert main([command, str(path)]) == 2
+        assert capsys.readouterr().err == f"hfadapt: error: {path}: 1 problem\n  {said}\n"
     assert listing(tmp_path) == ["r.yaml", "work"]
 
 

@@ -343,6 +343,8 @@ def test_staged_pipeline_reuses_finished_stages(tiny_checkpoint, tmp_path):
     assert results["pretrained"]["vocabulary"]["vocab_size"] == len(AutoTokenizer.from_pretrained(run / "tokenizer"))
     assert results["pretrained"]["packing"]["non_padding_share"] > 0.9
     assert "test_accuracy" in results["finetuned"]["test"] and finished.metrics == results["finetuned"]
+    # the fine-tuned stage reports the TF-IDF baseline too, on Chinese characters
+    assert results["finetuned"]["baseline"]["method"] == "TF-IDF character 1-3-grams + logistic regression"
     card = (run / "finetuned" / "README.md").read_text()
     assert (
         "| vocabulary (replace) |" in card

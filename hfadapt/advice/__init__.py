@@ -8,7 +8,8 @@
    each of frozen layers (embeddings and the lower half of the encoder), LoRA, full fine-tuning,
    and, when the tokenizer fits badly, retraining (the rebuilt vocabulary, a few masked-LM steps,
    then fine-tuning). Each predicts the same validation examples, and `compare` sets them side by
-   side, paired, with the majority-class baseline.
+   side, paired, with the majority-class baseline and the TF-IDF baseline (`hfadapt.model.baseline`,
+   fit on the training split whether or not pilots run).
 3. A verdict with its reasons (`verdict`), a recipe for it, and the cost of the full run from the
    measured throughput; written up by `report`.
 

@@ -1,11 +1,12 @@
 """The pilots compared, paired: a bootstrap over the validation examples that every pilot predicted.
 
 Every pilot predicts the same validation examples. Each resample draws those examples with
-replacement, the same draw for every pilot and for the majority-class baseline, and scores each on
-it. The spread of a pilot's scores gives its interval; the spread of the differences between two
-pilots on the same resamples gives the interval of their difference, where the examples both get
-right (or both get wrong) cancel. Two pilots whose accuracy is 99% and 97% differ on a few examples,
-and the paired interval of their difference is far narrower than either accuracy's own.
+replacement, the same draw for every pilot, for the majority-class baseline and for the TF-IDF
+baseline (`hfadapt.model.baseline`), and scores each on it. The spread of a pilot's scores gives its
+interval; the spread of the differences between two pilots on the same resamples gives the interval
+of their difference, where the examples both get right (or both get wrong) cancel. Two pilots whose
+accuracy is 99% and 97% differ on a few examples, and the paired interval of their difference is far
+narrower than either accuracy's own.
 
 One rule decides everything here: two scores differ when the 95% interval of their paired
 difference (2.5th to 97.5th percentile of the resampled differences) does not contain 0.
@@ -96,9 +97,10 @@ def compare(
     truth: Any,
     predictions: dict[str, Any],
     baseline: tuple[str, Any] | None = None,
+    tfidf: Any = None,
 ) -> dict[str, Any]:
-    """Each pilot's metric with its interval, its paired difference to the best fine-tuning pilot, and
-    whether it has left the majority-class baseline.
+    """Each pilot's metric with its interval, its paired difference to the best fine-tuning pilot, whether it
+    has left the majority-class baseline, and its paired difference to the TF-IDF baseline.
 
     The reference is the fine-tuning pilot (freeze, lora, full) with the highest metric among those
     that left the baseline (among all of them when none did). A pilot is tied with it when the 95%
@@ -113,18 +115,21 @@ def compare(
         truth: the validation labels (`gold`).
         predictions: each pilot's predictions on the same examples, in the same order.
         baseline: the majority label and its predictions (`majority`), or None.
+        tfidf: the TF-IDF baseline's predictions on the same examples (`hfadapt.model.baseline`), or None.
 
     Returns:
         `pilots`: per pilot, `validation_metric`, `interval`, `difference`, `difference_se`,
-        `difference_interval`, `tied`, `majority_share`, `baseline_difference_interval` and `stuck`;
-        `reference`, `baseline` (its label, metric and interval, or None) and the settings used.
+        `difference_interval`, `tied`, `majority_share`, `baseline_difference_interval`, `stuck`, and
+        `tfidf_difference`, `tfidf_difference_se`, `tfidf_difference_interval` (pilot less TF-IDF baseline;
+        None without it); `reference`, `baseline` (its label, metric and interval, or None), `tfidf` (its
+        metric and interval, or None) and the settings used.
     """
     size = len(truth)
     draws = np.random.default_rng(SEED).integers(0, size, size=(RESAMPLES, size))
     whole = np.arange(size)[None, :]
     point = {name: float(_scores(task, metric, label_names, truth, p, whole)[0]) for name, p in predictions.items()}
     resampled = {name: _scores(task, metric, label_names, truth, p, draws) for name, p in predictions.items()}
-    result: dict[str, Any] = {"pilots": {}, "baseline": None}
+    result: dict[str, Any] = {"pilots": {}, "baseline": None, "tfidf": None}
     stuck = dict.fromkeys(predictions, False)
     if baseline is not None:
         label, guess = baseline
@@ -152,6 +157,19 @@ def compare(
             difference_interval=[low, high],
             tied=name == reference or low <= 0 <= high,
         )
+    for name in predictions:
+        result["pilots"][name].update(tfidf_difference=None, tfidf_difference_se=None, tfidf_difference_interval=None)
+    if tfidf is not None:  # on the same resamples: the examples both get right (or wrong) cancel here too
+        cheap = _scores(task, metric, label_names, truth, tfidf, draws)
+        cheap_point = float(_scores(task, metric, label_names, truth, tfidf, whole)[0])
+        result["tfidf"] = {"validation_metric": cheap_point, "interval": interval(cheap)}
+        for name in predictions:
+            difference = resampled[name] - cheap
+            result["pilots"][name].update(
+                tfidf_difference=point[name] - cheap_point,
+                tfidf_difference_se=float(difference.std(ddof=1)),
+                tfidf_difference_interval=interval(difference),
+            )
     result.update(reference=reference, metric=metric, resamples=RESAMPLES, seed=SEED, level=LEVEL)
     return result
 

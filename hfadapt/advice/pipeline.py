@@ -24,10 +24,10 @@ from hfadapt.advice.pilots import (
     time_one_step,
 )
 from hfadapt.advice.report import plot, render
-from hfadapt.advice.verdict import PILOTS, decide, pilot_names
-from hfadapt.data.splits import load_splits
+from hfadapt.advice.verdict import PILOTS, against_baseline, decide, pilot_names
+from hfadapt.data.splits import TaskData, load_splits
 from hfadapt.errors import HfadaptError
-from hfadapt.model import adapt, pretrained
+from hfadapt.model import adapt, baseline, pretrained
 from hfadapt.recipe import Recipe, load_recipe, save_recipe
 from hfadapt.runs import output
 
@@ -79,7 +79,8 @@ def advise(
         overwrite: replace `output_dir` once the new advice is ready.
 
     Returns:
-        The advice as saved in advice.json: fit, probe, pilots, verdict, estimate and the recommended recipe.
+        The advice as saved in advice.json: fit, probe, TF-IDF baseline, pilots, verdict, estimate and the
+        recommended recipe.
     """
     check_budget(budget_steps, budget_minutes)
     if output_dir is not None:
@@ -100,6 +101,10 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     if step is not None:  # too small even before the fit: refused at once
         steps_for_seconds(budget_minutes * 60, step, PILOTS, budget_minutes)
     fit, probe = measure(base, retraining, tokenizer, task_data)
+    # the validation examples every pilot predicts, and the TF-IDF baseline's predictions of them
+    validation = load_splits(base.updated({"data": pilot_data(base)}).data, base.task).splits["validation"]
+    pair = TaskData({"train": task_data.splits["train"], "validation": validation}, task_data.label_names)
+    tfidf = baseline.fit_splits(base.task, pair, "validation")
     names = pilot_names(fit["checkpoint"])
     steps = budget_steps // shares(names) if budget_steps is not None else None
     if step is not None:
@@ -112,9 +117,11 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     try:
         settings = _pilot_settings(base, retraining, {item.partition("=")[0] for item in overrides})
         end = started + budget_minutes * 60 if budget_minutes is not None else None
-        pilots, comparison = _pilots(names, settings, steps, work, task_data, base, fit, end) if steps else ([], None)
-        baseline = comparison["baseline"] if comparison else None
-        verdict = decide(fit["checkpoint"], pilots, probe, baseline)
+        pilots, comparison = (
+            _pilots(names, settings, steps, work, task_data, validation, tfidf, base, fit, end) if steps else ([], None)
+        )
+        verdict = decide(fit["checkpoint"], pilots, probe, comparison["baseline"] if comparison else None)
+        verdict["tfidf_baseline"] = against_baseline(verdict["strategy"], pilots, tfidf.to_dict())
         recommended = _recommended(settings[verdict["strategy"]], base, fit["length"])
         advice = {
             "model": model,
@@ -126,6 +133,7 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
             "budget": {"steps": budget_steps, "minutes": budget_minutes, "steps_per_pilot": steps},
             "fit": fit,
             "probe": probe,
+            "tfidf_baseline": tfidf.to_dict(),
             "skipped": [] if "retrain" in names else ["retrain"],
             "comparison": {k: v for k, v in comparison.items() if k != "pilots"} if comparison else None,
             "pilots": pilots,
@@ -146,10 +154,11 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     return advice
 
 
-def _pilots(names, settings, steps, work, task_data, base, fit, end) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _pilots(
+    names, settings, steps, work, task_data, validation, tfidf, base, fit, end
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pilots one after another, each within its share of the time left (with a budget in minutes),
-    and compare them on the validation examples they all predicted."""
-    validation = load_splits(base.updated({"data": pilot_data(base)}).data, base.task).splits["validation"]
+    and compare them on the validation examples they all predicted, with each other and the baselines."""
     pilots, predictions, overhead = [], {}, None
     for i, name in enumerate(names):
         seconds = None
@@ -167,8 +176,8 @@ def _pilots(names, settings, steps, work, task_data, base, fit, end) -> tuple[li
         pilots.append(pilot)
     truth = gold(base.task, task_data.label_names, validation)
     metric = comparison_metric(base.task)
-    baseline = majority(base.task, task_data.label_names, task_data.splits["train"], truth)
-    comparison = compare(base.task, metric, task_data.label_names, truth, predictions, baseline)
+    most = majority(base.task, task_data.label_names, task_data.splits["train"], truth)
+    comparison = compare(base.task, metric, task_data.label_names, truth, predictions, most, tfidf.predictions)
     for pilot in pilots:
         pilot.update(comparison["pilots"][pilot["name"]], main_metric=metric, validation_size=len(truth))
     return pilots, comparison

@@ -50,9 +50,12 @@ def render(advice: dict[str, Any]) -> str:
         "",
         *[f"- {reason}" for reason in verdict["reasons"]],
     ]
+    if verdict.get("tfidf_baseline"):
+        lines += ["", f"**Against the TF-IDF baseline:** {verdict['tfidf_baseline']}."]
     if advice["fit"].get("length") is not None:
         lines += ["", f"**Texts cut:** {advice['fit']['length']['advice']}."]
-    lines += _fit_section(advice) + _probe_section(advice) + _pilots_section(advice) + _cost_section(advice)
+    lines += _fit_section(advice) + _probe_section(advice) + _baseline_section(advice)
+    lines += _pilots_section(advice) + _cost_section(advice)
     command = "retrain" if advice["recommended"].get("pretrain") else "finetune"
     lines += [
         "",
@@ -125,6 +128,44 @@ def _probe_section(advice: dict[str, Any]) -> list[str]:
         "|---|---|---|",
         f"| validation accuracy | {probe['checkpoint']:.4f} | {probe['new']:.4f} |",
     ]
+
+
+def _baseline_section(advice: dict[str, Any]) -> list[str]:
+    """The TF-IDF baseline's validation score, and each pilot's paired difference to it."""
+    tfidf = advice.get("tfidf_baseline")
+    if tfidf is None:
+        return []
+    lines = ["", "## TF-IDF baseline", ""]
+    if tfidf["score"] is None:
+        return lines + [f"None: {tfidf['reason']}."]
+    metric = advice["main_metric"]
+    comparison = (advice["comparison"] or {}).get("tfidf")
+    if comparison:
+        low, high = comparison["interval"]
+        figure = f"{metric} {comparison['validation_metric']:.4f} (95% interval {low:.4f} to {high:.4f})"
+    else:
+        figure = f"{tfidf['metric']} {tfidf['score']:.4f}"
+    lines.append(
+        f"{tfidf['method']}, trained on the {tfidf['train_size']:,} training texts and scored on the "
+        f"{tfidf['eval_size']:,} validation texts the pilots predict, in {tfidf['seconds']:.0f} s: validation "
+        f"{figure}. What a cheap model reaches in seconds on a CPU: the bar a run's hours must clear."
+    )
+    if not comparison:
+        return lines
+    lines += [
+        "",
+        "Each pilot against it, paired on the same resamples as the pilots' comparison: pilot less baseline.",
+        "",
+        f"| pilot | validation {metric} | difference to the baseline | SE | 95% interval of the difference |",
+        "|---|---|---|---|---|",
+    ]
+    for p in advice["pilots"]:
+        low, high = p["tfidf_difference_interval"]
+        lines.append(
+            f"| {_name(p)} | {p['validation_metric']:.4f} | {p['tfidf_difference']:+.4f} | "
+            f"{p['tfidf_difference_se']:.4f} | {low:+.4f} to {high:+.4f} |"
+        )
+    return lines
 
 
 def _pilots_section(advice: dict[str, Any]) -> list[str]:

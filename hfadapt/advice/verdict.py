@@ -95,6 +95,42 @@ def decide(
     return verdict(pick["name"], bad + probed_reasons + [longer, why_pick])
 
 
+def against_baseline(strategy: str, pilots: list[dict[str, Any]], tfidf: dict[str, Any]) -> str:
+    """Whether the recommended run is expected to beat the TF-IDF baseline, and by how much, from its pilot.
+
+    Its pilot (the one of the recommended strategy) trained for a few steps; the full run trains longer.
+    A pilot already above the baseline (the paired 95% interval of its difference lies above 0) says yes;
+    one below it gives the least the full run must gain; one level with it leaves it open.
+
+    Args:
+        strategy: the recommended strategy.
+        pilots: the pilots' figures, compared (`compare.compare`, with the TF-IDF baseline's predictions).
+        tfidf: the TF-IDF baseline (`hfadapt.model.baseline.Baseline.to_dict`).
+
+    Returns:
+        A sentence.
+    """
+    if tfidf["score"] is None:
+        return f"Not known: there is no TF-IDF baseline ({tfidf['reason']})"
+    figure = f"the TF-IDF baseline reaches a validation {tfidf['metric']} of {tfidf['score']:.4f}"
+    if not pilots:
+        return f"Not known without pilots; {figure}"
+    pilot = next((p for p in pilots if p["name"] == strategy), None)
+    if pilot is None or pilot.get("tfidf_difference") is None:
+        return f"Not known: no {strategy} pilot ran; {figure}"
+    difference, (low, high) = pilot["tfidf_difference"], pilot["tfidf_difference_interval"]
+    where = (
+        f"after {pilot['steps']} steps the {strategy} pilot's validation {pilot['main_metric']} is "
+        f"{pilot['validation_metric']:.4f} against the baseline's {pilot['validation_metric'] - difference:.4f} "
+        f"({difference:+.4f}; paired 95% interval {low:+.4f} to {high:+.4f})"
+    )
+    if low > 0:
+        return f"Expected to beat it: {where}; the pilot is already above it, and the full run trains longer"
+    if high < 0:
+        return f"Not shown by the pilot: {where}; the full run must gain at least {-high:.4f} over it to beat it"
+    return f"Not known: {where}, an interval that holds 0"
+
+
 def _fit_reasons(checkpoint_fit: dict[str, Any]) -> tuple[list[str], str]:
     """Why the checkpoint's tokenizer fits badly (empty when it fits), and the sentence saying it fits."""
     unk, coverage = checkpoint_fit["unk_rate"], checkpoint_fit["char_coverage"]

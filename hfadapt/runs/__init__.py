@@ -7,6 +7,7 @@
 - `curves`: training curves and the confusion matrix as PNG;
 - `hub`: pushing a finished run to the Hugging Face Hub;
 - `export`: ONNX export checked against PyTorch;
+- `quantization`: an exported graph quantized to int8, checked on the run's test split;
 - `inference`: loading a finished run, predicting, evaluating;
 - `tagging`: token classification at predict time: words, tags, entities as character offsets;
 - `run`: `Run`, a finished run with its metrics, model and tokenizer, and what is done with it.

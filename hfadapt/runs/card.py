@@ -61,7 +61,7 @@ batch {training.get("per_device_train_batch_size")}, seed {training.get("seed")}
 | metric | validation | test |
 |---|---|---|
 {rows}
-{_classes(metrics)}
+{_baseline(metrics)}{_classes(metrics)}
 ## How to load
 ```python
 {_loading(recipe)}```
@@ -92,6 +92,22 @@ def _kept(kept: dict[str, Any] | None, weights: list[float] | None, names: list[
             + " |\n"
         )
     return rows
+
+
+def _baseline(metrics: dict[str, Any]) -> str:
+    """The TF-IDF baseline beside the model, on the same test split and metric (`hfadapt.model.baseline`)."""
+    cheap = metrics.get("baseline")
+    if not cheap:
+        return ""
+    if cheap["score"] is None:
+        return f"\nNo TF-IDF baseline: {cheap['reason']}.\n"
+    metric = cheap["metric"]
+    ours = metrics.get("test", {}).get(f"test_{metric}")
+    against = f"; this model: {ours:.4f} ({ours - cheap['score']:+.4f})" if ours is not None else ""
+    return (
+        f"\nBaseline: {cheap['method']}, trained on the same {cheap['train_size']:,} training texts in "
+        f"{cheap['seconds']:.0f} s: test {metric} {cheap['score']:.4f}{against}.\n"
+    )
 
 
 def _classes(metrics: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
-from hfadapt.runs import export, hub, inference
+from hfadapt.runs import export, hub, inference, quantization
 
 # retrain's stage reports were keyed by these names before they took their folders' names
 _OLD_STAGE_KEYS = {"pretrain": "pretrained", "finetune": "finetuned"}
@@ -137,17 +137,26 @@ class Run:
         """
         return hub.push(self.run_dir, repo_id, private=private, revision=revision)
 
-    def export_onnx(self, output_dir: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+    def export_onnx(
+        self,
+        output_dir: str | Path | None = None,
+        overwrite: bool = False,
+        *,
+        quantize: str | None = None,
+        int8_tolerance: float = quantization.INT8_TOLERANCE,
+    ) -> dict[str, Any]:
         """Export this run's model to ONNX, checked against PyTorch (see `hfadapt.export_onnx`).
 
         Args:
             output_dir: where model.onnx and its tokenizer go; by default RUN_DIR/onnx.
             overwrite: replace an existing `output_dir`.
+            quantize: "int8": also write model.int8.onnx, checked on the run's test split.
+            int8_tolerance: the most the int8 model's main metric may fall below the fp32 model's.
 
         Returns:
-            What export.json holds: the file, the opset, the inputs, and the check.
+            What export.json holds: the file, the opset, the inputs, and the checks.
         """
-        return export.export_onnx(self.run_dir, output_dir, overwrite)
+        return export.export_onnx(self.run_dir, output_dir, overwrite, quantize=quantize, int8_tolerance=int8_tolerance)
 
     def __repr__(self) -> str:
         metric = self.metrics.get("main_metric")

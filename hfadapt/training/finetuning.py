@@ -13,10 +13,10 @@ from transformers import Trainer
 
 from hfadapt import builtin, ranks
 from hfadapt.data import cache, in_memory, long_texts, splits, tokenization
-from hfadapt.data.sampler import train_sampler
+from hfadapt.data.sampler import SortedEvaluation, train_sampler
 from hfadapt.errors import HfadaptError
-from hfadapt.model import adapt, loss, metrics, pretrained
-from hfadapt.recipe import Recipe, load_recipe, save_recipe
+from hfadapt.model import adapt, baseline, loss, metrics, pretrained
+from hfadapt.recipe import Recipe, arguments, load_recipe, save_recipe
 from hfadapt.runs import card, curves, hub, manifest, output, resume
 from hfadapt.runs.run import Run
 from hfadapt.training import divergence
@@ -82,6 +82,7 @@ def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = N
     # tokenized once, by the main process
     tokenized = cache.tokenized(task_data, tokenizer, recipe.data, recipe.task).data
     task_data.report["truncation"] = tokenization.truncation(task_data, tokenizer, recipe.data, recipe.task)
+    tfidf = baseline.fit_splits(recipe.task, task_data, "test") if ranks.is_main() else None  # before hours of training
     if resume_from is not None:
         _check_resumable(resume_from, model)
 
@@ -113,10 +114,12 @@ def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = N
         "data": task_data.report,
         "label_names": task_data.label_names,
         "device": str(trainer.args.device),
+        "precision": arguments.precision(recipe.training),
         "compute_seconds": seconds,
         "resumed_from": resume_from.name if resume_from else None,
         "class_weights": weights,
         "kept": _kept(trainer, recipe),
+        "baseline": tfidf.to_dict() if tfidf is not None else None,
     }
     logger.info("test: %s", {k: round(v, 4) for k, v in results["test"].items() if isinstance(v, float)})
     _finish(trainer, recipe, tokenizer, results, work)
@@ -204,10 +207,11 @@ def _load(recipe: Recipe, given: in_memory.Given | None = None):
     return tokenizer, task_data, adapt.apply(model, recipe, fresh)
 
 
-class _Trainer(long_texts.WindowPooling, Trainer):
+class _Trainer(long_texts.WindowPooling, SortedEvaluation, Trainer):
     """`Trainer`, with length grouping that keeps each batch's label mix (sampler.LengthGroupedByLabelSampler),
     the run's totals so far (loss, compute seconds) saved in every checkpoint, for a resumed run's metrics,
-    and windows of long texts scored per text (long_texts.WindowPooling)."""
+    windows of long texts scored per text (long_texts.WindowPooling), and evaluation batches longest first
+    (sampler.SortedEvaluation)."""
 
     before = {"loss_sum": 0.0, "steps": 0, "compute_seconds": 0.0}  # the totals up to where training starts
 
