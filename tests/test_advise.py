@@ -112,6 +112,7 @@ def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retrain
     recipe = load_recipe(folder / "recommended.yaml")
     assert recipe.adapt.method == verdict["strategy"] and recipe.pretrain is None and recipe.data.max_length == 32
     assert recipe.training["learning_rate"] == 5e-3 and "max_steps" not in recipe.training
+    assert recipe.training["bf16"] == "auto"  # the measured best: bf16 where this machine runs it fast
     results = finetune(recipe, ["training.max_steps=2", f"output.dir={tmp_path / 'run'}"]).metrics
     assert results["parameters"]["trainable"] == pilots[verdict["strategy"]]["parameters"]["trainable"]
     with pytest.raises(HfadaptError, match=r"output.dir: .*advice is not empty"):
@@ -149,6 +150,8 @@ def test_a_script_the_vocabulary_lacks_gets_a_retraining_verdict(tiny_checkpoint
         and recipe.tokenizer.algorithm == "wordpiece"
         and recipe.pretrain.vocabulary == "replace"
     )
+    # the measured best (docs/pretraining_variants.md, bench_bf16): static new rows, bf16 where it is fast
+    assert recipe.pretrain.new_rows == "static" and recipe.pretrain.training["bf16"] == "auto"
     # the default: a salted hash holds out a share
     assert recipe.training["learning_rate"] == 5e-3 and recipe.corpus.validation_fraction == 0.01
     report = (tmp_path / "advice" / "advice.md").read_text()
