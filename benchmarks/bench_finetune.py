@@ -5,7 +5,7 @@ same number of steps, each in its own process (so peak memory is its own). The p
 one writes by hand with the libraries' own flags: tokenize, `DataCollatorWithPadding`, `Trainer`,
 with random batches (`plain`), with `train_sampling_strategy="group_by_length"`, and with that and
 `bf16=True` where the hardware runs bf16 fast (skipped elsewhere, with the reason). hfadapt runs the
-recipe as shipped, and with `training.bf16=auto`. Ratios are taken against the fastest plain arm;
+recipe in fp32 (`training.bf16=false`) and with `training.bf16=auto`. Ratios are taken against the fastest plain arm;
 the notes give hfadapt's against each.
 
     python benchmarks/bench_finetune.py                      # the README's LoRA recipe, 60 steps
@@ -103,7 +103,7 @@ def main() -> None:
             "plain": lambda: run_plain(args.recipe, args.steps, args.out),
             "plain+group_by_length": lambda: run_plain(args.recipe, args.steps, args.out, group_by_length=True),
             "plain+group_by_length+bf16": lambda: run_plain(args.recipe, args.steps, args.out, True, bf16=True),
-            "hfadapt": lambda: run_hfadapt(args.recipe, args.steps, args.out),
+            "hfadapt": lambda: run_hfadapt(args.recipe, args.steps, args.out, ("training.bf16=false",)),
             "hfadapt+bf16:auto": lambda: run_hfadapt(args.recipe, args.steps, args.out, ("training.bf16=auto",)),
         }
         harness.answer(args, arms[args.arm]())
