@@ -212,6 +212,8 @@ def pretrain_stage(recipe: Recipe, folder: Path, callbacks: list | tuple = ()) -
         if ranks.is_main() and not output.has_checkpoint(work):
             shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        stop.restore()
     report["seconds"] = round(time.perf_counter() - started, 1)  # a resumed stage's: since it resumed
     report["resumed_from"] = resume_from.name if resume_from is not None else None
     if settings.objective == "rtd":

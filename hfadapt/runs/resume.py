@@ -91,8 +91,14 @@ class StopOnSignal(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Hand the signals back to their handlers before training; also for training that raised (the
+        Trainer then never ends it), so that no later code finds this one's handler."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._previous = {}
 
     def check(self, step: int, checkpoints: Path) -> None:
         """Once training has returned: raise `Interrupted` if a signal or the time limit stopped it (its

@@ -100,7 +100,10 @@ def _finetune(recipe: Recipe, callbacks: list, given: in_memory.Given | None = N
             loss.weighted_loss(weights, loss.is_multi_label(recipe.task)) if weights is not None else None
         ),
     )
-    train_metrics, seconds = _train(trainer, resume_from, work)
+    try:
+        train_metrics, seconds = _train(trainer, resume_from, work)
+    finally:
+        stop.restore()
     stop.check(trainer.state.global_step, work / "checkpoints")
     validation, validation_classes = _score(trainer, tokenized["validation"], "validation", recipe, task_data)
     test, test_classes = _score(trainer, tokenized["test"], "test", recipe, task_data)
