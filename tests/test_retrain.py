@@ -455,7 +455,7 @@ def data_prepare_train(recipe):
     return splits.load_splits(recipe.data, recipe.task).splits["train"]["text"]
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # about 2 minutes on 2 cores: python -m pytest tests/test_retrain.py -m slow
 def test_repeat_weights_a_source_in_pretraining_alone(tiny_checkpoint, tmp_path):
     from transformers import AutoTokenizer
 
