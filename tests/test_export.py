@@ -46,8 +46,8 @@ def test_an_exported_run_gives_its_logits_under_onnx_runtime(tiny_recipe, tmp_pa
     export_onnx(run, overwrite=True)
 
 
-@pytest.mark.integration
-def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tmp_path):
+def ner_run(tiny_checkpoint, tmp_path):
+    """A token-classification run on the tiny model, one epoch, in TMP/ner."""
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ner_rows(60)))
     raw = {
         "model": {"name_or_path": str(tiny_checkpoint)},
@@ -56,7 +56,12 @@ def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tm
         "training": {"num_train_epochs": 1},
         "output": {"dir": str(tmp_path / "ner")},
     }
-    finetune(raw)
+    return finetune(raw)
+
+
+@pytest.mark.integration
+def test_a_token_classification_run_exports_per_token_logits(tiny_checkpoint, tmp_path):
+    ner_run(tiny_checkpoint, tmp_path)
     export_onnx(tmp_path / "ner", tmp_path / "ner.onnx")
     ner = load_run(tmp_path / "ner")
     model, tokenizer = ner.model, ner.tokenizer
@@ -154,15 +159,7 @@ def test_int8_checks_each_kind_of_sequence_run_on_its_own_metric(tiny_recipe, tm
 
 @pytest.mark.integration
 def test_a_token_classification_run_exports_to_int8(tiny_checkpoint, tmp_path):
-    (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ner_rows(60)))
-    raw = {
-        "model": {"name_or_path": str(tiny_checkpoint)},
-        "task": {"type": "token_classification"},
-        "data": {"source": str(tmp_path / "ner.jsonl"), "text_column": "tokens", "label_column": "tags"},
-        "training": {"num_train_epochs": 1},
-        "output": {"dir": str(tmp_path / "ner")},
-    }
-    ner = finetune(raw)
+    ner = ner_run(tiny_checkpoint, tmp_path)
     int8 = export_onnx(tmp_path / "ner", tmp_path / "ner.onnx", quantize="int8", int8_tolerance=1.0)["int8"]
     assert int8["metric"] == "test_f1"
     assert int8["fp32"] == pytest.approx(ner.metrics["test"]["test_f1"], abs=1e-9)
