@@ -108,14 +108,15 @@ def main() -> None:
         }
         harness.answer(args, arms[args.arm]())
         return
-    bf16, why = harness.fast_bf16()
-    plain = ["plain", "plain+group_by_length"] + (["plain+group_by_length+bf16"] if bf16 else [])
+    plain, said = harness.plain_arms()
     with tempfile.TemporaryDirectory() as scratch:
         rows = {
             arm: harness.run_arm(__file__, arm, "--out", str(Path(scratch) / arm.replace("+", "_").replace(":", "_")))
             for arm in [*plain, "hfadapt", "hfadapt+bf16:auto"]
         }
-    best = max(plain, key=lambda arm: rows[arm]["samples_per_second"])
+    best, against = harness.against_plain(
+        rows, plain, ["hfadapt", "hfadapt+bf16:auto"], "samples_per_second", "samples/s"
+    )
     columns = [
         harness.Column("samples_per_second", "samples/s", ratio="value"),
         harness.Column("runtime", "train s", "{:.1f}"),
@@ -126,12 +127,7 @@ def main() -> None:
         f"ratios against the fastest plain arm, `{best}`."
     )
     table = harness.Table(title, rows, best, columns)
-    notes = [f"bf16 on this machine: {'yes' if bf16 else 'no'} ({why})."]
-    for arm in ("hfadapt", "hfadapt+bf16:auto"):
-        speed = rows[arm]["samples_per_second"]
-        against = ", ".join(f"{speed / rows[p]['samples_per_second']:.2f}x {p}" for p in plain)
-        notes.append(f"- {arm}: {against} (samples/s).")
-    harness.publish(__file__, [table], args.no_write, notes=notes)
+    harness.publish(__file__, [table], args.no_write, notes=[said, *against])
 
 
 if __name__ == "__main__":

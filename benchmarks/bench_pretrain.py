@@ -115,14 +115,15 @@ def main() -> None:
         }
         harness.answer(args, arms[args.arm]())
         return
-    bf16, why = harness.fast_bf16()
-    plain = ["plain", "plain+group_by_length"] + (["plain+group_by_length+bf16"] if bf16 else [])
+    plain, said = harness.plain_arms()
     with tempfile.TemporaryDirectory() as scratch:
         # hfadapt first: it trains the tokenizer every arm uses
         rows = {
             arm: harness.run_arm(__file__, arm, "--folder", scratch) for arm in ["hfadapt", "hfadapt+bf16:auto", *plain]
         }
-    best = max(plain, key=lambda arm: rows[arm]["tokens_per_second"])
+    best, against = harness.against_plain(
+        rows, plain, ["hfadapt", "hfadapt+bf16:auto"], "tokens_per_second", "real tokens/s"
+    )
     columns = [
         harness.Column("tokens_per_second", "real tokens/s", "{:.0f}", ratio="value"),
         harness.Column("runtime", "train s", "{:.1f}"),
@@ -133,12 +134,8 @@ def main() -> None:
         f"People's Daily, {args.texts} texts, BERT mini from scratch, block {BLOCK}, batch {BATCH}, "
         f"{args.steps} steps, each arm in its own process; ratios against the fastest plain arm, `{best}`."
     )
-    notes = [f"bf16 on this machine: {'yes' if bf16 else 'no'} ({why})."]
-    for arm in ("hfadapt", "hfadapt+bf16:auto"):
-        speed = rows[arm]["tokens_per_second"]
-        against = ", ".join(f"{speed / rows[p]['tokens_per_second']:.2f}x {p}" for p in plain)
-        notes.append(f"- {arm}: {against} (real tokens/s).")
-    harness.publish(__file__, [harness.Table(title, rows, best, columns)], args.no_write, notes=notes)
+    table = harness.Table(title, rows, best, columns)
+    harness.publish(__file__, [table], args.no_write, notes=[said, *against])
 
 
 if __name__ == "__main__":

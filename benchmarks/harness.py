@@ -169,13 +169,28 @@ class Table:
         return "\n".join(lines)
 
 
-def fast_bf16() -> tuple[bool, str]:
-    """Whether this machine runs bf16 fast (hfadapt's `bf16: auto` rule), asked of a child process so that
-    this one stays free of torch."""
+def plain_arms() -> tuple[list[str], str]:
+    """The plain arms of a training benchmark on this machine: random batches, the Trainer's own
+    `group_by_length`, and that with bf16 where the machine runs bf16 fast (hfadapt's `bf16: auto` rule,
+    asked of a child process so that this one stays free of torch); and a note saying which.
+    """
     code = "import json; from hfadapt.recipe.arguments import fast_bf16; print(json.dumps(fast_bf16()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    on, why = json.loads(done.stdout.strip().splitlines()[-1])
-    return on, why
+    bf16, why = json.loads(done.stdout.strip().splitlines()[-1])
+    arms = ["plain", "plain+group_by_length"] + (["plain+group_by_length+bf16"] if bf16 else [])
+    return arms, f"bf16 on this machine: {'yes' if bf16 else 'no'} ({why})."
+
+
+def against_plain(
+    rows: dict[str, dict[str, Any]], plain: list[str], arms: list[str], key: str, unit: str
+) -> tuple[str, list[str]]:
+    """The fastest plain arm by `key`, and a note line per arm of `arms` with its ratio against each plain arm."""
+    best = max(plain, key=lambda arm: rows[arm][key])
+    notes = []
+    for arm in arms:
+        against = ", ".join(f"{rows[arm][key] / rows[p][key]:.2f}x {p}" for p in plain)
+        notes.append(f"- {arm}: {against} ({unit}).")
+    return best, notes
 
 
 def machine() -> str:
