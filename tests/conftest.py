@@ -9,6 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import csv
 import random
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(pytest.mark.integration)
+
+
+def run_workers(
+    launcher: list[str], side: Path, command: tuple[str, ...], env: dict[str, str], timeout: float
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """`launcher` (an `accelerate launch` command line and its options) running tests/dist_worker.py, which
+    records in the new folder SIDE what each rank trained: the finished launch, and the records in rank order."""
+    import json
+
+    repo = Path(__file__).parent.parent
+    side.mkdir()
+    done = subprocess.run(
+        [*launcher, str(repo / "tests" / "dist_worker.py"), str(side), *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+        timeout=timeout,
+    )
+    return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]

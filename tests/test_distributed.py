@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import sentiment_rows, write_csv
+from conftest import run_workers, sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -27,8 +27,6 @@ pytestmark = [
 
 
 def launch(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    side = tmp_path / "ranks"
-    side.mkdir()
     (tmp_path / "hostfile").write_text("localhost slots=2\n")
     env = {
         **os.environ,
@@ -37,29 +35,11 @@ def launch(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess, 
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
     }
-    done = subprocess.run(
-        [
-            str(ACCELERATE),
-            "launch",
-            "--cpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mpirun_hostfile",
-            str(tmp_path / "hostfile"),
-            str(REPO / "tests" / "dist_worker.py"),
-            str(side),
-            *command,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
+    launcher = [str(ACCELERATE), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"]
+    launcher += ["--mpirun_hostfile", str(tmp_path / "hostfile")]
+    done, ranks = run_workers(launcher, tmp_path / "ranks", command, env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]
+    return done, ranks
 
 
 def prepared_folders(cache: Path) -> list[str]:

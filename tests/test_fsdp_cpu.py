@@ -5,7 +5,6 @@ keeps its workers on the CPU. Slow: run them with
     .venv/bin/python -m pytest tests/test_fsdp_cpu.py -m slow
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, sentiment_rows, write_csv
+from conftest import free_port, run_workers, sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -25,32 +24,10 @@ def launch(
     side: Path, config: str, options: list[str], *command: str
 ) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """Two CPU processes under `accelerate launch` with recipes/accelerate/CONFIG, each recording what it trained."""
-    side.mkdir()
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [
-            str(ACCELERATE),
-            "launch",
-            "--config_file",
-            str(REPO / "recipes" / "accelerate" / config),
-            "--num_processes",
-            "2",
-            "--main_process_port",
-            str(free_port()),
-            "--mixed_precision",
-            "no",
-            *options,
-            str(REPO / "tests" / "dist_worker.py"),
-            str(side),
-            *command,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=900,
-    )
-    return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]
+    launcher = [str(ACCELERATE), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / config)]
+    launcher += ["--num_processes", "2", "--main_process_port", str(free_port()), "--mixed_precision", "no", *options]
+    return run_workers(launcher, side, command, env, timeout=900)
 
 
 def recipe_file(tiny_recipe, tmp_path: Path, adapt: dict) -> Path:
