@@ -10,6 +10,7 @@ import csv
 import random
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,17 @@ def run_workers(
         timeout=timeout,
     )
     return done, [json.loads(p.read_text()) for p in sorted(side.glob("*.json"))]
+
+
+def wait_for_checkpoint(checkpoints: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Return once a complete checkpoint (one with its trainer_state.json) is in CHECKPOINTS; fail the test
+    if `process` ends first or none appears within `timeout` seconds (the process is then killed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any((c / "trainer_state.json").exists() for c in checkpoints.glob("checkpoint-*")):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before any checkpoint: {process.stderr.read()[-3000:]}")
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail(f"no checkpoint appeared in {checkpoints}")

@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import wait_for_checkpoint
 from safetensors.torch import load_file
 
 from hfadapt import finetune, load_recipe
@@ -49,18 +49,6 @@ def start(recipe_path: Path, *extra) -> subprocess.Popen:
     )
 
 
-def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 240) -> None:
-    checkpoints = run.with_name(run.name + ".incomplete") / "checkpoints"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any((c / "trainer_state.json").exists() for c in checkpoints.glob("checkpoint-*")):
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the run ended before any checkpoint: {process.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    pytest.fail("no checkpoint appeared")
-
-
 def stripped(metrics: dict) -> dict:
     return {split: {k: v for k, v in metrics[split].items() if k not in TIMING} for split in ("validation", "test")}
 
@@ -81,7 +69,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(adapt, tiny_recipe, tm
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     run = Path(raw["output"]["dir"])
     process = start(tmp_path / "r.yaml")
-    wait_for_checkpoint(run, process)
+    wait_for_checkpoint(run.with_name(run.name + ".incomplete") / "checkpoints", process, timeout=240)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not run.exists(), "a killed run leaves no half-written output folder"

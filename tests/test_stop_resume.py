@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import chinese_retraining
+from conftest import chinese_retraining, wait_for_checkpoint
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -53,18 +53,6 @@ def read_until(process: subprocess.Popen, marker: str) -> str:
         if marker in line:
             return "".join(lines)
     pytest.fail(f"the run ended before {marker!r}: {''.join(lines)[-3000:]}")
-
-
-def wait_for_checkpoint(checkpoints: Path, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any((c / "trainer_state.json").exists() for c in checkpoints.glob("checkpoint-*")):
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the run ended before any checkpoint: {process.stderr.read()[-3000:]}")
-        time.sleep(0.01)
-    process.kill()
-    pytest.fail("no pretraining checkpoint appeared")
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
