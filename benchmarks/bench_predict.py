@@ -8,12 +8,19 @@ check's two scores go into the notes. The texts are the run's test split, repeat
 timed from after one warm-up batch (loading is not timed):
 - pipeline: `transformers.pipeline("text-classification", ...)` on the run's merged model, with
   `batch_size`, truncation at the recipe's max_length: what one writes with the library alone;
-- hfadapt predict: `hfadapt.predict(run, texts, batch_size=...)`, which batches texts longest first;
+- pipeline bf16: the same with `dtype=torch.bfloat16`, the pipeline's own flag for bf16, where this
+  CPU runs bf16 fast (AVX512-BF16 or AMX; skipped elsewhere, with the reason in the notes);
+- hfadapt predict fp32: `hfadapt.predict(run, texts, batch_size=..., precision="fp32")`, which
+  batches texts longest first;
+- hfadapt predict: the same with the default `precision="auto"`: bf16 autocast where the CPU runs
+  bf16 fast, fp32 elsewhere;
 - onnx fp32 and onnx int8: model.onnx and model.int8.onnx under ONNX Runtime, texts batched longest
   first the same way, tokenized by `tokenizers` with the export's tokenizer.json: a process without
   torch, as a deployment of the export can be.
-Ratios are taken against pipeline; the notes give int8's against hfadapt predict, and how many of
-each arm's labels agree with hfadapt predict's. For single-label sequence classification runs only.
+Ratios are taken against the faster pipeline arm (the strongest plain script); the notes give each
+arm's ratio against each pipeline arm, int8's against hfadapt predict, each arm's accuracy on the
+test split (the first texts are the whole split), and how many of its labels agree with hfadapt
+predict fp32's. For single-label sequence classification runs only.
 
     python benchmarks/bench_predict.py                                   # runs/rotten_tomatoes_lora, 2,000 texts
     python benchmarks/bench_predict.py --run runs/my_run --texts 5000 --batch-size 32
@@ -32,7 +39,7 @@ from pathlib import Path
 import harness
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ARMS = ("pipeline", "hfadapt predict", "onnx fp32", "onnx int8")
+ARMS = ("hfadapt predict fp32", "hfadapt predict", "onnx fp32", "onnx int8")
 
 
 def export(run: Path, scratch: Path, count: int) -> dict:
@@ -51,9 +58,11 @@ def export(run: Path, scratch: Path, count: int) -> dict:
     info = export_onnx(run, scratch / "onnx", quantize="int8")
     seconds = time.perf_counter() - started
     labels = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["label_names"]
-    test = splits.texts(splits.load_splits(recipe.data, recipe.task, label_names=labels).splits["test"])
+    split = splits.load_splits(recipe.data, recipe.task, label_names=labels).splits["test"]
+    test = splits.texts(split)
     texts = (test * math.ceil(count / len(test)))[:count]
-    given = {"texts": texts, "max_length": recipe.data.max_length}
+    gold = [labels[i] for i in split["label"]]
+    given = {"texts": texts, "max_length": recipe.data.max_length, "gold": gold}
     (scratch / "texts.json").write_text(json.dumps(given), encoding="utf-8")
     return {"int8": info["int8"], "export_seconds": seconds, "test_texts": len(test)}
 
@@ -67,19 +76,22 @@ def timed(label, texts: list[str], batch_size: int) -> dict:
     return {"texts_per_second": len(texts) / seconds, "seconds": seconds, "labels": labels}
 
 
-def run_pipeline(run: Path, texts: list[str], max_length: int, batch_size: int) -> dict:
+def run_pipeline(run: Path, texts: list[str], max_length: int, batch_size: int, bf16: bool = False) -> dict:
+    import torch
     from transformers import pipeline
 
-    classify = pipeline("text-classification", model=str(run), tokenizer=str(run), device="cpu")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    classify = pipeline("text-classification", model=str(run), tokenizer=str(run), device="cpu", dtype=dtype)
     options = {"batch_size": batch_size, "truncation": True, "max_length": max_length}
     return timed(lambda batch: [r["label"] for r in classify(batch, **options)], texts, batch_size)
 
 
-def run_hfadapt(run: Path, texts: list[str], batch_size: int) -> dict:
+def run_hfadapt(run: Path, texts: list[str], batch_size: int, precision: str) -> dict:
     import hfadapt
 
     def label(batch):
-        return [r["label"] for r in hfadapt.predict(run, batch, batch_size=batch_size, progress=False, device="cpu")]
+        done = hfadapt.predict(run, batch, batch_size=batch_size, progress=False, device="cpu", precision=precision)
+        return [r["label"] for r in done]
 
     return timed(label, texts, batch_size)
 
@@ -132,7 +144,9 @@ def main() -> None:
         texts, length, size = given["texts"], given["max_length"], args.batch_size
         arms = {
             "pipeline": lambda: run_pipeline(run, texts, length, size),
-            "hfadapt predict": lambda: run_hfadapt(run, texts, size),
+            "pipeline bf16": lambda: run_pipeline(run, texts, length, size, bf16=True),
+            "hfadapt predict fp32": lambda: run_hfadapt(run, texts, size, "fp32"),
+            "hfadapt predict": lambda: run_hfadapt(run, texts, size, "auto"),
             "onnx fp32": lambda: run_onnx(scratch / "onnx", "model.onnx", texts, length, size),
             "onnx int8": lambda: run_onnx(scratch / "onnx", "model.int8.onnx", texts, length, size),
         }
@@ -143,9 +157,13 @@ def main() -> None:
             f"--run {args.run}: not a finished run; make one with `hfadapt finetune recipes/rotten_tomatoes_lora.yaml` "
             "(it writes runs/rotten_tomatoes_lora) or give --run"
         )
+    plain, said = harness.plain_arms()
+    pipelines = ["pipeline"] + (["pipeline bf16"] if len(plain) > 2 else [])
     with tempfile.TemporaryDirectory() as scratch:
         exported = harness.run_arm(__file__, "export", "--scratch", scratch)
-        rows = {arm: harness.run_arm(__file__, arm, "--scratch", scratch) for arm in ARMS}
+        rows = {arm: harness.run_arm(__file__, arm, "--scratch", scratch) for arm in [*pipelines, *ARMS]}
+        gold = json.loads((Path(scratch) / "texts.json").read_text(encoding="utf-8"))["gold"]
+    best, against = harness.against_plain(rows, pipelines, list(ARMS), "texts_per_second", "texts/s")
     columns = [
         harness.Column("texts_per_second", "texts/s", ratio="value"),
         harness.Column("seconds", "seconds", "{:.1f}"),
@@ -154,24 +172,32 @@ def main() -> None:
     title = (
         f"Labelling {args.texts} texts (the test split of `{args.run}`, {exported['test_texts']} texts, repeated or "
         f"cut) on the CPU, {args.batch_size} a batch, each arm in its own process after one warm-up batch; "
-        "ratios against `pipeline`."
+        f"ratios against the faster pipeline arm, `{best}`."
     )
-    table = harness.Table(title, rows, "pipeline", columns)
+    table = harness.Table(title, rows, best, columns)
     check = exported["int8"]
-    reference = rows["hfadapt predict"]["labels"]
+    reference = rows["hfadapt predict fp32"]["labels"]
     agree = ", ".join(
         f"{arm} {sum(a == b for a, b in zip(rows[arm]['labels'], reference, strict=True)) / len(reference):.2%}"
-        for arm in ARMS
-        if arm != "hfadapt predict"
+        for arm in rows
+        if arm != "hfadapt predict fp32"
     )
     notes = [
+        f"- {said} `pipeline bf16` runs only where it does; `hfadapt predict` (precision auto) is bf16 exactly there.",
+        *against,
         f"- int8 check at export (export.json): {check['metric']} {check['int8']:.4f} for int8 against "
         f"{check['fp32']:.4f} for fp32 on {check['examples']} test examples (at most {check['tolerance']} lower "
         f"allowed); the export took {exported['export_seconds']:.0f} s.",
-        f"- onnx int8 against hfadapt predict: "
-        f"{rows['onnx int8']['texts_per_second'] / rows['hfadapt predict']['texts_per_second']:.2f}x texts/s.",
-        f"- labels that agree with hfadapt predict's: {agree}.",
+        f"- onnx int8 against hfadapt predict fp32: "
+        f"{rows['onnx int8']['texts_per_second'] / rows['hfadapt predict fp32']['texts_per_second']:.2f}x texts/s; "
+        f"against hfadapt predict: "
+        f"{rows['onnx int8']['texts_per_second'] / rows['hfadapt predict']['texts_per_second']:.2f}x.",
+        f"- labels that agree with hfadapt predict fp32's: {agree}.",
     ]
+    if len(gold) <= args.texts:
+        right = {arm: sum(a == b for a, b in zip(rows[arm]["labels"][: len(gold)], gold, strict=True)) for arm in rows}
+        accuracy = ", ".join(f"{arm} {right[arm] / len(gold):.2%}" for arm in rows)
+        notes.append(f"- accuracy on the {len(gold)} test texts (the first {len(gold)} labelled): {accuracy}.")
     harness.publish(__file__, [table], args.no_write, notes=notes)
 
 

@@ -109,6 +109,13 @@ def _run_commands(sub) -> None:
     p.add_argument("--encoding", default="utf-8", help="the --file's text encoding, e.g. latin-1")
     p.add_argument("--output", help="write the predictions here (.jsonl or .csv) instead of standard output")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto (the default): bf16 where the device runs it fast (a GPU from Ampere on, a CPU with "
+        "AVX512-BF16 or AMX), fp32 elsewhere",
+    )
 
     p = sub.add_parser(
         "push", help="upload a finished run to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)"
@@ -305,7 +312,8 @@ def _predict(args) -> None:
     if args.batch_size < 1:
         raise HfadaptError(f"--batch-size: must be 1 or more, got {args.batch_size}")
     texts = args.texts or read_texts(args.file, args.column, args.encoding)
-    _write_predictions(predict(args.run_dir, texts, batch_size=args.batch_size), args.output)
+    done = predict(args.run_dir, texts, batch_size=args.batch_size, precision=args.precision)
+    _write_predictions(done, args.output)
 
 
 def _push(args) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import sentiment_rows, write_csv
 
+import hfadapt
 from hfadapt.cli import main
 
 
@@ -158,6 +159,11 @@ def test_finetune_predict_and_evaluate_from_the_command_line(tiny_recipe, tmp_pa
     assert [r["text"] for r in written] == ["good, great film", "awful dull movie"] and all(
         0.5 <= float(r["score"]) <= 1 for r in written
     )
+    result = run_cli("predict", run, "good great film", "--precision", "fp32", "--output", tmp_path / "fp32.jsonl")
+    assert result.returncode == 0, result.stderr
+    [row] = [json.loads(line) for line in (tmp_path / "fp32.jsonl").read_text().splitlines()]
+    [same] = hfadapt.predict(run, ["good great film"], progress=False, precision="fp32")
+    assert row["label"] == same["label"] and row["score"] == pytest.approx(same["score"], abs=1e-6)
     result = run_cli("evaluate", run)
     assert result.returncode == 0, result.stderr
     saved = json.loads((run / "metrics.json").read_text())["test"]

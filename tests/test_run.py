@@ -221,3 +221,25 @@ def test_ner_entities_are_character_offsets_into_chinese_text(tiny_checkpoint, t
     results = predict(run.run_dir, texts, progress=False)
     check_entities(results, [["北京"], ["上海"], ["中国"]])
     assert len(results[1]["tags"]) == len("希望去上海，工程。")  # one tag per character
+
+
+def test_predict_runs_in_bf16_where_the_cpu_runs_it_fast_and_refuses_other_precisions(sentiment_run, monkeypatch):
+    import torch
+
+    seen = []
+    hook = sentiment_run.model.register_forward_hook(lambda module, args, out: seen.append(out.logits.dtype))
+    try:
+        fp32 = sentiment_run.predict(TEXTS, progress=False, device="cpu", precision="fp32")
+        bf16 = sentiment_run.predict(TEXTS, progress=False, device="cpu", precision="bf16")
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        sentiment_run.predict(TEXTS, progress=False, device="cpu")  # auto, on a CPU without fast bf16: fp32
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+        sentiment_run.predict(TEXTS, progress=False, device="cpu")  # auto, on a CPU with it: bf16
+    finally:
+        hook.remove()
+    assert seen == [torch.float32, torch.bfloat16, torch.float32, torch.bfloat16]
+    assert [r["text"] for r in bf16] == TEXTS
+    assert [r["score"] for r in bf16] == pytest.approx([r["score"] for r in fp32], abs=0.05)
+    with pytest.raises(HfadaptError, match=r"precision 'fp16': use auto \(bf16 where the device runs it fast\)"):
+        predict(sentiment_run.run_dir, ["good"], precision="fp16")

@@ -17,7 +17,7 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
 
     settings = dict(settings)
     if settings.get("bf16") == "auto":
-        settings["bf16"] = fast_bf16()[0]
+        settings["bf16"] = precision(settings)["bf16"]
     if settings.get("bf16") and "use_cpu" not in settings and not has_accelerator():
         # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
         # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
@@ -27,18 +27,21 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
     return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
 
 
-def fast_bf16() -> tuple[bool, str]:
-    """Whether this machine runs bf16 faster than fp32, and why: a CUDA GPU from Ampere on, or a CPU
-    with AVX512-BF16 or AMX (where bf16 autocast measured 2.14x fp32 for a masked-LM step,
+def fast_bf16(device=None) -> tuple[bool, str]:
+    """Whether `device` (a `torch.device`; by default where training runs: the GPU when there is one,
+    else the CPU) runs bf16 faster than fp32, and why: a CUDA GPU from Ampere on, or a CPU with
+    AVX512-BF16 or AMX (where bf16 autocast measured 2.14x fp32 for a masked-LM step,
     docs/benchmarks/bench_bf16.md). Other hardware emulates bf16, slower than fp32."""
     import torch
 
-    if torch.cuda.is_available():
-        name, (major, _) = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+    kind = device.type if device is not None else None
+    if kind == "cuda" or (kind is None and torch.cuda.is_available()):
+        index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
+        name, (major, _) = torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index)
         if major >= 8:
             return True, f"{name} (compute capability {major}.x) has bf16 units"
         return False, f"{name} (compute capability {major}.x) predates bf16 units (Ampere, 8.0)"
-    if has_accelerator():
+    if kind not in (None, "cpu") or (kind is None and has_accelerator()):
         return False, "bf16 speed on this accelerator is not measured; set bf16: true to use it"
     cpu = torch.cpu
     if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
@@ -53,6 +56,8 @@ def precision(settings: dict[str, Any]) -> dict[str, Any]:
     asked = settings.get("bf16", False)
     if asked != "auto":
         return {"bf16": bool(asked), "asked": asked}
+    if settings.get("fp16"):
+        return {"bf16": False, "asked": "auto", "why": "the recipe asks for fp16"}
     on, why = fast_bf16()
     return {"bf16": on, "asked": "auto", "why": why}
 

@@ -136,6 +136,7 @@ def predict(
     *,
     device: str | None = None,
     all_scores: bool = False,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """Labels and scores for `texts` (for token classification: the entities found in each text).
 
@@ -157,6 +158,9 @@ def predict(
         device: "cpu", "cuda", "cuda:N" or "mps"; by default the GPU when there is one, else the CPU.
             The model is moved there.
         all_scores: single-label classification: also give every label's probability as `scores`.
+        precision: "auto" (bf16 autocast where the device runs bf16 fast: a GPU from Ampere on, a CPU
+            with AVX512-BF16 or AMX; fp32 elsewhere), "bf16" or "fp32". bf16 labels a few texts in a
+            thousand differently from fp32 at most on the shipped runs (docs/benchmarks/bench_predict.md).
 
     Returns:
         One dict per text, in the order of `texts`: `text` and `label` and `score` (single-label; with
@@ -165,14 +169,16 @@ def predict(
         (one per word) for token classification.
 
     Raises:
-        HfadaptError: the run cannot be loaded, `batch_size` is not a whole number of 1 or more, or
-            `device` does not exist here.
+        HfadaptError: the run cannot be loaded, `batch_size` is not a whole number of 1 or more,
+            `device` does not exist here, or `precision` is not auto, bf16 or fp32.
     """
+    import torch
     from tqdm.auto import tqdm
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise HfadaptError(f"--batch-size: must be a whole number of 1 or more, got {batch_size!r}")
     where = resolve_device(device)
+    bf16 = use_bf16(precision, where)
     if isinstance(run_dir, (str, os.PathLike)):
         recipe_file = Path(run_dir) / "recipe.yaml"
         stamp = recipe_file.stat().st_mtime if recipe_file.exists() else 0.0
@@ -186,13 +192,26 @@ def predict(
     for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", unit="batch", disable=not progress):
         chosen = order[start : start + batch_size]
         batch = [texts[i] for i in chosen]
-        if recipe.task.type == "token_classification":
-            done = tagging.tag(model, tokenizer, batch, recipe.data.max_length, where)
-        else:
-            done = _classify(model, tokenizer, batch, recipe, where, all_scores)
+        with torch.autocast(where.type, dtype=torch.bfloat16, enabled=bf16):
+            if recipe.task.type == "token_classification":
+                done = tagging.tag(model, tokenizer, batch, recipe.data.max_length, where)
+            else:
+                done = _classify(model, tokenizer, batch, recipe, where, all_scores)
         for i, result in zip(chosen, done, strict=True):
             results[i] = result
     return results
+
+
+def use_bf16(precision: str, where) -> bool:
+    """Whether to predict on `where` in bf16 autocast: `precision` "bf16", or "auto" on a device that runs
+    bf16 fast (`arguments.fast_bf16`); "fp32" never."""
+    from hfadapt.recipe.arguments import fast_bf16
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise HfadaptError(f"precision {precision!r}: use auto (bf16 where the device runs it fast), bf16 or fp32")
+    if precision == "auto":
+        return fast_bf16(where)[0]
+    return precision == "bf16"
 
 
 def _classify(model, tokenizer, batch: list[str], recipe: Recipe, where, all_scores: bool) -> list[dict[str, Any]]:
