@@ -48,3 +48,14 @@ def test_a_bf16_value_that_is_neither_bool_nor_auto_is_refused(tiny_recipe):
 
     with pytest.raises(RecipeError, match=r"training.bf16: expected true or false, got the string 'fast' \(or auto"):
         load_recipe(raw=tiny_recipe(training={"bf16": "fast"}))
+
+
+def test_auto_is_the_default_and_fp16_turns_it_off(tiny_recipe, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    recipe = load_recipe(raw=tiny_recipe())
+    assert recipe.training["bf16"] == "auto" and recipe.training_arguments().bf16 is True
+    assert arguments.precision({"bf16": "auto", "fp16": True}) == {
+        "bf16": False,
+        "asked": "auto",
+        "why": "the recipe asks for fp16",
+    }

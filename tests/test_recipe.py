@@ -203,7 +203,8 @@ def test_memory_is_pinned_only_for_an_accelerator():
     from hfadapt.recipe.arguments import has_accelerator
 
     assert load_recipe(raw=with_()).training_arguments().dataloader_pin_memory == has_accelerator()
-    assert load_recipe(raw=with_(training={"dataloader_pin_memory": True})).training_arguments().dataloader_pin_memory
+    kept = with_(training={"dataloader_pin_memory": True, "bf16": False})  # bf16 on a CPU sets use_cpu, which unpins
+    assert load_recipe(raw=kept).training_arguments().dataloader_pin_memory
 
 
 def test_a_run_is_cloned_through_the_recipe():

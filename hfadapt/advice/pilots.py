@@ -21,6 +21,7 @@ from hfadapt.data import long_texts, splits, tokenization
 from hfadapt.errors import HfadaptError
 from hfadapt.model import decoding, pretrained
 from hfadapt.recipe import Recipe
+from hfadapt.recipe.arguments import precision
 from hfadapt.retraining.pipeline import retrain
 from hfadapt.training.finetuning import finetune
 
@@ -129,7 +130,7 @@ def time_one_step(base: Recipe, tokenizer, task_data) -> float:
     times = []
     for _ in range(3):  # the first step warms up allocators and kernels
         began = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bool(base.training.get("bf16"))):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision(base.training)["bf16"]):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()

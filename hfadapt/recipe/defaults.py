@@ -25,6 +25,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "per_device_eval_batch_size": 64,
     "num_train_epochs": 3.0,
     "seed": 42,
+    # bf16 where the hardware runs it fast, fp32 elsewhere (arguments.fast_bf16): 1.45x the samples/s of
+    # fp32 for the main job on an AVX512-BF16 CPU, with the same test accuracy over 3 seeds
+    # (docs/benchmarks/bench_finetune.md, docs/finetuning.md)
+    "bf16": "auto",
     # With it on, transformers 5.24 multiplies the evaluation loss by the number of processes
     # (the loss is scaled for a cross-device token count that evaluation never takes): eval_loss
     # under 2 processes read 1.36 where one process reads 0.69 (tests/test_distributed.py).
@@ -46,6 +50,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "num_train_epochs": 1.0,
     "seed": 42,
+    "bf16": "auto",  # as in TRAINING_DEFAULTS (1.37x the best plain arm's tokens/s, bench_pretrain.md)
     "average_tokens_across_devices": False,  # as in TRAINING_DEFAULTS: right evaluation loss on several processes
 }
 # TrainingArguments fields that hfadapt sets itself from other sections.
