@@ -149,7 +149,8 @@ def kinds_of_run(tmp_path, kind: str) -> dict:
 )
 def test_int8_checks_each_kind_of_sequence_run_on_its_own_metric(tiny_recipe, tmp_path, kind, metric):
     sections = kinds_of_run(tmp_path, kind)
-    run = finetune(tiny_recipe(training={"max_steps": 10}, **sections))
+    # in fp32, as the graph the export scores: bf16 rounds the untrained regression outputs together
+    run = finetune(tiny_recipe(training={"max_steps": 10, "bf16": False}, **sections))
     int8 = export_onnx(run, tmp_path / "onnx", quantize="int8", int8_tolerance=1.0)["int8"]
     assert int8["metric"] == metric
     # the run's own test score, up to the ONNX graph's logits (within 1e-4 of PyTorch's) moving a Pearson r

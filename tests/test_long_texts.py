@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -109,9 +110,9 @@ def test_head_tail_and_windows_read_the_end_that_truncation_loses(tiny_checkpoin
     "overrides, message",
     [
         (
-            ["task.type=token_classification", "data.long_texts=windows"],
-            "data.long_texts: windows reads texts with one label; token classification cuts sentences at "
-            "data.max_length (set data.long_texts: truncate)",
+            ["task.type=token_classification", "data.long_texts=head_tail"],
+            "data.long_texts: head_tail drops the middle of a text, and token classification tags every word; "
+            "use windows (long sentences read in overlapping windows) or truncate",
         ),
         (
             ["data.text_pair_column=title", "data.long_texts=head_tail"],
@@ -134,3 +135,87 @@ def test_long_text_settings_that_cannot_work_are_refused(overrides, message):
     with pytest.raises(RecipeError) as caught:
         load_recipe(raw=raw, overrides=overrides)
     assert caught.value.problems == [message]
+
+
+def _long_sentences(n: int) -> list[dict]:
+    """Sentences of 40 words with a city near the start and one near the end: a cut at 16 tokens loses the second."""
+    rng = random.Random(1)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(40)]
+        tags = ["O"] * 40
+        for place in (2, 36):
+            words[place], tags[place] = rng.choice(["paris", "london", "berlin"]), "S-LOC"
+        rows.append({"tokens": words + [str(i)], "tags": tags + ["O"]})
+    return rows
+
+
+def test_word_windows_hold_every_word_first_piece_and_pool_back_to_the_sentence(tiny_checkpoint):
+    from hfadapt.data.long_texts import encode_word_windows, pool_word_windows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    sentences = [row["tokens"] for row in _long_sentences(3)] + [["paris", "today"]]
+    rows = encode_word_windows(tokenizer, sentences, max_length=16, stride=4)
+    assert rows["doc"].count(3) == 1 and rows["doc"].count(0) > 2  # a short sentence: one window
+    for d, words in enumerate(sentences):
+        held = {w for doc, row in zip(rows["doc"], rows["word"], strict=True) if doc == d for w in row if w >= 0}
+        assert held == set(range(len(words)))
+    assert all(len(ids) <= 16 for ids in rows["input_ids"])
+    # a "model" whose logits at a word's first piece are its word index: pooling gives every word back
+    width = max(len(ids) for ids in rows["input_ids"])
+    logits = np.zeros((len(rows["input_ids"]), width, 64), dtype=np.float32)
+    for r, row in enumerate(rows["word"]):
+        for position, word in enumerate(row):
+            if word >= 0:
+                logits[r, position, word] = 1.0
+    pooled, _ = pool_word_windows(logits, rows["doc"], rows["word"])
+    for d, words in enumerate(sentences):
+        assert pooled[d, : len(words)].argmax(-1).tolist() == list(range(len(words)))
+    # truncation: one row per sentence, the words past the cut held by none
+    cut = encode_word_windows(tokenizer, sentences, max_length=16)
+    assert cut["doc"] == [0, 1, 2, 3] and max(cut["word"][0]) < 40
+
+
+@pytest.mark.integration
+def test_windows_tag_the_words_of_long_sentences_that_truncation_loses(tiny_checkpoint, tmp_path):
+    source = tmp_path / "ner.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in _long_sentences(150)))
+    runs = {}
+    for strategy in ("truncate", "windows"):
+        raw = {
+            "model": {"name_or_path": str(tiny_checkpoint)},
+            "task": {"type": "token_classification"},
+            "data": {
+                "source": str(source),
+                "text_column": "tokens",
+                "label_column": "tags",
+                "max_length": 16,
+                "long_texts": strategy,
+            },
+            "training": {"num_train_epochs": 4, "learning_rate": 5.0e-3, "per_device_train_batch_size": 16},
+            "output": {"dir": str(tmp_path / strategy)},
+        }
+        runs[strategy] = finetune(raw)
+    support = {
+        s: sum(c["support"] for c in run.metrics["per_class"]["test"]["classes"].values()) for s, run in runs.items()
+    }
+    sentences = runs["windows"].metrics["data"]["sizes"]["test"]
+    # truncation scores the words it kept: the second city of every sentence is lost without a trace;
+    # windows score every word of whole sentences, and find both
+    assert support == {"truncate": sentences, "windows": 2 * sentences}
+    assert runs["windows"].metrics["test"]["test_f1"] > 0.9, runs["windows"].metrics["test"]
+    row = _long_sentences(1)[0]["tokens"]
+    sentence = " ".join(row)
+    starts = [m.start() for m in re.finditer(r"\S+", sentence)]
+    [tagged] = predict(tmp_path / "windows", [sentence], progress=False)
+    assert len(tagged["tags"]) == 41
+    assert [(e["text"], e["start"]) for e in tagged["entities"]] == [(row[2], starts[2]), (row[36], starts[36])]
+    [cut] = predict(tmp_path / "truncate", [sentence], progress=False)
+    assert len(cut["tags"]) == 41 and cut["tags"][36] == "O"  # past the cut: never read
+    assert evaluate(tmp_path / "windows")["test_f1"] == pytest.approx(runs["windows"].metrics["test"]["test_f1"])
+    pytest.importorskip("onnxruntime")
+    from hfadapt import export_onnx
+
+    exported = export_onnx(tmp_path / "windows", tmp_path / "onnx", quantize="int8")["int8"]
+    assert exported["examples"] == sentences  # the export's check pools windows back to sentences
+    assert exported["fp32"] == pytest.approx(runs["windows"].metrics["test"]["test_f1"], abs=0.05)

@@ -6,7 +6,10 @@
   long reviews: a review's verdict is often in its last sentences.
 - `windows`: the whole text, as windows of `max_length` tokens that overlap by `data.stride`. Each
   window trains with its text's label; in evaluation and `predict` a text's logits are the mean of
-  its windows', so every figure is per text, as with the other two.
+  its windows', so every figure is per text, as with the other two. For token classification
+  (`encode_word_windows`) each window trains with the tags of the words it holds, and a word's
+  logits are the mean over the windows that hold its first piece (`pool_word_windows`), so every
+  figure is per sentence and per word.
 
 `encode_windows`, `pool_windows` and the `WindowPooling` Trainer mixin take plain arguments; `encode`
 makes the token ids under a recipe's `data` section (for `data.tokenize` and `predict`).
@@ -109,6 +112,95 @@ def encode_windows(
     return rows
 
 
+def encode_word_windows(
+    tokenizer, sentences: Sequence[Sequence[str]], max_length: int, stride: int | None = None, pieces: bool = False
+) -> dict[str, list]:
+    """Token ids of sentences given as words (token classification), each row holding one window.
+
+    Args:
+        tokenizer: a fast tokenizer (it gives the word of each piece).
+        sentences: each a list of words.
+        max_length: tokens per row, special tokens included.
+        stride: tokens each window shares with the one before; None cuts each sentence at `max_length`
+            (one row per sentence, as `data.long_texts: truncate`).
+        pieces: also give `offset_mapping` (each piece's characters within its word) and `piece_word`
+            (each position's word, -1 for special tokens), as `predict` needs for character spans.
+
+    Returns:
+        The tokenizer's columns, one row per window; `doc`: the sentence each row reads; `word`: per
+        position, the index of the word whose first piece is there, or -1 (special tokens, later
+        pieces, and a word's pieces in a window that begins after its first piece).
+    """
+    windows = stride is not None
+    rows: dict[str, list] = {}
+    sentences = [list(words) for words in sentences]
+    for start, stop in batches([" ".join(words) for words in sentences]):
+        enc = tokenizer(
+            sentences[start:stop],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+            return_overflowing_tokens=windows,
+            return_offsets_mapping=True,
+            **({"stride": stride} if windows else {}),
+        )
+        docs = enc.pop("overflow_to_sample_mapping") if windows else list(range(stop - start))
+        firsts, every = [], []
+        for j in range(len(enc["input_ids"])):
+            seen, first = set(), []
+            ids = [-1 if word is None else word for word in enc.word_ids(j)]
+            for word, (piece_start, _) in zip(ids, enc["offset_mapping"][j], strict=True):
+                first.append(word if word >= 0 and piece_start == 0 and word not in seen else -1)
+                seen.add(word)
+            firsts.append(first)
+            every.append(ids)
+        if pieces:
+            rows.setdefault("piece_word", []).extend(every)
+        else:
+            enc.pop("offset_mapping")
+        for name, values in enc.items():
+            rows.setdefault(name, []).extend(values)
+        rows.setdefault("doc", []).extend(start + d for d in docs)
+        rows.setdefault("word", []).extend(firsts)
+    return rows
+
+
+def pool_word_windows(
+    predictions: np.ndarray | tuple, docs: Sequence[int], words: Sequence[Sequence[int]], labels=None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-word predictions of whole sentences from per-window ones: a word's logits are the mean over the
+    windows that hold its first piece.
+
+    Args:
+        predictions: the windows' logits, `(rows, positions, labels)` (a tuple's first item is taken).
+        docs: each row's sentence index (`encode_word_windows`'s `doc`).
+        words: each row's word index per position, -1 where no word begins (`encode_word_windows`'s `word`).
+        labels: the rows' labels per position (-100 where not scored), or None.
+
+    Returns:
+        `(sentences, most words, labels)` logits, zero past a sentence's last word, and the words'
+        labels, -100 past the last word (None without `labels`), in sentence-index order.
+    """
+    if isinstance(predictions, tuple):
+        predictions = predictions[0]
+    predictions = np.asarray(predictions)
+    docs = np.asarray(docs, dtype=np.int64)
+    count = int(docs.max()) + 1 if len(docs) else 0
+    width = max((max(row) for row in words if len(row)), default=-1) + 1
+    sums = np.zeros((count, width, predictions.shape[-1]), dtype=np.float64)
+    seen = np.zeros((count, width), dtype=np.int64)
+    gold = np.full((count, width), -100, dtype=np.int64)
+    for r, (doc, row) in enumerate(zip(docs, words, strict=True)):
+        row = np.asarray(row, dtype=np.int64)
+        positions = np.flatnonzero(row >= 0)
+        sums[doc, row[positions]] += predictions[r, positions]
+        seen[doc, row[positions]] += 1
+        if labels is not None:
+            gold[doc, row[positions]] = np.asarray(labels[r])[positions]
+    pooled = (sums / np.maximum(seen, 1)[..., None]).astype(predictions.dtype)
+    return pooled, gold if labels is not None else None
+
+
 def _head_tail(tokenizer, texts: list[str], max_length: int) -> dict[str, list]:
     """The first HEAD_SHARE of the room and the last tokens of each text longer than `max_length`.
 
@@ -199,17 +291,18 @@ class WindowPooling:
     """
 
     _docs = None
+    _words = None
 
     def get_eval_dataloader(self, eval_dataset=None):
-        self._docs = _docs(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        self._docs, self._words = _docs(eval_dataset if eval_dataset is not None else self.eval_dataset)
         return super().get_eval_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
-        self._docs = _docs(test_dataset)
+        self._docs, self._words = _docs(test_dataset)
         return super().get_test_dataloader(test_dataset)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
-        docs, self._docs = self._docs, None
+        docs, words, self._docs, self._words = self._docs, self._words, None, None
         if docs is None:
             return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         from transformers.trainer_utils import EvalLoopOutput, EvalPrediction
@@ -220,7 +313,10 @@ class WindowPooling:
             out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         finally:
             self.compute_metrics = compute
-        predictions, labels = pool_windows(out.predictions, docs, out.label_ids)
+        if words is not None:  # token classification: per word of each whole sentence
+            predictions, labels = pool_word_windows(out.predictions, docs, words, out.label_ids)
+        else:
+            predictions, labels = pool_windows(out.predictions, docs, out.label_ids)
         scores = dict(out.metrics)  # the loss stays the windows' mean loss
         if compute is not None and labels is not None:
             for key, value in compute(EvalPrediction(predictions=predictions, label_ids=labels)).items():
@@ -228,6 +324,15 @@ class WindowPooling:
         return EvalLoopOutput(predictions=predictions, label_ids=labels, metrics=scores, num_samples=len(predictions))
 
 
-def _docs(dataset):
-    names = getattr(dataset, "column_names", None)
-    return list(dataset["doc"]) if names and "doc" in names else None
+def window_columns(dataset) -> tuple[list[int], list[list[int]] | None] | None:
+    """A tokenized data set's `doc` column and, for windows of sentences, its `word` column; None for a
+    data set without windows."""
+    names = getattr(dataset, "column_names", None) or []
+    if "doc" not in names:
+        return None
+    return list(dataset["doc"]), list(dataset["word"]) if "word" in names else None
+
+
+def _docs(dataset) -> tuple[list[int] | None, list[list[int]] | None]:
+    found = window_columns(dataset)
+    return found if found is not None else (None, None)

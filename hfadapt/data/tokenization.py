@@ -83,7 +83,15 @@ def tokenize(task_data: TaskData, tokenizer, data: DataConfig, task: TaskConfig)
     """Token ids for every split; labels aligned to the first sub-token of each word for token tasks."""
     if task.type == "token_classification":
 
-        def encode(batch, indices):  # indices: used by the windows of long texts below
+        def encode(batch, indices):  # indices: the sentences' own, for windows
+            if data.long_texts == "windows":  # a row per window: the tags of the words whose first piece it holds
+                enc = long_texts.encode_word_windows(tokenizer, batch["tokens"], data.max_length, data.window_stride())
+                enc["labels"] = [
+                    [-100 if w < 0 else batch["label"][d][w] for w in row]
+                    for d, row in zip(enc["doc"], enc["word"], strict=True)
+                ]
+                enc["doc"] = [indices[d] for d in enc["doc"]]
+                return enc
             enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=data.max_length)
             enc["labels"] = []
             for i, tags in enumerate(batch["label"]):

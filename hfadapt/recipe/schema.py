@@ -245,10 +245,10 @@ class Recipe:
         found = self.task.problems() + self.adapt.problems() + self.data.problems() + self.output.problems()
         if self.task.type == "token_classification" and self.data.text_pair_column:
             found.append("data.text_pair_column: token classification reads one sequence of words; remove it")
-        if self.task.type == "token_classification" and self.data.long_texts != "truncate":
+        if self.task.type == "token_classification" and self.data.long_texts == "head_tail":
             found.append(
-                f"data.long_texts: {self.data.long_texts} reads texts with one label; token classification "
-                "cuts sentences at data.max_length (set data.long_texts: truncate)"
+                "data.long_texts: head_tail drops the middle of a text, and token classification tags every "
+                "word; use windows (long sentences read in overlapping windows) or truncate"
             )
         found += arguments.training_problems("training", self.training)
         found += arguments.tracker_problems("training", self.training.get("report_to"))

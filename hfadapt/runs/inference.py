@@ -194,7 +194,8 @@ def predict(
         batch = [texts[i] for i in chosen]
         with torch.autocast(where.type, dtype=torch.bfloat16, enabled=bf16):
             if recipe.task.type == "token_classification":
-                done = tagging.tag(model, tokenizer, batch, recipe.data.max_length, where)
+                stride = recipe.data.window_stride() if recipe.data.long_texts == "windows" else None
+                done = tagging.tag(model, tokenizer, batch, recipe.data.max_length, where, stride)
             else:
                 done = _classify(model, tokenizer, batch, recipe, where, all_scores)
         for i, result in zip(chosen, done, strict=True):

@@ -116,15 +116,16 @@ def check_int8(
         "fp32": scores["fp32"],
         "int8": scores["int8"],
         "tolerance": tolerance,
-        "examples": len(labels) if docs is None else len(set(docs)),  # texts, not windows
+        "examples": len(labels) if docs is None else len(set(docs[0])),  # texts, not windows
         "seconds": seconds,
     }
 
 
 def _test_batches(names: list[str], recipe: Recipe, tokenizer, label_names: list[str] | None):
     """The test split tokenized as in training, in padded batches of similar lengths (longest first),
-    each with the rows it holds; the rows' labels; and the text each row reads (None unless
-    data.long_texts is windows, where a text gives several rows)."""
+    each with the rows it holds; the rows' labels; and the text each row reads, with the word at each
+    row's positions for token classification (None unless data.long_texts is windows, where a text
+    gives several rows: `long_texts.window_columns`)."""
     import numpy as np
 
     task_data = splits.load_splits(recipe.data, recipe.task, label_names=label_names)
@@ -139,7 +140,7 @@ def _test_batches(names: list[str], recipe: Recipe, tokenizer, label_names: list
         padded = tokenizer.pad({n: [columns[n][i] for i in chosen] for n in given}, return_tensors="np")
         inputs = {n: padded[n].astype(np.int64) if n in given else np.zeros_like(padded["input_ids"]) for n in names}
         batches.append((chosen, inputs))
-    docs = list(test["doc"]) if "doc" in test.column_names else None
+    docs = long_texts.window_columns(test)
     return batches, list(test["labels"]), docs
 
 
@@ -173,6 +174,8 @@ def _score(logits, labels: list, docs, recipe: Recipe, label_names: list[str] | 
             gold[i, : len(row)] = row
     else:
         gold = np.asarray(labels)
-    if docs is not None:
-        logits, gold = long_texts.pool_windows(logits, docs, gold)
+    if docs is not None and docs[1] is not None:  # windows of sentences: per word
+        logits, gold = long_texts.pool_word_windows(logits, docs[0], docs[1], gold)
+    elif docs is not None:
+        logits, gold = long_texts.pool_windows(logits, docs[0], gold)
     return metrics.compute_fn(recipe.task, label_names)(EvalPrediction(predictions=logits, label_ids=gold))

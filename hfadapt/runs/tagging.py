@@ -7,6 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
+from hfadapt.data import long_texts
 from hfadapt.model import decoding, metrics
 
 
@@ -18,48 +19,51 @@ def words(text: str) -> list[tuple[int, int]]:
     return [(i, i + 1) for i, c in enumerate(text) if not c.isspace()]
 
 
-def tag(model, tokenizer, batch: list[str], max_length: int, where) -> list[dict[str, Any]]:
+def tag(model, tokenizer, batch: list[str], max_length: int, where, stride: int | None = None) -> list[dict[str, Any]]:
     """One batch of texts tagged word by word (the tag of each word's first piece, decoded as a sequence the
-    tagging scheme allows), and their entities. A word's confidence is its tag's probability."""
+    tagging scheme allows), and their entities. A word's confidence is its tag's probability.
+
+    With `stride` (`data.long_texts: windows`) a text longer than `max_length` is read in windows that
+    overlap by `stride` tokens, and a word's logits are the mean over the windows holding its first
+    piece; without, the text is cut at `max_length` and the words past the cut are tagged O."""
     import numpy as np
     import torch
 
     spans = [words(text) for text in batch]
-    enc = tokenizer(
+    rows = long_texts.encode_word_windows(
+        tokenizer,
         [[text[s:e] for s, e in row] for text, row in zip(batch, spans, strict=True)],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
-        padding=True,
-        return_offsets_mapping=True,
-        return_tensors="pt",
+        max_length,
+        stride,
+        pieces=True,
     )
-    offsets = enc.pop("offset_mapping").tolist()  # each piece's characters, within its word
+    offsets, every = rows.pop("offset_mapping"), rows.pop("piece_word")  # each piece's characters, within its word
+    docs, firsts = rows.pop("doc"), rows.pop("word")
+    enc = tokenizer.pad(rows, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**enc.to(where)).logits.float().cpu()
-    probs = torch.softmax(logits, -1).numpy()
-    scored = np.zeros(probs.shape[:2], dtype=bool)  # the first piece of each word, as training scores it
-    for i in range(len(batch)):
-        seen = set()
-        for position, word in enumerate(enc.word_ids(i)):
-            if word is not None and word not in seen:
-                seen.add(word)
-                scored[i, position] = True
+        logits = model(**enc.to(where)).logits.float().cpu().numpy()
+    pooled, _ = long_texts.pool_word_windows(logits, docs, firsts)
+    scored = np.zeros(pooled.shape[:2], dtype=bool)  # the words whose first piece some window holds
+    ends: list[dict[int, int]] = [{} for _ in batch]  # where each word's last piece seen ends, within the word
+    for doc, first, ids, pieces in zip(docs, firsts, every, offsets, strict=True):
+        for word in first:
+            if word >= 0:
+                scored[doc, word] = True
+        for word, (_, piece_end) in zip(ids, pieces, strict=True):
+            if word >= 0:
+                ends[doc][word] = max(ends[doc].get(word, 0), piece_end)
+    probs = np.exp(pooled - pooled.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
     id2label = model.config.id2label
-    chosen = decoding.decode(logits.numpy(), scored, [id2label[j] for j in range(len(id2label))])
+    chosen = decoding.decode(pooled, scored, [id2label[j] for j in range(len(id2label))])
     results = []
     for i, (text, row) in enumerate(zip(batch, spans, strict=True)):
         tags, confidence = ["O"] * len(row), [1.0] * len(row)
-        edges: list[list[int]] = [[s, e] for s, e in row]  # the characters the word's pieces cover
-        for position, word in enumerate(enc.word_ids(i)):
-            if word is None:
-                continue
-            piece_start, piece_end = offsets[i][position]
-            if scored[i, position]:
-                best = int(chosen[i, position])
-                tags[word], confidence[word] = id2label[best], float(probs[i, position, best])
-                edges[word][0] = row[word][0] + piece_start
-            edges[word][1] = row[word][0] + piece_end
+        edges = [[s, s + ends[i].get(w, e - s)] for w, (s, e) in enumerate(row)]  # the characters its pieces cover
+        for word in range(len(row)):
+            if word < scored.shape[1] and scored[i, word]:
+                best = int(chosen[i, word])
+                tags[word], confidence[word] = id2label[best], float(probs[i, word, best])
         found = []
         for kind, first, last in sorted(metrics.entities(tags), key=lambda x: x[1]):
             start, end = _trim(text, edges[first][0], edges[last - 1][1])
