@@ -154,6 +154,7 @@ def _advise_command(sub) -> None:
     budget.add_argument(
         "--budget-minutes", type=float, help="minutes for the fit, probe and pilots; each pilot stops at its share"
     )
+    p.add_argument("--run-minutes", type=float, help="cut the recommended recipe until its price here fits M minutes")
     p.add_argument("--output", help="write advice.md, advice.json, pilots.png and recommended.yaml in this folder")
     p.add_argument("--overwrite", action="store_true", help="replace the --output folder once the new advice is ready")
     p.add_argument(
@@ -339,22 +340,14 @@ def _evaluate(args) -> None:
 
 def _advise(args) -> None:
     from hfadapt.advice.pipeline import advise
-    from hfadapt.advice.report import render
+    from hfadapt.advice.report import cost_line, render
 
-    advice = advise(
-        args.model,
-        args.data,
-        args.output,
-        text_column=args.text_column,
-        budget_steps=args.budget_steps,
-        budget_minutes=args.budget_minutes,
-        overrides=args.overrides,
-        overwrite=args.overwrite,
-    )
+    options = {k: getattr(args, k) for k in ("text_column", "budget_steps", "budget_minutes", "run_minutes")}
+    advice = advise(args.model, args.data, args.output, **options, overrides=args.overrides, overwrite=args.overwrite)
     print(render(advice))
     if args.output:
-        written = "advice.md, advice.json, recommended.yaml" + (", pilots.png" if advice["pilots"] else "")
-        print(f"written to {args.output}: {written}")
+        print(f"written to {args.output}: {', '.join(sorted(path.name for path in Path(args.output).iterdir()))}")
+    print(cost_line(advice))
 
 
 def _print_summary(results: dict) -> None:

@@ -2,18 +2,20 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 from conftest import sentiment_rows, write_csv
 
-from hfadapt import advise, finetune, load_recipe
+from hfadapt import advise, finetune, load_recipe, retrain
+from hfadapt.advice import cost
 from hfadapt.advice.compare import compare, majority
 from hfadapt.advice.deadline import Deadline
 from hfadapt.advice.pilots import run_pilot, steps_for_seconds
-from hfadapt.advice.report import _notes
+from hfadapt.advice.report import _notes, cost_line
 from hfadapt.advice.verdict import PILOTS, decide, pilot_names
-from hfadapt.cli import main
+from hfadapt.cli import _parser, main
 from hfadapt.errors import HfadaptError
 from hfadapt.model.metrics import entity_scores
 from hfadapt.recipe import TaskConfig
@@ -112,7 +114,8 @@ def test_a_corpus_the_checkpoint_knows_gets_a_fine_tuning_verdict_and_no_retrain
     recipe = load_recipe(folder / "recommended.yaml")
     assert recipe.adapt.method == verdict["strategy"] and recipe.pretrain is None and recipe.data.max_length == 32
     assert recipe.training["learning_rate"] == 5e-3 and "max_steps" not in recipe.training
-    assert recipe.training["bf16"] == "auto"  # the measured best: bf16 where this machine runs it fast
+    assert recipe.training["bf16"] == "auto"  # bf16 where this machine runs it fast, every recipe's default
+    assert recipe.training["train_sampling_strategy"] == "group_by_length"  # the measured best
     results = finetune(recipe, ["training.max_steps=2", f"output.dir={tmp_path / 'run'}"]).metrics
     assert results["parameters"]["trainable"] == pilots[verdict["strategy"]]["parameters"]["trainable"]
     with pytest.raises(HfadaptError, match=r"output.dir: .*advice is not empty"):
@@ -247,15 +250,12 @@ def test_texts_longer_than_the_model_reads_are_pointed_to_windows(tiny_checkpoin
     assert length["length_90"] > 128 and length["max_length"] == 128 and length["held_whole"] == 0.0
     recipe = load_recipe(tmp_path / "advice" / "recommended.yaml")
     assert recipe.data.max_length == 128
-    if "long_texts" in recipe.to_dict()["data"]:  # a recipe field once hfadapt reads long texts in windows
-        assert length["long_texts"] == recipe.data.long_texts == "windows"
-        assert length["advice"].endswith(
-            f"90% of them have up to {length['length_90']} tokens, more than the model's 128 positions "
-            "(data.max_length=128 holds 0% of them whole); data.long_texts=windows reads the rest in overlapping "
-            "windows"
-        )
-    else:
-        assert length["long_texts"] is None and "data.long_texts: windows, where hfadapt has it" in length["advice"]
+    assert length["long_texts"] == recipe.data.long_texts == "windows"
+    assert length["advice"].endswith(
+        f"90% of them have up to {length['length_90']} tokens, more than the model's 128 positions "
+        "(data.max_length=128 holds 0% of them whole); data.long_texts=windows reads the rest in overlapping "
+        "windows"
+    )
 
 
 def test_token_words_join_into_the_sentence_they_came_from():
@@ -315,11 +315,16 @@ def test_cli_without_a_budget_gives_the_fit_and_a_recipe(tiny_checkpoint, tmp_pa
         )
         == 0
     )
-    assert "Verdict: retrain" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Verdict: retrain" in out
     advice = json.loads((tmp_path / "advice" / "advice.json").read_text())
     assert advice["pilots"] == [] and advice["estimate"] is None and advice["verdict"]["strategy"] == "retrain"
     assert not (tmp_path / "advice" / "pilots.png").exists()
     assert load_recipe(tmp_path / "advice" / "recommended.yaml").pretrain is not None
+    # without pilots the run is priced all the same, and the summary's last line names the total
+    assert out.rstrip().splitlines()[-1] == cost_line(advice)
+    assert cost_line(advice).startswith("the recommended run takes about ") and "masked-LM pretraining" in out
+    assert "| **total** | | | | **" in (tmp_path / "advice" / "advice.md").read_text()
 
 
 # A compared pilot, as compare.compare leaves it, by where it stands against the best fine-tuning pilot
@@ -643,3 +648,239 @@ def test_imbalanced_classes_are_weighed_and_compared_by_macro_f1(tiny_checkpoint
     # a metric the user chose stays
     chosen = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=32", "task.main_metric=accuracy"])
     assert chosen["main_metric"] == "accuracy" and chosen["recommended"]["task"]["main_metric"] == "accuracy"
+
+
+def check_price(price):
+    """Every stage costs something; a timed stage costs its steps x its seconds a step; the total is their sum."""
+    for stage in price["stages"]:
+        assert stage["seconds"] > 0 and stage["rows"] > 0 and stage["basis"], stage
+        if stage["stage"] != "tokenizer":
+            assert stage["seconds"] == pytest.approx(stage["steps"] * stage["seconds_per_step"])
+    assert price["seconds"] == pytest.approx(sum(stage["seconds"] for stage in price["stages"]))
+    assert price["machine"]["device"] == "cpu" and price["machine"]["name"] == "CPU, 1 torch thread"
+    return {stage["stage"]: stage for stage in price["stages"]}
+
+
+@pytest.mark.integration
+def test_without_a_budget_a_retraining_recipe_is_priced_stage_by_stage(tiny_checkpoint, tmp_path):
+    rows = [{"text": r["text"].translate(CYRILLIC), "label": r["label"]} for r in sentiment_rows(400, seed=5)]
+    csv = write_csv(tmp_path / "cyrillic.csv", rows)
+    # blocks of 16 tokens: the corpus makes a few hundred, so masked-LM takes several steps of 32
+    advice = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=32", "pretrain.block_size=16"])
+    assert advice["pilots"] == [] and advice["verdict"]["strategy"] == "retrain"
+    stages = check_price(advice["cost"])
+    assert list(stages) == ["tokenizer", "pretraining", "pretraining_evaluation", "finetuning", "evaluation"]
+    # the fit timed this tokenizer on the training texts; the corpus is those less the 1% it holds out by hash
+    fit_seconds = advice["fit"]["tokenizer_seconds"]
+    assert 0.95 * fit_seconds < stages["tokenizer"]["seconds"] <= fit_seconds
+    sizes = advice["data_report"]["sizes"]
+    assert (
+        stages["finetuning"]["steps"] == math.ceil(sizes["train"] / 32) * 3
+        and stages["finetuning"]["rows"] == sizes["train"]
+    )
+    # validation after each of the 3 epochs and once more after training, the test split once; one batch each
+    assert stages["evaluation"]["passes"] == {"validation": 4, "test": 1} and stages["evaluation"]["steps"] == 5
+    # the blocks and masked-LM steps the recommended recipe really trains, counted by its own pretraining stage
+    recipe = load_recipe(raw=advice["recommended"]).with_output(tmp_path / "run")
+    packing = retrain(recipe, until="pretrained")["pretrained"]["packing"]
+    priced = stages["pretraining"]
+    assert packing["train"]["blocks"] > 100
+    assert priced["rows"] == pytest.approx(packing["train"]["blocks"], rel=0.03)
+    assert priced["steps"] == math.ceil(priced["rows"] / 32)
+    assert abs(stages["pretraining_evaluation"]["rows"] - packing["validation"]["blocks"]) <= 1
+    assert stages["pretraining_evaluation"]["passes"] == {"validation": 2}  # before and after; every 500 steps: none
+
+
+@pytest.mark.integration
+def test_a_fine_tuning_recipe_is_priced_for_its_steps_and_evaluations(tiny_checkpoint, sentiment_csv, tmp_path):
+    advice = advise(str(tiny_checkpoint), str(sentiment_csv), overrides=["data.max_length=32"])
+    assert advice["verdict"]["strategy"] == "full"
+    stages = check_price(advice["cost"])
+    assert list(stages) == ["finetuning", "evaluation"]
+    # the steps and evaluations the recipe really runs
+    recipe = load_recipe(raw=advice["recommended"]).with_output(tmp_path / "run")
+    history = json.loads((finetune(recipe).run_dir / "log_history.json").read_text())
+    assert stages["finetuning"]["steps"] == max(h["step"] for h in history) == 30
+    evaluations = [h for h in history if "eval_runtime" in h]  # during training; then validation and test once
+    assert stages["evaluation"]["passes"] == {"validation": len(evaluations) + 1, "test": 1}
+
+
+@pytest.mark.integration
+def test_texts_read_in_windows_are_priced_as_the_rows_they_make(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    from hfadapt.data.long_texts import encode_windows
+    from hfadapt.data.splits import load_splits
+
+    rows = [{"text": " ".join([r["text"]] * 25), "label": r["label"]} for r in sentiment_rows(200, seed=8)]
+    csv = write_csv(tmp_path / "long.csv", rows)
+    advice = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=64"])
+    recipe = load_recipe(raw=advice["recommended"])
+    assert recipe.data.long_texts == "windows" and recipe.data.max_length == 128
+    stages = check_price(advice["cost"])
+    # every training text's windows, counted here without advise: the rows the run trains on
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    train = load_splits(recipe.data, recipe.task).splits["train"]
+    windows = len(encode_windows(tokenizer, list(train["text"]), 128, 32)["input_ids"])
+    assert windows > 2 * len(train)
+    assert stages["finetuning"]["rows"] == windows
+    assert stages["finetuning"]["steps"] == math.ceil(windows / 32) * 3
+    assert "windows a text" in stages["finetuning"]["basis"]
+
+
+@pytest.mark.integration
+def test_run_minutes_cuts_the_recipe_until_its_price_fits(tiny_checkpoint, tmp_path):
+    rows = [{"text": " ".join([r["text"]] * 25), "label": r["label"]} for r in sentiment_rows(200, seed=8)]
+    csv = write_csv(tmp_path / "long.csv", rows)
+    whole = advise(str(tiny_checkpoint), str(csv), overrides=["data.max_length=64"])
+    minutes = whole["cost"]["seconds"] * 0.3 / 60
+    advice = advise(
+        str(tiny_checkpoint), str(csv), tmp_path / "advice", run_minutes=minutes, overrides=["data.max_length=64"]
+    )
+    fitted = advice["cost"]["fitted"]
+    assert advice["cost"]["seconds"] <= minutes * 60 and fitted["minutes"] == minutes
+    assert fitted["changes"] and all(change["saves"] > 0 for change in fitted["changes"])
+    assert fitted["seconds_before"] - advice["cost"]["seconds"] == pytest.approx(
+        sum(change["saves"] for change in fitted["changes"])
+    )
+    # what each change names is what the written recipe differs by, and nothing else
+    before, after = load_recipe(raw=whole["recommended"]), load_recipe(tmp_path / "advice" / "recommended.yaml")
+    expected = before.to_dict()
+    for change in fitted["changes"]:
+        setting, old, _, new = change["change"].rsplit(" ", 3)
+        if setting == "epochs":
+            assert before.training["num_train_epochs"] == float(old)
+            expected["training"]["num_train_epochs"] = float(new)
+        elif setting == "data.long_texts":
+            assert (old, new) == ("windows", "head_tail")
+            expected["data"].update(long_texts="head_tail", stride=None)
+        else:
+            assert setting == "data.max_length" and before.data.max_length == int(old) and int(new) >= 64
+            expected["data"]["max_length"] = int(new)
+    assert after.to_dict() == expected
+    report = (tmp_path / "advice" / "advice.md").read_text()
+    assert f"To fit {minutes:g} minutes (`--run-minutes`), from about " in report
+    assert all(f"{change['change']} (saves " in report for change in fitted["changes"])
+
+
+@pytest.mark.integration
+def test_a_run_minutes_no_recipe_can_fit_is_refused_before_anything_is_written(
+    tiny_checkpoint, sentiment_csv, tmp_path
+):
+    with pytest.raises(HfadaptError) as caught:
+        advise(str(tiny_checkpoint), str(sentiment_csv), tmp_path / "advice", run_minutes=1e-6)
+    message = str(caught.value)
+    assert message.startswith("--run-minutes 1e-06: the recommended recipe takes about ")
+    # 3 epochs cut to 1; max_length 128 is the default, cut to the floor of 64; it still does not fit
+    assert "(epochs 3 -> 1; data.max_length 128 -> 64) still about " in message
+    least = float(re.search(r"give --run-minutes ([\d.]+) or more, or train on fewer texts", message).group(1))
+    assert least >= 0.1
+    assert list(tmp_path.iterdir()) == []  # no advice folder, no advice.incomplete
+
+
+def test_run_minutes_must_be_a_positive_number(capsys):
+    args = ["advise", "--model", "no-such-model", "--data", "no-such.csv", "--run-minutes"]
+    assert _parser().parse_args([*args, "20"]).run_minutes == 20.0
+    for bad in ("0", "-5"):
+        assert main([*args, bad]) == 2
+        assert capsys.readouterr().err == (
+            f"hfadapt: error: --run-minutes: expected a positive number of minutes, got {float(bad)!r}\n"
+        )
+    for bad in (True, "20", float("nan")):
+        with pytest.raises(HfadaptError, match=r"--run-minutes: expected a positive number of minutes, got "):
+            advise("no-such-model", "no-such.csv", run_minutes=bad)
+
+
+class PricedByFormula:
+    """A stand-in for the pricer: masked-LM costs 1 s a step (1,445 steps unless set), fine-tuning 600 s an
+    epoch at data.max_length 512 (in proportion to it), twice that in windows, and evaluation 10 s."""
+
+    began = 0.0
+
+    def __init__(self, *args):
+        pass
+
+    def close(self):
+        pass
+
+    def price(self, recipe):
+        steps = recipe.pretrain.training.get("max_steps", 1445)
+        epochs = recipe.training["num_train_epochs"]
+        windows = 2 if recipe.data.long_texts == "windows" else 1
+        tuning = epochs * 600 * windows * recipe.data.max_length / 512
+        stages = [
+            {"stage": "pretraining", "title": "masked-LM pretraining", "steps": steps, "seconds_per_step": 1.0},
+            {"stage": "finetuning", "title": "fine-tuning", "seconds": tuning},
+            {"stage": "evaluation", "title": "evaluation", "seconds": 10.0},
+        ]
+        stages[0]["seconds"] = float(steps)
+        return {"stages": stages, "seconds": sum(s["seconds"] for s in stages)}
+
+
+NEWS = {
+    "model": {"name_or_path": "builtin:minilm"},
+    "data": {"source": "news.csv", "max_length": 512, "long_texts": "windows"},
+    "corpus": {"sources": ["news.csv"]},
+    "tokenizer": {},
+    "pretrain": {},
+    "output": {"dir": "runs/news"},
+}
+
+
+@pytest.mark.parametrize(
+    "minutes, changes",
+    [
+        (90, []),  # 5,055 s: it fits as it is
+        # epochs, a whole one at a time: 2 make 3,855 s
+        (80, ["epochs 3 -> 2"]),
+        # 1 epoch makes 2,655 s; then as many masked-LM steps fewer as the excess takes, 855 at 1 s a step
+        (30, ["epochs 3 -> 1", "masked-LM steps 1,445 -> 590"]),
+        # not below 300 steps (1,510 s); then head and tail in place of windows (910 s)
+        (25, ["epochs 3 -> 1", "masked-LM steps 1,445 -> 300", "data.long_texts windows -> head_tail"]),
+        # max_length 512, 384, 288, 216: 216 is the first to fit 600 s
+        (
+            10,
+            [
+                "epochs 3 -> 1",
+                "masked-LM steps 1,445 -> 300",
+                "data.long_texts windows -> head_tail",
+                "data.max_length 512 -> 216",
+            ],
+        ),
+    ],
+)
+def test_run_minutes_cuts_in_order_each_setting_only_as_far_as_it_must(monkeypatch, minutes, changes):
+    monkeypatch.setattr(cost, "_Pricer", PricedByFormula)
+    recipe, price = cost.fit_minutes(load_recipe(raw=NEWS), minutes, None, None, {})
+    assert [c["change"] for c in price["fitted"]["changes"]] == changes
+    assert price["seconds"] <= minutes * 60 and price["fitted"]["seconds_before"] == 5055
+    assert price["seconds"] == PricedByFormula().price(recipe)["seconds"]
+
+
+def test_run_minutes_below_the_least_recipe_is_refused_with_the_minutes_it_needs(monkeypatch):
+    monkeypatch.setattr(cost, "_Pricer", PricedByFormula)
+    with pytest.raises(HfadaptError) as caught:
+        cost.fit_minutes(load_recipe(raw=NEWS), 5, None, None, {})
+    # at its floors: 300 masked-LM steps, 1 epoch, head and tail, 64 tokens: 300 + 75 + 10 = 385 s
+    assert str(caught.value) == (
+        "--run-minutes 5: the recommended recipe takes about 84.2 minutes on this machine, and cut as far as advise "
+        "cuts it (epochs 3 -> 1; masked-LM steps 1,445 -> 300; data.long_texts windows -> head_tail; "
+        "data.max_length 512 -> 64) still about 6.4 minutes (masked-LM pretraining 5.0 minutes, fine-tuning 1.2 "
+        "minutes, evaluation 0.2 minutes); give --run-minutes 6.5 or more, or train on fewer texts "
+        "(data.max_train_samples=N), or run on a faster machine (a GPU)"
+    )
+
+
+def test_batches_are_priced_at_the_padded_lengths_their_sampler_makes():
+    from hfadapt.advice.timing import shapes
+
+    # sorted longest first, batches of 4 of the lengths 1..16 pad to 16, 12, 8 and 4; in three groups of
+    # those, each at its median rounded up to a multiple of 8 (never past the longest row)
+    assert shapes(list(range(1, 17)), 4, "sorted", 0) == [(8, 0.5), (16, 0.5)]
+    lengths = np.random.default_rng(0).integers(8, 128, 2000).tolist()
+    shares = {order: dict(shapes(lengths, 32, order, 0)) for order in ("random", "grouped")}
+    # random batches of 32 almost always hold a row near the longest; batches grouped by length do not
+    assert list(shares["random"]) == [max(lengths)]
+    assert len(shares["grouped"]) == 3 and max(shares["grouped"]) <= max(lengths)
+    for found in shares.values():
+        assert sum(found.values()) == pytest.approx(1.0)

@@ -10,8 +10,9 @@
    then fine-tuning). Each predicts the same validation examples, and `compare` sets them side by
    side, paired, with the majority-class baseline and the TF-IDF baseline (`hfadapt.model.baseline`,
    fit on the training split whether or not pilots run).
-3. A verdict with its reasons (`verdict`), a recipe for it, and the cost of the full run from the
-   measured throughput; written up by `report`.
+3. A verdict with its reasons (`verdict`), a recipe for it, and its price (`cost`): each stage's
+   steps counted from the data and timed on this machine at the recipe's own shapes (`timing`),
+   with the recipe cut to fit a number of minutes where asked; written up by `report`.
 
 `pipeline` holds `advise`, which runs the three in order.
 """

@@ -35,7 +35,9 @@ def texts(split) -> list[str]:
     return [f"{a} {b}" for a, b in zip(plain, split["text_pair"], strict=True)]
 
 
-def measure(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def measure(
+    base: Recipe, retraining: Recipe, tokenizer, task_data
+) -> tuple[dict[str, Any], dict[str, Any] | None, Any]:
     """The checkpoint's tokenizer beside a new WordPiece on a sample of the training texts, the truncation
     at data.max_length, and the probe.
 
@@ -46,8 +48,8 @@ def measure(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dic
         task_data: the data, split.
 
     Returns:
-        The fit (`checkpoint`, `new`, `texts`, `tokenizer_seconds`, `truncation`, `length`, `seconds`), and
-        the probe (or None).
+        The fit (`checkpoint`, `new`, `texts`, `tokenizer_seconds`, `truncation`, `length`, `seconds`), the
+        probe (or None), and the new tokenizer (the one a retraining recipe trains, which `cost.price` reads with).
     """
     began = time.perf_counter()
     train_texts = texts(task_data.splits["train"])
@@ -62,7 +64,7 @@ def measure(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dic
         "checkpoint": tokenizer_fit(tokenizer, sample),
         "new": tokenizer_fit(new_tokenizer, sample),
         "texts": len(sample),
-        "tokenizer_seconds": round(tokenizer_seconds, 1),
+        "tokenizer_seconds": round(tokenizer_seconds, 3),  # the tokenizer stage's price (`cost.price`)
     }
     logger.info("fit 3/4: texts cut at data.max_length=%d (%.0f s so far)", base.data.max_length, _since(began))
     fit["truncation"] = tokenization.truncation(task_data, tokenizer, base.data, base.task)
@@ -72,7 +74,7 @@ def measure(base: Recipe, retraining: Recipe, tokenizer, task_data) -> tuple[dic
     probe = token_probe(tokenizer, new_tokenizer, task_data, base)
     logger.info("linear probe on the tokens, checkpoint vs new WordPiece: %s", probe)
     fit["seconds"] = round(_since(began), 1)
-    return fit, probe
+    return fit, probe, new_tokenizer
 
 
 def _since(began: float) -> float:
@@ -82,8 +84,8 @@ def _since(began: float) -> float:
 def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> dict[str, Any] | None:
     """The data.max_length that holds COVERED of the training texts whole, when more than LONG_SHARE are cut.
 
-    Capped by the model's positions; beyond them, data.long_texts: windows (where the recipe has it
-    and the task reads one text with one label).
+    Capped by the model's positions; beyond them, data.long_texts: windows (for single texts, labelled
+    whole or word by word).
     """
     cut = truncation["train"]["cut"]
     if cut <= LONG_SHARE or truncation.get("long_texts") == "windows":  # windows read long texts whole
@@ -102,12 +104,7 @@ def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> d
     limit = min(limits) if limits else wanted
     max_length = min(8 * math.ceil(wanted / 8), limit)  # a multiple of 8, as tensor cores like it
     whole = sum(n <= max_length for n in lengths) / len(lengths)
-    windows = (
-        wanted > limit
-        and "long_texts" in base.to_dict()["data"]
-        and base.task.type == "sequence_classification"
-        and not base.data.text_pair_column
-    )
+    windows = wanted > limit and not base.data.text_pair_column
     text = (
         f"{cut:.0%} of the training texts are longer than data.max_length={base.data.max_length} tokens and are "
         f"cut ({truncation['train']['tokens_kept']:.0%} of their tokens kept); "
@@ -121,8 +118,7 @@ def _length(base: Recipe, tokenizer, task_data, truncation: dict[str, Any]) -> d
         text += (
             "data.long_texts=windows reads the rest in overlapping windows"
             if windows
-            else "the rest would need a model with more positions, or reading long texts in windows "
-            "(data.long_texts: windows, where hfadapt has it)"
+            else "the rest would need a model with more positions (hfadapt reads text pairs cut at data.max_length)"
         )
     return {
         "cut": cut,

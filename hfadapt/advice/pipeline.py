@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hfadapt.advice import cost
 from hfadapt.advice.compare import compare, comparison_metric, gold, imbalanced, majority
 from hfadapt.advice.fit import measure
 from hfadapt.advice.pilots import (
@@ -61,10 +62,12 @@ def advise(
     text_column: str | None = None,
     budget_steps: int | None = None,
     budget_minutes: float | None = None,
+    run_minutes: float | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Measure how `model`'s tokenizer fits the data, run pilots within the budget, and recommend a recipe.
+    """Measure how `model`'s tokenizer fits the data, run pilots within the budget, recommend a recipe and
+    price it on this machine.
 
     Args:
         model: a checkpoint folder, a Hub id, or `builtin:minilm`.
@@ -75,22 +78,32 @@ def advise(
         budget_steps: training steps for all pilots together; or
         budget_minutes: minutes for the fit, the probe and the pilots together: the pilots get what the fit and
             the probe leave, turned into steps by timing one step, and each stops at its share. Neither: no pilots.
+        run_minutes: cut the recommended recipe until its price on this machine fits this many minutes
+            (`cost.fit_minutes`: fewer epochs, fewer masked-LM steps, head and tail for windows, a shorter
+            data.max_length, in that order); None: the recipe as recommended, priced.
         overrides: `key=value` for every pilot and the recommended recipe, e.g. `data.label_column=stars`.
         overwrite: replace `output_dir` once the new advice is ready.
 
     Returns:
-        The advice as saved in advice.json: fit, probe, TF-IDF baseline, pilots, verdict, estimate and the
-        recommended recipe.
+        The advice as saved in advice.json: fit, probe, TF-IDF baseline, pilots, verdict, estimate (from the
+        pilot), cost (the price of each stage of the recommended recipe, timed here) and the recommended recipe.
+
+    Raises:
+        HfadaptError: bad input, a budget too small for the pilots, or a recipe that cannot fit `run_minutes`
+            (nothing is written then).
     """
     check_budget(budget_steps, budget_minutes)
+    cost.check_run_minutes(run_minutes)
+    budget = (budget_steps, budget_minutes, run_minutes)
     if output_dir is not None:
         output.check(output_dir, overwrite)
         with output.lock(output_dir):
-            return _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, list(overrides))
-    return _advise(model, data, None, text_column, budget_steps, budget_minutes, list(overrides))
+            return _advise(model, data, output_dir, text_column, budget, list(overrides))
+    return _advise(model, data, None, text_column, budget, list(overrides))
 
 
-def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, overrides) -> dict[str, Any]:
+def _advise(model, data, output_dir, text_column, budget, overrides) -> dict[str, Any]:
+    budget_steps, budget_minutes, run_minutes = budget
     started = time.perf_counter()  # the budget in minutes counts from here: the fit and the probe spend it too
     base, retraining = _base_recipes(model, data, text_column, list(overrides))
     pretrained.check_folder(base.model.name_or_path)  # weights whole and matching the config, a tokenizer
@@ -100,7 +113,7 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     step = time_one_step(base, tokenizer, task_data) if budget_minutes is not None else None
     if step is not None:  # too small even before the fit: refused at once
         steps_for_seconds(budget_minutes * 60, step, PILOTS, budget_minutes)
-    fit, probe = measure(base, retraining, tokenizer, task_data)
+    fit, probe, new_tokenizer = measure(base, retraining, tokenizer, task_data)
     # the validation examples every pilot predicts, and the TF-IDF baseline's predictions of them
     validation = load_splits(base.updated({"data": pilot_data(base)}).data, base.task).splits["validation"]
     pair = TaskData({"train": task_data.splits["train"], "validation": validation}, task_data.label_names)
@@ -110,19 +123,26 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
     if step is not None:
         spent = time.perf_counter() - started
         steps = steps_for_seconds(budget_minutes * 60 - spent, step, names, budget_minutes, spent)
-    # the budget is settled: from here on things are written
+    # the budget is settled: from here on the pilots write, in the side folder (or a temporary one)
     final = Path(output_dir) if output_dir is not None else None
     scratch = tempfile.TemporaryDirectory(prefix="hfadapt-advise-") if final is None else None
-    work = output.start(final) if final is not None else Path(scratch.name)
+    work = None
     try:
         settings = _pilot_settings(base, retraining, {item.partition("=")[0] for item in overrides})
         end = started + budget_minutes * 60 if budget_minutes is not None else None
-        pilots, comparison = (
-            _pilots(names, settings, steps, work, task_data, validation, tfidf, base, fit, end) if steps else ([], None)
-        )
+        pilots, comparison = [], None
+        if steps:
+            work = output.start(final) if final is not None else Path(scratch.name)
+            pilots, comparison = _pilots(names, settings, steps, work, task_data, validation, tfidf, base, fit, end)
         verdict = decide(fit["checkpoint"], pilots, probe, comparison["baseline"] if comparison else None)
         verdict["tfidf_baseline"] = against_baseline(verdict["strategy"], pilots, tfidf.to_dict())
         recommended = _recommended(settings[verdict["strategy"]], base, fit["length"])
+        # timed at the recipe's own shapes; a recipe that cannot fit run_minutes is refused here, before
+        # anything is written without pilots (with them, their side folder goes below)
+        if run_minutes is None:
+            price = cost.price(recommended, tokenizer, task_data, fit, new_tokenizer)
+        else:
+            recommended, price = cost.fit_minutes(recommended, run_minutes, tokenizer, task_data, fit, new_tokenizer)
         advice = {
             "model": model,
             "data": data,
@@ -130,7 +150,12 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
                 k: task_data.report[k] for k in ("sizes", "fingerprint", "class_counts") if k in task_data.report
             },
             "main_metric": comparison_metric(base.task),
-            "budget": {"steps": budget_steps, "minutes": budget_minutes, "steps_per_pilot": steps},
+            "budget": {
+                "steps": budget_steps,
+                "minutes": budget_minutes,
+                "steps_per_pilot": steps,
+                "run_minutes": run_minutes,
+            },
             "fit": fit,
             "probe": probe,
             "tfidf_baseline": tfidf.to_dict(),
@@ -139,13 +164,15 @@ def _advise(model, data, output_dir, text_column, budget_steps, budget_minutes, 
             "pilots": pilots,
             "verdict": verdict,
             "estimate": estimate(verdict["strategy"], pilots, recommended, task_data.report["sizes"]["train"]),
+            "cost": price,
             "recommended": recommended.to_dict(),
             "seconds": round(time.perf_counter() - started, 1),
         }
         if final is not None:
+            work = work or output.start(final)
             _write(advice, recommended, work, final)
     except BaseException:
-        if final is not None:  # a failed or stopped advice leaves no OUTPUT.incomplete behind
+        if work is not None and final is not None:  # a failed or stopped advice leaves no OUTPUT.incomplete behind
             shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
@@ -256,21 +283,17 @@ def _recommended(chosen: Recipe, base: Recipe, length: dict[str, Any] | None) ->
 
 def _measured_best(recipe: Recipe) -> Recipe:
     """The settings the project's measurements favour, where the recipe leaves them at their defaults:
-    bf16 where this machine runs it fast (`bf16: auto`; docs/benchmarks/bench_bf16.md), and for a
-    continued checkpoint with a new tokenizer, new rows from static embeddings (75.2 +- 0.3 against
-    73.3 +- 1.6 drawn, docs/pretraining_variants.md)."""
+    batches grouped by length (hfadapt's grouping keeps each batch's label mix; 1.9x the samples/s of
+    random batches on the main job in fp32, docs/benchmarks/bench_finetune.md), and for a continued checkpoint
+    with a new tokenizer, new rows from static embeddings (75.2 +- 0.3 against 73.3 +- 1.6 drawn,
+    docs/pretraining_variants.md). bf16 where the machine runs it fast is every recipe's default."""
     changes: dict[str, Any] = {}
-    if "bf16" not in recipe.training and "fp16" not in recipe.training:
-        changes["training"] = {"bf16": "auto"}
+    if "train_sampling_strategy" not in recipe.training:
+        changes["training"] = {"train_sampling_strategy": "group_by_length"}
     settings = recipe.pretrain
-    if settings is not None:
-        pretrain: dict[str, Any] = {}
-        if "bf16" not in settings.training and "fp16" not in settings.training:
-            pretrain["training"] = {"bf16": "auto"}
-        if recipe.tokenizer is not None and settings.init == "continue" and settings.new_rows == "draw":
-            pretrain["new_rows"] = "static"
-        if pretrain:
-            changes["pretrain"] = pretrain
+    if settings is not None and recipe.tokenizer is not None and settings.init == "continue":
+        if settings.new_rows == "draw":
+            changes["pretrain"] = {"new_rows": "static"}
     return recipe.updated(changes) if changes else recipe
 
 

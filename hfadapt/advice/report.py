@@ -260,31 +260,88 @@ def _notes(pilot: dict[str, Any], reference: str) -> str:
 
 
 def _cost_section(advice: dict[str, Any]) -> list[str]:
-    estimate = advice["estimate"]
-    if estimate is None:
-        return ["", "## Cost of the full run", "", "Not estimated: no pilot measured the throughput."]
-    text = f"{estimate['steps']:,} fine-tuning steps x {estimate['seconds_per_step']:.3f} s"
-    if "mlm_steps" in estimate:
-        text = f"{estimate['mlm_steps']:,} masked-LM steps x {estimate['mlm_seconds_per_step']:.3f} s + " + text
+    """The price of each stage of the recommended recipe, timed on this machine; what --run-minutes cut; and
+    the pilot's own throughput where one ran."""
+    cost = advice.get("cost")
+    if cost is None:  # an advice.json written before advise priced its recipe
+        return ["", "## Cost of the full run", "", "Not priced."] + _pilot_speed(advice)
     lines = [
         "",
         "## Cost of the full run",
         "",
-        f"About {_duration(estimate['train_seconds'])} of training on this machine ({text}, the speeds measured in "
-        "the pilot), plus evaluation and saving.",
+        f"About **{_duration(cost['seconds'])}** on this machine ({_machine(cost['machine'])}), priced stage by "
+        "stage: each stage's steps counted from the data, and a step timed here at the recommended recipe's own "
+        "batch sizes, padded lengths and precision (one warm-up step, then the mean of 2 timed steps per shape). "
+        f"Not counted: {cost['not_counted']}.",
+        "",
+        "| stage | steps | seconds a step | rows | time | basis |",
+        "|---|---|---|---|---|---|",
     ]
-    length = advice["fit"].get("length")
-    if length is not None and length["max_length"] > advice["fit"]["truncation"]["max_length"]:
-        lines[-1] += (
-            f" The pilots ran at data.max_length={advice['fit']['truncation']['max_length']}; at the recommended "
-            f"{length['max_length']} a step takes longer."
+    for stage in cost["stages"]:
+        steps = "-" if stage["steps"] is None else f"{stage['steps']:,}"
+        each = "-" if stage["seconds_per_step"] is None else f"{stage['seconds_per_step']:.3f}"
+        lines.append(
+            f"| {stage['title']} | {steps} | {each} | {stage['rows']:,} | {_duration(stage['seconds'])} | "
+            f"{stage['basis']} |"
         )
-    return lines
+    lines.append(f"| **total** | | | | **{_duration(cost['seconds'])}** | |")
+    fitted = cost.get("fitted")
+    if fitted is not None:
+        lines.append("")
+        if fitted["changes"]:
+            changes = "; ".join(f"{c['change']} (saves {_duration(c['saves'])})" for c in fitted["changes"])
+            lines.append(
+                f"To fit {fitted['minutes']:g} minutes (`--run-minutes`), from about "
+                f"{_duration(fitted['seconds_before'])}: {changes}."
+            )
+        else:
+            lines.append(f"The recipe fits {fitted['minutes']:g} minutes (`--run-minutes`) as recommended.")
+    return lines + _pilot_speed(advice)
+
+
+def _pilot_speed(advice: dict[str, Any]) -> list[str]:
+    """What the recommended strategy's pilot measured a step at, over the full run's steps."""
+    estimate = advice["estimate"]
+    if estimate is None:
+        return []
+    text = f"{estimate['steps']:,} fine-tuning steps x {estimate['seconds_per_step']:.3f} s"
+    if "mlm_steps" in estimate:
+        text = f"{estimate['mlm_steps']:,} masked-LM steps x {estimate['mlm_seconds_per_step']:.3f} s + " + text
+    return [
+        "",
+        f"The pilot's own speed, at its data.max_length={advice['fit']['truncation']['max_length']}, gives "
+        f"{_duration(estimate['train_seconds'])} of training ({text}).",
+    ]
+
+
+def cost_line(advice: dict[str, Any]) -> str:
+    """One line: the recommended recipe's price on this machine, stage by stage (for the end of `hfadapt advise`)."""
+    cost = advice["cost"]
+    stages = ", ".join(f"{s['title']} {_duration(s['seconds'])}" for s in cost["stages"])
+    fitted = cost.get("fitted")
+    fits = f", cut to fit --run-minutes {fitted['minutes']:g}" if fitted and fitted["changes"] else ""
+    return (
+        f"the recommended run takes about {_duration(cost['seconds'])} on this machine "
+        f"({_machine(cost['machine'])}{fits}): {stages}"
+    )
+
+
+def _machine(machine: dict[str, Any]) -> str:
+    def name(precision: str) -> str:
+        return "fp32" if precision == "fp32" else f"{precision} autocast"
+
+    precision = name(machine["precision"])
+    if machine.get("pretraining_precision", machine["precision"]) != machine["precision"]:
+        precision = f"fine-tuning in {precision}, pretraining in {name(machine['pretraining_precision'])}"
+    why = f": {machine['bf16_why']}" if machine.get("bf16_why") else ""
+    return f"{machine['name']}, {precision}{why}"
 
 
 def _duration(seconds: float) -> str:
     return (
-        f"{seconds:.0f} seconds"
+        f"{seconds:.1f} seconds"
+        if seconds < 10
+        else f"{seconds:.0f} seconds"
         if seconds < 90
         else f"{seconds / 60:.0f} minutes"
         if seconds < 5400
