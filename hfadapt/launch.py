@@ -83,6 +83,13 @@ def check_environment() -> None:
     from accelerate.utils import parse_flag_from_env
 
     if parse_flag_from_env("ACCELERATE_USE_CPU"):
+        if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+            # tried (docs/devices.md): Accelerate's CPU switch wraps the model in DDP, and DeepSpeed never runs
+            raise HfadaptError(
+                "this process was started from a DeepSpeed config with ACCELERATE_USE_CPU=1, under which Accelerate "
+                "trains with DDP and leaves DeepSpeed out; DeepSpeed configs are for GPUs: on the CPU launch with "
+                f"--config_file {CPU_CONFIG}"
+            )
         return
     import torch
 

@@ -29,6 +29,18 @@ def is_main() -> bool:
     return index() == 0
 
 
+def join(timeout: float, cpu: bool = False, backend: str | None = None) -> None:
+    """Start the process group (under a launcher), in which a rank waits at most `timeout` seconds for the others
+    at a barrier or collective; `cpu` and `backend` as `accelerate.PartialState` takes them. The group is made
+    once, by the first call that needs it; later ones keep it."""
+    if count() > 1:
+        from datetime import timedelta
+
+        from accelerate import PartialState
+
+        PartialState(cpu=cpu, backend=backend, timeout=timedelta(seconds=timeout))
+
+
 def wait() -> None:
     """All ranks meet here (nothing to do in a single process)."""
     if count() > 1:

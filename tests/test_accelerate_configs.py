@@ -239,6 +239,15 @@ def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe
         ({"LOCAL_RANK": "0", "ACCELERATE_USE_CPU": "True"}, 0, None),  # accelerate launch --cpu
         ({"LOCAL_RANK": "1"}, 2, None),
         (
+            {"LOCAL_RANK": "0", "ACCELERATE_USE_CPU": "1", "ACCELERATE_USE_DEEPSPEED": "true"},
+            0,
+            (
+                "this process was started from a DeepSpeed config with ACCELERATE_USE_CPU=1, under which Accelerate "
+                "trains with DDP and leaves DeepSpeed out; DeepSpeed configs are for GPUs: on the CPU launch with "
+                "--config_file recipes/accelerate/cpu_2proc.yaml"
+            ),
+        ),
+        (
             {"LOCAL_RANK": "0"},
             0,
             (
@@ -261,7 +270,7 @@ def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe
     ],
 )
 def test_check_environment(env, gpus, expected, monkeypatch):
-    for name in ("LOCAL_RANK", "ACCELERATE_USE_CPU"):
+    for name in ("LOCAL_RANK", "ACCELERATE_USE_CPU", "ACCELERATE_USE_DEEPSPEED"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -74,6 +74,12 @@ RETRAIN = {**BASE, "corpus": {"sources": ["c.txt"]}, "tokenizer": {}, "pretrain"
         (RETRAIN, "tokenizer.min_frequency=0", "tokenizer.min_frequency: must be 1 or more, got 0"),
         (
             RETRAIN,
+            "pretrain.training.ddp_timeout=60",
+            "pretrain.training.ddp_timeout: the stages share one process group, which waits training.ddp_timeout "
+            "for a rank; set training.ddp_timeout instead",
+        ),
+        (
+            RETRAIN,
             "corpus.validation_fraction=1.5",
             "corpus.validation_fraction: must be above 0 and below 1, got 1.5",
         ),

@@ -62,13 +62,15 @@ def test_finetune_on_two_processes(adapt, tiny_recipe, tmp_path, prepared_cache)
     raw = tiny_recipe(
         data={"source": str(data)},
         adapt=ADAPT[adapt],
-        training={"num_train_epochs": 1, "per_device_eval_batch_size": 8},
+        training={"num_train_epochs": 1, "per_device_eval_batch_size": 8, "ddp_timeout": 600},
     )
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     done, records = launch(tmp_path, "finetune", str(tmp_path / "r.yaml"))
 
     # both ranks trained, in one process group, to the same weights
     assert [(r["world_size"], r["wrapped"]) for r in records] == [(2, "DistributedDataParallel")] * 2
+    # the group waits training.ddp_timeout for a rank (TrainingArguments alone gives torch's 1800 s on the CPU)
+    assert [r["timeout"] for r in records] == [600, 600]
     assert records[0]["digest"] == records[1]["digest"]
     # the main rank tokenized the data once, into one prepared folder; the other loaded it
     assert [r["tokenized"] for r in records] == [1, 0]

@@ -1,10 +1,12 @@
-"""FSDP (recipes/accelerate/fsdp.yaml) under 2 CPU processes over gloo, against the same run under DDP.
+"""FSDP (recipes/accelerate/fsdp.yaml) under 2 CPU processes over gloo, against the same run under DDP; and
+DeepSpeed's configs, which hfadapt refuses there.
 
 `accelerate launch --config_file recipes/accelerate/fsdp.yaml` goes through torchrun; ACCELERATE_USE_CPU=1
 keeps its workers on the CPU. Slow: run them with
     .venv/bin/python -m pytest tests/test_fsdp_cpu.py -m slow
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -43,6 +45,21 @@ def test_fsdp_as_shipped_is_refused_on_the_cpu(tiny_recipe, tmp_path):
     done, records = launch(tmp_path / "ranks", "fsdp.yaml", [], "finetune", str(recipe))
     assert done.returncode != 0 and records == []
     assert "FSDP parameter initialization with `sync_module_states=True` is not supported on cpu." in done.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason="accelerate launch needs deepspeed to start a DeepSpeed config (pip install deepspeed)",
+)
+@pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
+def test_deepspeed_is_refused_on_the_cpu(config, tiny_recipe, tmp_path):
+    # Without the refusal, Accelerate's CPU switch trained with DDP and saved the model, DeepSpeed left out
+    # (docs/devices.md); every worker now stops before reading the recipe.
+    recipe = recipe_file(tiny_recipe, tmp_path, {"method": "full"})
+    done, records = launch(tmp_path / "ranks", config, [], "finetune", str(recipe))
+    assert done.returncode != 0 and records == [] and not (tmp_path / "run").exists()
+    refusal = "hfadapt: error: this process was started from a DeepSpeed config with ACCELERATE_USE_CPU=1,"
+    assert done.stderr.count(refusal) == 2, done.stderr[-3000:]
 
 
 # With fsdp_sync_module_states off, FSDP v1 and v2 both start, but on the CPU Accelerate wraps the

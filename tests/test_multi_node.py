@@ -1,4 +1,5 @@
-"""Two machines simulated on one: two `accelerate launch` nodes (machine ranks 0 and 1) on loopback.
+"""Two machines simulated on one: two `accelerate launch` nodes (machine ranks 0 and 1) on loopback, fine-tuning
+and retraining, with one shared cache or a cache per node, and a node that dies or hangs.
 
 Each node is its own `accelerate launch --config_file recipes/accelerate/multi_node.yaml` with one
 CPU process, gloo between them; ACCELERATE_USE_CPU=1 keeps the workers on the CPU (the config's
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, sentiment_rows, write_csv
+from conftest import chinese_retraining, free_port, sentiment_rows, write_csv
 
 REPO = Path(__file__).parent.parent
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -97,24 +98,51 @@ def finetune_recipe(tiny_recipe, tmp_path: Path, adapt: dict, **training) -> Pat
     return path
 
 
+def prepared(cache: Path) -> dict[str, str]:
+    """Each prepared folder in CACHE (by name), with a digest of the files it holds."""
+    import hashlib
+
+    folders = {}
+    for folder in sorted((cache / "prepared").glob("*-*")):
+        if folder.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "prepared.json"):
+                digest.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
+            folders[folder.name] = digest.hexdigest()
+    return folders
+
+
+def caches(layout: str, cache: Path, tmp_path: Path) -> list[Path]:
+    """Each node's HFADAPT_CACHE: one folder both see (shared), or node 1 with a folder of its own (per_node)."""
+    return [cache, cache] if layout == "shared" else [cache, tmp_path / "node1-cache"]
+
+
 ADAPT = {
     "full": {"method": "full"},
     "lora": {"method": "lora", "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}},
 }
 
 
-@pytest.mark.parametrize("adapt", ADAPT, ids=list(ADAPT))
-def test_finetune_on_two_nodes(adapt, tiny_recipe, tmp_path, prepared_cache):
+@pytest.mark.parametrize("adapt, layout", [("full", "shared"), ("lora", "shared"), ("full", "per_node")])
+def test_finetune_on_two_nodes(adapt, layout, tiny_recipe, tmp_path, prepared_cache):
     from hfadapt import evaluate
 
     recipe = finetune_recipe(tiny_recipe, tmp_path, ADAPT[adapt])
-    ended, records = run_nodes(tmp_path / "ranks", ["finetune", str(recipe)], [prepared_cache] * 2)
+    folders = caches(layout, prepared_cache, tmp_path)
+    ended, records = run_nodes(tmp_path / "ranks", ["finetune", str(recipe)], folders)
 
     # one process group over both nodes; both ranks end with the same weights
     assert [(r["world_size"], r["wrapped"]) for r in records] == [(2, "DistributedDataParallel")] * 2
     assert records[0]["digest"] == records[1]["digest"]
-    # one shared cache: global rank 0 tokenized, rank 1 (the other node) loaded its folder
-    assert [r["tokenized"] for r in records] == [1, 0]
+    made = prepared(prepared_cache)
+    assert [name.split("-")[0] for name in made] == ["finetune"]
+    if layout == "shared":
+        # global rank 0 tokenized, rank 1 (the other node) loaded its folder
+        assert [r["tokenized"] for r in records] == [1, 0]
+    else:
+        # node 1 does not see node 0's cache: it tokenized into its own, after node 0, the same folder to the byte
+        assert [r["tokenized"] for r in records] == [1, 1]
+        assert prepared(folders[1]) == made
     # only global rank 0 wrote: one finished run folder, one result line, from node 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
     assert [out.count("test accuracy:") for _, out, _ in ended] == [1, 0]
@@ -185,3 +213,77 @@ def test_a_killed_node_stops_the_other_and_the_run_resumes(tiny_recipe, tmp_path
     assert resumed[0]["digest"] == resumed[1]["digest"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["resumed_from"] == f"checkpoint-{saved}"
+
+
+@pytest.mark.parametrize("layout", ["shared", "per_node"])
+def test_retraining_stages_on_two_nodes(layout, tiny_checkpoint, tmp_path, prepared_cache):
+    from hfadapt import evaluate
+
+    raw = chinese_retraining(tiny_checkpoint, tmp_path, steps=4)
+    raw["training"].update(per_device_eval_batch_size=8, ddp_timeout=600)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    folders = caches(layout, prepared_cache, tmp_path)
+    ended, records = run_nodes(tmp_path / "ranks", ["retrain", str(tmp_path / "r.yaml")], folders)
+
+    # each rank recorded pretraining, then fine-tuning: one process group, 4 steps each
+    assert [(r["world_size"], r["wrapped"], r["steps"]) for r in records] == [(2, "DistributedDataParallel", 4)] * 4
+    # the group, started by the recipe's check, waits training.ddp_timeout in both stages
+    assert [r["timeout"] for r in records] == [600] * 4
+    pretrained0, finetuned0, pretrained1, finetuned1 = records
+    # both nodes end each stage with the same weights
+    assert pretrained0["digest"] == pretrained1["digest"] and finetuned0["digest"] == finetuned1["digest"]
+    # global rank 0 trained the tokenizer into the run folder; the other node read it from there
+    assert [finetuned0["tokenizers"], finetuned1["tokenizers"]] == [1, 0]
+    assert [err.count("tokenizer fit (new vs old)") for _, _, err in ended] == [1, 0]
+    made = prepared(prepared_cache)
+    assert sorted(name.split("-")[0] for name in made) == ["finetune", "pretrain"]
+    if layout == "shared":
+        # rank 0 packed the corpus (train and validation) and tokenized the data; node 1 loaded both folders
+        assert [(r["packed"], r["tokenized"]) for r in (finetuned0, finetuned1)] == [(2, 1), (0, 0)]
+    else:
+        # node 1 did not see node 0's cache: it made its own, under the same keys (the tokenizer's fingerprint
+        # is one of them) and with the same bytes
+        assert [(r["packed"], r["tokenized"]) for r in (finetuned0, finetuned1)] == [(2, 1), (2, 1)]
+        assert prepared(folders[1]) == made
+    # only global rank 0 wrote: one run folder with its three stages, one result line, from node 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
+    run = tmp_path / "run"
+    stages = ["finetuned", "pretrained", "recipe.yaml", "results.json", "tokenizer"]
+    assert sorted(p.name for p in run.iterdir()) == stages
+    assert [out.count("test accuracy:") for _, out, _ in ended] == [1, 0]
+    metrics = json.loads((run / "finetuned" / "metrics.json").read_text())
+    alone = evaluate(run / "finetuned", split="test")
+    scored = [k for k in alone if k.endswith(("accuracy", "_macro", "_micro", "correlation"))]
+    assert len(scored) == 8 and all(alone[k] == metrics["test"][k] for k in scored)
+
+
+def test_a_hung_node_stops_the_other_at_ddp_timeout(tiny_recipe, tmp_path, prepared_cache):
+    import psutil
+
+    recipe = finetune_recipe(
+        tiny_recipe, tmp_path, ADAPT["full"], max_steps=1000, save_strategy="steps", save_steps=100, ddp_timeout=20
+    )
+    side = tmp_path / "hung"
+    nodes = start_nodes(side, ["finetune", str(recipe)], [prepared_cache] * 2)
+    try:
+        wait_for(lambda: saved_steps(tmp_path) >= 100, nodes, 600)
+        # node 1 hangs as a machine does: every process stops (SIGSTOP), its connections stay open
+        for process in [psutil.Process(nodes[1].pid), *psutil.Process(nodes[1].pid).children(recursive=True)]:
+            process.suspend()
+        hung = time.monotonic()
+        try:
+            code = nodes[0].wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        seconds = time.monotonic() - hung
+    finally:
+        for node in nodes:
+            kill_node(node)
+    err = (side / "node0.err").read_text()
+    # node 0 fails at the collective it waits in once training.ddp_timeout has passed (without hfadapt starting the
+    # process group with it, torch's 30 minutes: it had not failed 300 s later), with one of gloo's timeout messages
+    assert code not in (None, 0) and 15 < seconds < 60, (code, seconds)
+    timeouts = ("Timed out waiting 20000ms for recv operation", "Timed out waiting 20000ms for send operation")
+    timeouts += ("Application timeout caused pair closure",)
+    assert any(timeout in err for timeout in timeouts), err[-2000:]
+    print(f"node 0 exited {seconds:.1f} s after node 1 hung")

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hfadapt import ranks
+
 
 def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed: Any):
     """`transformers.TrainingArguments` from a recipe's `training` section, with the device settings it needs."""
@@ -24,6 +26,15 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
         settings["use_cpu"] = True
     if "dataloader_pin_memory" not in settings and not has_accelerator():
         settings["dataloader_pin_memory"] = False  # nothing to pin for; torch warns at every data loader
+    # On the CPU, TrainingArguments starts the process group without its ddp_timeout (transformers 5.25 passes
+    # it for GPU backends only), so a hung node held the others for torch's default 30 minutes
+    # (tests/test_multi_node.py): start the group here, as TrainingArguments would, with it. The first
+    # TrainingArguments a run builds (the recipe's check of `training`) makes the group, for every stage.
+    from accelerate.utils import parse_flag_from_env
+
+    cpu = bool(settings.get("use_cpu")) or parse_flag_from_env("ACCELERATE_USE_CPU")
+    timeout = settings.get("ddp_timeout", TrainingArguments.ddp_timeout)
+    ranks.join(timeout, cpu=cpu, backend=settings.get("ddp_backend"))
     return TrainingArguments(output_dir=str(output_dir), **fixed, **settings)
 
 

@@ -302,6 +302,12 @@ class Recipe:
             found.append("pretrain.init: scratch needs a tokenizer section to build the vocabulary from")
         if self.pretrain is not None:
             found += self.pretrain.problems(self.corpus.sources if self.corpus is not None else [])
+        timeout = self.pretrain.training.get("ddp_timeout") if self.pretrain is not None else None
+        if timeout is not None and timeout != self.training.get("ddp_timeout"):
+            found.append(
+                "pretrain.training.ddp_timeout: the stages share one process group, which waits "
+                "training.ddp_timeout for a rank; set training.ddp_timeout instead"
+            )
         return found
 
     def output_path(self) -> Path:
