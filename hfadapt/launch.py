@@ -76,21 +76,25 @@ def check_accelerate_config(path: str | Path) -> None:
 
 
 def check_environment() -> None:
-    """Raise HfadaptError in a distributed GPU worker whose LOCAL_RANK names a GPU that does not exist."""
+    """Raise HfadaptError in a distributed GPU worker whose LOCAL_RANK names a GPU that does not exist, or in a
+    DeepSpeed worker that Accelerate's CPU switch would train with DDP instead."""
     local_rank = os.environ.get("LOCAL_RANK")
     if local_rank is None:
         return
     from accelerate.utils import parse_flag_from_env
 
+    deepspeed = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     if parse_flag_from_env("ACCELERATE_USE_CPU"):
-        if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+        if deepspeed:
             # tried (docs/devices.md): Accelerate's CPU switch wraps the model in DDP, and DeepSpeed never runs
             raise HfadaptError(
                 "this process was started from a DeepSpeed config with ACCELERATE_USE_CPU=1, under which Accelerate "
-                "trains with DDP and leaves DeepSpeed out; DeepSpeed configs are for GPUs: on the CPU launch with "
-                f"--config_file {CPU_CONFIG}"
+                "trains with DDP and leaves DeepSpeed out; for DeepSpeed on the CPU set DS_ACCELERATOR=cpu in its "
+                f"place, or launch with --config_file {CPU_CONFIG}"
             )
         return
+    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu":
+        return  # DeepSpeed on its CPU accelerator, over gloo (docs/devices.md)
     import torch
 
     gpus = torch.cuda.device_count()

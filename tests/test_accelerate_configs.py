@@ -243,10 +243,11 @@ def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe
             0,
             (
                 "this process was started from a DeepSpeed config with ACCELERATE_USE_CPU=1, under which Accelerate "
-                "trains with DDP and leaves DeepSpeed out; DeepSpeed configs are for GPUs: on the CPU launch with "
-                "--config_file recipes/accelerate/cpu_2proc.yaml"
+                "trains with DDP and leaves DeepSpeed out; for DeepSpeed on the CPU set DS_ACCELERATOR=cpu in its "
+                "place, or launch with --config_file recipes/accelerate/cpu_2proc.yaml"
             ),
         ),
+        ({"LOCAL_RANK": "0", "ACCELERATE_USE_DEEPSPEED": "true", "DS_ACCELERATOR": "cpu"}, 0, None),  # its CPU side
         (
             {"LOCAL_RANK": "0"},
             0,
@@ -270,7 +271,7 @@ def test_validate_with_a_fitting_accelerate_config_prints_the_recipe(tiny_recipe
     ],
 )
 def test_check_environment(env, gpus, expected, monkeypatch):
-    for name in ("LOCAL_RANK", "ACCELERATE_USE_CPU", "ACCELERATE_USE_DEEPSPEED"):
+    for name in ("LOCAL_RANK", "ACCELERATE_USE_CPU", "ACCELERATE_USE_DEEPSPEED", "DS_ACCELERATOR"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -6,6 +6,7 @@ Imported lazily: building them needs transformers or peft, and `hfadapt --help` 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ def training_arguments(output_dir: str | Path, settings: dict[str, Any], **fixed
     settings = dict(settings)
     if settings.get("bf16") == "auto":
         settings["bf16"] = precision(settings)["bf16"]
-    if settings.get("bf16") and "use_cpu" not in settings and not has_accelerator():
+    on_cpu = settings.get("bf16") or os.environ.get("DS_ACCELERATOR") == "cpu"
+    if on_cpu and "use_cpu" not in settings and not has_accelerator():
         # bf16 on a CPU (autocast; fast where the CPU has AVX512-BF16 or AMX): transformers
-        # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU
+        # refuses it unless told use_cpu, so `bf16: true` would fail on every machine without a GPU;
+        # DeepSpeed on its CPU accelerator: without it TrainingArguments counts one process, and DeepSpeed
+        # refuses the batch size ("train_batch_size is not equal to micro_batch_per_gpu * ... * world_size")
         settings["use_cpu"] = True
     if "dataloader_pin_memory" not in settings and not has_accelerator():
         settings["dataloader_pin_memory"] = False  # nothing to pin for; torch warns at every data loader
