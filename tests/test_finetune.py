@@ -112,7 +112,8 @@ def test_saved_lora_and_merged_models_reproduce_the_test_metrics(tiny_recipe, tm
     assert not (run / "config.json").exists(), "merge_lora: false saves the adapter only"
     reloaded = evaluate(run)
     assert reloaded["test_accuracy"] == results["test"]["test_accuracy"]
-    assert reloaded["test_loss"] == pytest.approx(results["test"]["test_loss"], abs=1e-5)
+    # the loss to bf16 autocast's rounding (on by default where the CPU runs it fast): 1.7e-5 apart was seen
+    assert reloaded["test_loss"] == pytest.approx(results["test"]["test_loss"], abs=1e-4)
 
     raw_merged = tiny_recipe(
         adapt={"method": "lora", "lora": {"r": 4, "lora_alpha": 8}}, output={"dir": str(tmp_path / "merged")}
