@@ -154,7 +154,7 @@ def _advise_command(sub) -> None:
     budget.add_argument(
         "--budget-minutes", type=float, help="minutes for the fit, probe and pilots; each pilot stops at its share"
     )
-    p.add_argument("--run-minutes", type=float, help="cut the recommended recipe until its price here fits M minutes")
+    p.add_argument("--run-minutes", type=float, help="fit the recommended recipe to M minutes here (cut or lengthened)")
     p.add_argument("--output", help="write advice.md, advice.json, pilots.png and recommended.yaml in this folder")
     p.add_argument("--overwrite", action="store_true", help="replace the --output folder once the new advice is ready")
     p.add_argument(

@@ -9,7 +9,7 @@ import pytest
 from conftest import sentiment_rows, write_csv
 
 from hfadapt import advise, finetune, load_recipe, retrain
-from hfadapt.advice import cost
+from hfadapt.advice import cost, run_minutes
 from hfadapt.advice.compare import compare, majority
 from hfadapt.advice.deadline import Deadline
 from hfadapt.advice.pilots import run_pilot, steps_for_seconds
@@ -692,6 +692,30 @@ def test_without_a_budget_a_retraining_recipe_is_priced_stage_by_stage(tiny_chec
 
 
 @pytest.mark.integration
+def test_run_minutes_spends_the_time_a_retraining_recipe_leaves_on_masked_lm_steps(tiny_checkpoint, tmp_path):
+    rows = [{"text": r["text"].translate(CYRILLIC), "label": r["label"]} for r in sentiment_rows(400, seed=5)]
+    csv = write_csv(tmp_path / "cyrillic.csv", rows)
+    overrides = ["data.max_length=32", "pretrain.block_size=16"]
+    advice = advise(str(tiny_checkpoint), str(csv), tmp_path / "advice", run_minutes=600, overrides=overrides)
+    assert advice["verdict"]["strategy"] == "retrain"
+    fitted, stages = advice["cost"]["fitted"], check_price(advice["cost"])
+    # ten hours leave far more than masked-LM steps may take: 10 passes over the corpus, no more
+    per_pass, steps = stages["pretraining"]["per_pass"], stages["pretraining"]["steps"]
+    assert per_pass == math.ceil(stages["pretraining"]["rows"] / 32) and steps == 10 * per_pass
+    [change] = fitted["changes"]
+    assert change["change"] == f"masked-LM steps {per_pass:,} -> {steps:,}, 10 passes over the corpus"
+    assert change["spends"] > 0 and "saves" not in change
+    assert advice["cost"]["seconds"] == pytest.approx(fitted["seconds_before"] + change["spends"])
+    assert advice["cost"]["seconds"] <= 600 * 60 * run_minutes.FIT_SHARE
+    report = (tmp_path / "advice" / "advice.md").read_text()
+    assert f"{change['change']} (spends " in report
+    # the written recipe trains those steps: its own pretraining stage counts them
+    recipe = load_recipe(tmp_path / "advice" / "recommended.yaml").with_output(tmp_path / "run")
+    assert recipe.pretrain.training["max_steps"] == steps
+    assert retrain(recipe, until="pretrained")["pretrained"]["steps"] == steps
+
+
+@pytest.mark.integration
 def test_a_fine_tuning_recipe_is_priced_for_its_steps_and_evaluations(tiny_checkpoint, sentiment_csv, tmp_path):
     advice = advise(str(tiny_checkpoint), str(sentiment_csv), overrides=["data.max_length=32"])
     assert advice["verdict"]["strategy"] == "full"
@@ -738,8 +762,8 @@ def test_run_minutes_cuts_the_recipe_until_its_price_fits(tiny_checkpoint, tmp_p
         str(tiny_checkpoint), str(csv), tmp_path / "advice", run_minutes=minutes, overrides=["data.max_length=64"]
     )
     fitted = advice["cost"]["fitted"]
-    assert advice["cost"]["seconds"] <= minutes * 60 and fitted["minutes"] == minutes
-    assert fitted["changes"] and all(change["saves"] > 0 for change in fitted["changes"])
+    assert advice["cost"]["seconds"] <= minutes * 60 * run_minutes.FIT_SHARE and fitted["minutes"] == minutes
+    assert fitted["changes"] and all(change["saves"] > 0 for change in fitted["changes"])  # a fine-tuning recipe
     assert fitted["seconds_before"] - advice["cost"]["seconds"] == pytest.approx(
         sum(change["saves"] for change in fitted["changes"])
     )
@@ -759,7 +783,7 @@ def test_run_minutes_cuts_the_recipe_until_its_price_fits(tiny_checkpoint, tmp_p
             expected["data"]["max_length"] = int(new)
     assert after.to_dict() == expected
     report = (tmp_path / "advice" / "advice.md").read_text()
-    assert f"To fit {minutes:g} minutes (`--run-minutes`), from about " in report
+    assert f"To fit {minutes:g} minutes (`--run-minutes`; its price may fill 85% of them, " in report
     assert all(f"{change['change']} (saves " in report for change in fitted["changes"])
 
 
@@ -773,7 +797,8 @@ def test_a_run_minutes_no_recipe_can_fit_is_refused_before_anything_is_written(
     assert message.startswith("--run-minutes 1e-06: the recommended recipe takes about ")
     # 3 epochs cut to 1; max_length 128 is the default, cut to the floor of 64; it still does not fit
     assert "(epochs 3 -> 1; data.max_length 128 -> 64) still about " in message
-    least = float(re.search(r"give --run-minutes ([\d.]+) or more, or train on fewer texts", message).group(1))
+    given = re.search(r"give --run-minutes ([\d.]+) or more \(its price may fill 85% of them\), or train on", message)
+    least = float(given.group(1))
     assert least >= 0.1
     assert list(tmp_path.iterdir()) == []  # no advice folder, no advice.incomplete
 
@@ -792,8 +817,9 @@ def test_run_minutes_must_be_a_positive_number(capsys):
 
 
 class PricedByFormula:
-    """A stand-in for the pricer: masked-LM costs 1 s a step (1,445 steps unless set), fine-tuning 600 s an
-    epoch at data.max_length 512 (in proportion to it), twice that in windows, and evaluation 10 s."""
+    """A stand-in for the pricer: masked-LM costs 1 s a step (1,445 steps unless set; 1,000 a pass over the
+    corpus), fine-tuning 600 s an epoch at data.max_length 512 (in proportion to it), twice that in windows,
+    and evaluation 10 s."""
 
     began = 0.0
 
@@ -804,16 +830,17 @@ class PricedByFormula:
         pass
 
     def price(self, recipe):
-        steps = recipe.pretrain.training.get("max_steps", 1445)
+        steps = recipe.pretrain.training.get("max_steps", 1445) if recipe.pretrain is not None else 0
         epochs = recipe.training["num_train_epochs"]
         windows = 2 if recipe.data.long_texts == "windows" else 1
         tuning = epochs * 600 * windows * recipe.data.max_length / 512
         stages = [
-            {"stage": "pretraining", "title": "masked-LM pretraining", "steps": steps, "seconds_per_step": 1.0},
             {"stage": "finetuning", "title": "fine-tuning", "seconds": tuning},
             {"stage": "evaluation", "title": "evaluation", "seconds": 10.0},
         ]
-        stages[0]["seconds"] = float(steps)
+        if recipe.pretrain is not None:
+            stages.insert(0, {"stage": "pretraining", "title": "masked-LM pretraining", "steps": steps})
+            stages[0].update(seconds_per_step=1.0, per_pass=1000, seconds=float(steps))
         return {"stages": stages, "seconds": sum(s["seconds"] for s in stages)}
 
 
@@ -830,44 +857,59 @@ NEWS = {
 @pytest.mark.parametrize(
     "minutes, changes",
     [
-        (90, []),  # 5,055 s: it fits as it is
-        # epochs, a whole one at a time: 2 make 3,855 s
-        (80, ["epochs 3 -> 2"]),
-        # 1 epoch makes 2,655 s; then as many masked-LM steps fewer as the excess takes, 855 at 1 s a step
-        (30, ["epochs 3 -> 1", "masked-LM steps 1,445 -> 590"]),
+        # 5,055 s fits 85% of 110 minutes (5,610 s); the 555 s left buy as many masked-LM steps
+        (110, ["masked-LM steps 1,445 -> 2,000"]),
+        # ... but never more than 10 passes over the corpus
+        (400, ["masked-LM steps 1,445 -> 10,000, 10 passes over the corpus"]),
+        # epochs, a whole one at a time: 2 make 3,855 s, under 85% of 80 minutes (4,080 s); 225 s left
+        (80, ["epochs 3 -> 2", "masked-LM steps 1,445 -> 1,670"]),
+        # 1 epoch makes 2,655 s; then as many masked-LM steps fewer as the excess over 1,530 s takes
+        (30, ["epochs 3 -> 1", "masked-LM steps 1,445 -> 320"]),
         # not below 300 steps (1,510 s); then head and tail in place of windows (910 s)
         (25, ["epochs 3 -> 1", "masked-LM steps 1,445 -> 300", "data.long_texts windows -> head_tail"]),
-        # max_length 512, 384, 288, 216: 216 is the first to fit 600 s
+        # max_length 512, 384, 288, 216, 160: 160 is the first to fit 510 s
         (
             10,
             [
                 "epochs 3 -> 1",
                 "masked-LM steps 1,445 -> 300",
                 "data.long_texts windows -> head_tail",
-                "data.max_length 512 -> 216",
+                "data.max_length 512 -> 160",
             ],
         ),
     ],
 )
-def test_run_minutes_cuts_in_order_each_setting_only_as_far_as_it_must(monkeypatch, minutes, changes):
-    monkeypatch.setattr(cost, "_Pricer", PricedByFormula)
-    recipe, price = cost.fit_minutes(load_recipe(raw=NEWS), minutes, None, None, {})
+def test_run_minutes_fits_the_recipe_in_order_each_setting_only_as_far_as_it_must(monkeypatch, minutes, changes):
+    monkeypatch.setattr(cost, "Pricer", PricedByFormula)
+    recipe, price = run_minutes.fit_minutes(load_recipe(raw=NEWS), minutes, None, None, {})
     assert [c["change"] for c in price["fitted"]["changes"]] == changes
-    assert price["seconds"] <= minutes * 60 and price["fitted"]["seconds_before"] == 5055
+    assert price["seconds"] <= minutes * 60 * 0.85 and price["fitted"]["seconds_before"] == 5055
     assert price["seconds"] == PricedByFormula().price(recipe)["seconds"]
+    spent = [c["spends"] for c in price["fitted"]["changes"] if "spends" in c]
+    saved = [c["saves"] for c in price["fitted"]["changes"] if "saves" in c]
+    assert price["seconds"] == pytest.approx(5055 - sum(saved) + sum(spent))
+    assert all(s > 0 for s in spent + saved)
+
+
+def test_run_minutes_leaves_a_fine_tuning_recipe_that_fits_as_it_is(monkeypatch):
+    monkeypatch.setattr(cost, "Pricer", PricedByFormula)
+    tuning = {k: v for k, v in NEWS.items() if k not in ("corpus", "tokenizer", "pretrain")}
+    recipe, price = run_minutes.fit_minutes(load_recipe(raw=tuning), 200, None, None, {})
+    assert price["fitted"]["changes"] == [] and price["seconds"] == 3610
+    assert recipe.to_dict() == load_recipe(raw=tuning).to_dict()
 
 
 def test_run_minutes_below_the_least_recipe_is_refused_with_the_minutes_it_needs(monkeypatch):
-    monkeypatch.setattr(cost, "_Pricer", PricedByFormula)
+    monkeypatch.setattr(cost, "Pricer", PricedByFormula)
     with pytest.raises(HfadaptError) as caught:
-        cost.fit_minutes(load_recipe(raw=NEWS), 5, None, None, {})
+        run_minutes.fit_minutes(load_recipe(raw=NEWS), 5, None, None, {})
     # at its floors: 300 masked-LM steps, 1 epoch, head and tail, 64 tokens: 300 + 75 + 10 = 385 s
     assert str(caught.value) == (
         "--run-minutes 5: the recommended recipe takes about 84.2 minutes on this machine, and cut as far as advise "
         "cuts it (epochs 3 -> 1; masked-LM steps 1,445 -> 300; data.long_texts windows -> head_tail; "
         "data.max_length 512 -> 64) still about 6.4 minutes (masked-LM pretraining 5.0 minutes, fine-tuning 1.2 "
-        "minutes, evaluation 0.2 minutes); give --run-minutes 6.5 or more, or train on fewer texts "
-        "(data.max_train_samples=N), or run on a faster machine (a GPU)"
+        "minutes, evaluation 0.2 minutes); give --run-minutes 7.6 or more (its price may fill 85% of them), or "
+        "train on fewer texts (data.max_train_samples=N), or run on a faster machine (a GPU)"
     )
 
 

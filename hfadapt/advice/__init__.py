@@ -12,7 +12,7 @@
    fit on the training split whether or not pilots run).
 3. A verdict with its reasons (`verdict`), a recipe for it, and its price (`cost`): each stage's
    steps counted from the data and timed on this machine at the recipe's own shapes (`timing`),
-   with the recipe cut to fit a number of minutes where asked; written up by `report`.
+   with the recipe fitted to a number of minutes where asked (`run_minutes`); written up by `report`.
 
 `pipeline` holds `advise`, which runs the three in order.
 """

@@ -15,7 +15,7 @@ shapes: its batch sizes, the padded lengths its batches will have, its vocabular
 - Evaluation: validation at every evaluation `eval_strategy` asks for and once after training, test
   once; forward only, in batches sorted by length as the run reads them (`sampler.SortedEvaluation`).
 
-Not counted: NOT_COUNTED. `fit_minutes` cuts a recipe until its price fits, in LEVERS order (docs/advise.md).
+Not counted: NOT_COUNTED. `run_minutes.fit_minutes` fits a recipe to a number of minutes from its prices.
 """
 
 from __future__ import annotations
@@ -30,17 +30,12 @@ from typing import Any
 from hfadapt.advice import timing
 from hfadapt.advice.fit import texts
 from hfadapt.data import splits, tokenization
-from hfadapt.errors import HfadaptError
 from hfadapt.recipe import Recipe
 from hfadapt.retraining import corpus, vocab
 
 SAMPLE_TEXTS = 2000  # texts per split whose rows and lengths are measured (as the truncation report measures)
 CORPUS_SAMPLE = 5000  # corpus texts (a uniform sample) tokenized for the corpus's tokens per character,
 SAMPLE_CHARACTERS = 400  # each cut to this many characters: 2 million in all, as the fit reads
-# Floors of the settings fit_minutes cuts (docs/advise.md):
-MLM_FLOOR = 300  # masked-LM steps: what docs/pretraining_variants.md measured (+10.4 points over no retraining)
-LENGTH_FLOOR = 64  # data.max_length: 32 tokens lost 5.8 points against 64 (docs/long_texts.md)
-LENGTH_CUT = 0.75  # each shorter data.max_length tried is this share of the one before, to a multiple of 8
 NOT_COUNTED = (
     "loading and saving models, packing the corpus, rebuilding the vocabulary, and the Trainer's own data "
     "loading and logging"
@@ -52,17 +47,6 @@ STAGES = {
     "finetuning": "fine-tuning",
     "evaluation": "evaluation (validation and test)",
 }
-
-
-def check_run_minutes(run_minutes: float | None) -> None:
-    """Refuse a time to fit the recipe in that is not a positive number of minutes.
-
-    Raises:
-        HfadaptError: zero, a negative or non-finite number, or not a number.
-    """
-    number = isinstance(run_minutes, (int, float)) and not isinstance(run_minutes, bool)
-    if run_minutes is not None and (not number or not math.isfinite(run_minutes) or not run_minutes > 0):
-        raise HfadaptError(f"--run-minutes: expected a positive number of minutes, got {run_minutes!r}")
 
 
 def price(recipe: Recipe, tokenizer, task_data, fit: dict[str, Any], new_tokenizer=None) -> dict[str, Any]:
@@ -80,109 +64,14 @@ def price(recipe: Recipe, tokenizer, task_data, fit: dict[str, Any], new_tokeniz
         evaluation its `passes`), `seconds` (their sum), the `machine` it was timed on, what is
         `not_counted`, and `timing_seconds` (what pricing took).
     """
-    pricer = _Pricer(recipe, tokenizer, task_data, fit, new_tokenizer)
+    pricer = Pricer(recipe, tokenizer, task_data, fit, new_tokenizer)
     try:
         return pricer.price(recipe)
     finally:
         pricer.close()
 
 
-def fit_minutes(
-    recipe: Recipe, minutes: float, tokenizer, task_data, fit: dict[str, Any], new_tokenizer=None
-) -> tuple[Recipe, dict[str, Any]]:
-    """`recipe` cut until its price fits in `minutes`, one setting at a time in LEVERS order, each only as
-    far as it must go and never below its floor.
-
-    Args:
-        recipe: the recipe to fit.
-        minutes: the time it must fit in, on this machine.
-        tokenizer, task_data, fit, new_tokenizer: as for `price`.
-
-    Returns:
-        The recipe (unchanged where it fits already), and its price (`price`'s) with `fitted`: the
-        `minutes`, the price before (`seconds_before`) and each `change` with the seconds it `saves`.
-
-    Raises:
-        HfadaptError: even cut to its floors the recipe takes longer; the message gives the minutes it needs.
-    """
-    pricer = _Pricer(recipe, tokenizer, task_data, fit, new_tokenizer)
-    try:
-        cost = pricer.price(recipe)
-        before, budget, changes = cost["seconds"], minutes * 60, []
-        for lever in LEVERS:
-            cut = lever(pricer, recipe, cost, budget) if cost["seconds"] > budget else None
-            if cut is not None:
-                text, recipe, priced = cut
-                changes.append({"change": text, "saves": cost["seconds"] - priced["seconds"]})
-                cost = priced
-        if cost["seconds"] > budget:
-            need = math.ceil(cost["seconds"] / 60 * 10) / 10
-            cuts = "; ".join(c["change"] for c in changes) or "nothing to cut"
-            stages = ", ".join(f"{stage['title']} {_minutes(stage['seconds'])}" for stage in cost["stages"])
-            raise HfadaptError(
-                f"--run-minutes {minutes:g}: the recommended recipe takes about {_minutes(before)} on this machine, "
-                f"and cut as far as advise cuts it ({cuts}) still about {_minutes(cost['seconds'])} ({stages}); "
-                f"give --run-minutes {need:g} or more, or train on fewer texts (data.max_train_samples=N), or run "
-                "on a faster machine (a GPU)"
-            )
-        cost["fitted"] = {"minutes": minutes, "seconds_before": before, "changes": changes}
-        cost["timing_seconds"] = time.perf_counter() - pricer.began
-        return recipe, cost
-    finally:
-        pricer.close()
-
-
-def _fewer_epochs(pricer, recipe: Recipe, cost: dict[str, Any], budget: float):
-    """Fine-tuning epochs, a whole one at a time, down to 1 (a recipe that sets max_steps keeps them)."""
-    args = recipe.training_arguments()
-    epochs = args.num_train_epochs
-    for fewer in range(math.ceil(epochs) - 1, 0, -1) if args.max_steps <= 0 else ():
-        cut = recipe.updated({"training": {"num_train_epochs": float(fewer)}})
-        priced = pricer.price(cut)
-        if priced["seconds"] <= budget or fewer == 1:
-            return f"epochs {epochs:g} -> {fewer}", cut, priced
-    return None
-
-
-def _fewer_mlm_steps(pricer, recipe: Recipe, cost: dict[str, Any], budget: float):
-    """Masked-LM steps, down to MLM_FLOOR: as many fewer as the excess takes at the timed step."""
-    stage = next((s for s in cost["stages"] if s["stage"] == "pretraining"), None)
-    if stage is None or stage["steps"] <= MLM_FLOOR:
-        return None
-    steps = max(MLM_FLOOR, stage["steps"] - math.ceil((cost["seconds"] - budget) / stage["seconds_per_step"]))
-    cut = recipe.updated({"pretrain": {"training": {"max_steps": steps}}})
-    return f"masked-LM steps {stage['steps']:,} -> {steps:,}", cut, pricer.price(cut)
-
-
-def _head_tail(pricer, recipe: Recipe, cost: dict[str, Any], budget: float):
-    """Long texts read as one row each, their head and tail, instead of as windows."""
-    if recipe.data.long_texts != "windows":
-        return None
-    cut = recipe.updated({"data": {"long_texts": "head_tail", "stride": None}})
-    return "data.long_texts windows -> head_tail", cut, pricer.price(cut)
-
-
-def _shorter(pricer, recipe: Recipe, cost: dict[str, Any], budget: float):
-    """data.max_length, each try LENGTH_CUT of the one before (a multiple of 8), down to LENGTH_FLOOR."""
-    length = tried = recipe.data.max_length
-    while tried > LENGTH_FLOOR:
-        tried = max(LENGTH_FLOOR, 8 * math.floor(tried * LENGTH_CUT / 8))
-        cut = recipe.updated({"data": {"max_length": tried}})
-        priced = pricer.price(cut)
-        if priced["seconds"] <= budget or tried == LENGTH_FLOOR:
-            return f"data.max_length {length} -> {tried}", cut, priced
-    return None
-
-
-# The order fit_minutes cuts in: the least accuracy lost by the project's measurements first (docs/advise.md).
-LEVERS = (_fewer_epochs, _fewer_mlm_steps, _head_tail, _shorter)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} minutes"
-
-
-class _Pricer:
+class Pricer:
     """Prices recipes that share a model, tokenizers and data: the rows, the corpus's counts and each
     shape's time are measured once and reused by every recipe priced."""
 
@@ -312,12 +201,13 @@ class _Pricer:
         step = args.gradient_accumulation_steps * bench.step(size, length)
         repeat = " (pretrain.repeat counted)" if settings.repeat else ""
         training = _stage("pretraining", steps, step, blocks["read"]) | {
+            "per_pass": _trainer_steps(blocks["read"], args, epochs=1),
             "basis": (
                 f"{_schedule(args, steps, blocks['read'], 'blocks')}: the corpus's {counted['read']['characters']:,} "
                 f"characters{repeat} x {counted['tokens_per_character']:.3f} tokens each under the new tokenizer "
                 f"(measured on a sample) = {tokens['read']:,} tokens, {room} to a block of {length}; a step timed at "
                 f"{size} x {length} tokens, vocabulary {len(self._mlm_tokenizer(recipe)):,}, {bench.precision}"
-            )
+            ),
         }
         passes = 2 + _evaluations(args, steps, _trainer_steps(blocks["read"], args, epochs=1))  # and before, after
         eval_size = min(args.per_device_eval_batch_size, blocks["held_out"])

@@ -25,6 +25,7 @@ from hfadapt.advice.pilots import (
     time_one_step,
 )
 from hfadapt.advice.report import plot, render
+from hfadapt.advice.run_minutes import check_run_minutes, fit_minutes
 from hfadapt.advice.verdict import PILOTS, against_baseline, decide, pilot_names
 from hfadapt.data.splits import TaskData, load_splits
 from hfadapt.errors import HfadaptError
@@ -78,9 +79,10 @@ def advise(
         budget_steps: training steps for all pilots together; or
         budget_minutes: minutes for the fit, the probe and the pilots together: the pilots get what the fit and
             the probe leave, turned into steps by timing one step, and each stops at its share. Neither: no pilots.
-        run_minutes: cut the recommended recipe until its price on this machine fits this many minutes
-            (`cost.fit_minutes`: fewer epochs, fewer masked-LM steps, head and tail for windows, a shorter
-            data.max_length, in that order); None: the recipe as recommended, priced.
+        run_minutes: fit the recommended recipe to this many minutes on this machine, its price at most
+            `FIT_SHARE` of them (`run_minutes.fit_minutes`): cut it (fewer epochs, fewer masked-LM steps, head and
+            tail for windows, a shorter data.max_length, in that order), or spend the minutes a retraining recipe
+            leaves on masked-LM steps; None: the recipe as recommended, priced.
         overrides: `key=value` for every pilot and the recommended recipe, e.g. `data.label_column=stars`.
         overwrite: replace `output_dir` once the new advice is ready.
 
@@ -93,7 +95,7 @@ def advise(
             (nothing is written then).
     """
     check_budget(budget_steps, budget_minutes)
-    cost.check_run_minutes(run_minutes)
+    check_run_minutes(run_minutes)
     budget = (budget_steps, budget_minutes, run_minutes)
     if output_dir is not None:
         output.check(output_dir, overwrite)
@@ -142,7 +144,7 @@ def _advise(model, data, output_dir, text_column, budget, overrides) -> dict[str
         if run_minutes is None:
             price = cost.price(recommended, tokenizer, task_data, fit, new_tokenizer)
         else:
-            recommended, price = cost.fit_minutes(recommended, run_minutes, tokenizer, task_data, fit, new_tokenizer)
+            recommended, price = fit_minutes(recommended, run_minutes, tokenizer, task_data, fit, new_tokenizer)
         advice = {
             "model": model,
             "data": data,

@@ -288,14 +288,18 @@ def _cost_section(advice: dict[str, Any]) -> list[str]:
     fitted = cost.get("fitted")
     if fitted is not None:
         lines.append("")
+        share = f"its price may fill {fitted['share']:.0%} of them, the rest is for what it does not count"
         if fitted["changes"]:
-            changes = "; ".join(f"{c['change']} (saves {_duration(c['saves'])})" for c in fitted["changes"])
+            changes = "; ".join(
+                f"{c['change']} ({'saves' if 'saves' in c else 'spends'} {_duration(c.get('saves', c.get('spends')))})"
+                for c in fitted["changes"]
+            )
             lines.append(
-                f"To fit {fitted['minutes']:g} minutes (`--run-minutes`), from about "
+                f"To fit {fitted['minutes']:g} minutes (`--run-minutes`; {share}), from about "
                 f"{_duration(fitted['seconds_before'])}: {changes}."
             )
         else:
-            lines.append(f"The recipe fits {fitted['minutes']:g} minutes (`--run-minutes`) as recommended.")
+            lines.append(f"The recipe fits {fitted['minutes']:g} minutes (`--run-minutes`; {share}) as recommended.")
     return lines + _pilot_speed(advice)
 
 
@@ -319,7 +323,7 @@ def cost_line(advice: dict[str, Any]) -> str:
     cost = advice["cost"]
     stages = ", ".join(f"{s['title']} {_duration(s['seconds'])}" for s in cost["stages"])
     fitted = cost.get("fitted")
-    fits = f", cut to fit --run-minutes {fitted['minutes']:g}" if fitted and fitted["changes"] else ""
+    fits = f", fitted to --run-minutes {fitted['minutes']:g}" if fitted and fitted["changes"] else ""
     return (
         f"the recommended run takes about {_duration(cost['seconds'])} on this machine "
         f"({_machine(cost['machine'])}{fits}): {stages}"
