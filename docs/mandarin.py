@@ -335,15 +335,18 @@ def table(figures: dict, test_size: int) -> str:
             f"MSRA NER: every model trained on the same {trained_on} (of MSRA's 50,289; the rest are the validation "
             "split and dropped duplicates), scored on all 5,000 test sentences; entity-level F1"
             + (", and per entity type" if kinds else "")
-            + ". Minutes as above.",
+            + ". Minutes as above. Entity F1 decodes each sentence's tags as a sequence its scheme (BMES) allows "
+            "(`hfadapt.model.decoding`, in every hfadapt score since 2026-12-06); greedy: each word's most probable "
+            "tag, from the same model. A row measured before 2026-12-06 was scored greedily, and has only that.",
             "",
-            "| model | entity F1 | " + "".join(f"{k} | " for k in kinds) + "minutes | measured |",
-            "|---|---|" + "---|" * len(kinds) + "---|---|",
+            "| model | entity F1 | greedy | " + "".join(f"{k} | " for k in kinds) + "minutes | measured |",
+            "|---|---|---|" + "---|" * len(kinds) + "---|---|",
         ]
         for label, r in figures["ner"].items():
             name = f"{label} (`{r['recipe']}`)" if "recipe" in r else label
             types = "".join(f"{100 * r['types'][k]:.1f} | " if k in r.get("types", {}) else "n/a | " for k in kinds)
-            lines.append(f"| {name} | **{100 * r['f1']:.1f}** | {types}{_minutes(r)} | {r['date']} |")
+            greedy = f"{100 * r['f1_greedy']:.1f}" if "f1_greedy" in r else "n/a"
+            lines.append(f"| {name} | **{100 * r['f1']:.1f}** | {greedy} | {types}{_minutes(r)} | {r['date']} |")
         lines += ner_verdict(figures["ner"])
         if "ner_lengths" in figures:
             n = figures["ner_lengths"]
