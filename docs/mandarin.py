@@ -290,18 +290,37 @@ def verdict(arm: str, r: dict) -> str:
 
 
 def ner_verdict(ner: dict) -> list[str]:
-    """The retrained model against the others and against the issue's target, when all three were measured."""
+    """The retrained model against the others and against the issue's target, when all three were measured;
+    then what each lever measured on it gave (decoding; the fine-tuning variants against the base row)."""
     names = ("MiniLM retrained for news text", "English MiniLM", "character-window logistic regression")
-    if not all(k in ner for k in names):
-        return []
-    f1, english, window = (100 * ner[k]["f1"] for k in names)
-    target = "meets" if f1 >= NER_TARGET else "falls short of"
-    return [
-        "",
-        f"The retrained MiniLM: {f1 - english:+.1f} F1 over the English MiniLM and {f1 - window:+.1f} over the "
-        f"character-window regression on the same sentences; it {target} the target of {NER_TARGET} "
-        "(BERT-base-chinese, pretrained on far more Chinese, is published at about 95).",
+    lines = []
+    if all(k in ner for k in names):
+        f1, english, window = (100 * ner[k]["f1"] for k in names)
+        best = max(100 * r["f1"] for label, r in ner.items() if label.startswith(names[0]))
+        target = "meets" if best >= NER_TARGET else "falls short of"
+        lines += [
+            "",
+            f"The retrained MiniLM: {f1 - english:+.1f} F1 over the English MiniLM and {f1 - window:+.1f} over the "
+            f"character-window regression on the same sentences; its best row ({best:.1f}) {target} the target of "
+            f"{NER_TARGET} (BERT-base-chinese, pretrained on far more Chinese, is published at about 95).",
+        ]
+    levers = [
+        f"- constrained decoding, {label}: {100 * r['f1']:.1f} against {100 * r['f1_greedy']:.1f} with greedy "
+        f"tags ({100 * (r['f1'] - r['f1_greedy']):+.1f})"
+        for label, r in ner.items()
+        if "f1_greedy" in r
     ]
+    base = ner.get(names[0])
+    levers += [
+        f"- {label.removeprefix(names[0] + ', ')}: {100 * r['f1']:.1f} against {100 * base['f1']:.1f} "
+        f"({100 * (r['f1'] - base['f1']):+.1f}), {r['minutes'].get('fine-tuning', 0):.0f} minutes of fine-tuning "
+        f"against {base['minutes'].get('fine-tuning', 0):.0f}, from the same pretrained stage"
+        for label, r in ner.items()
+        if base is not None and label.startswith(names[0] + ", ")
+    ]
+    if levers:
+        lines += ["", "Levers measured on MSRA (entity F1 on the 5,000 test sentences):", "", *levers]
+    return lines
 
 
 def table(figures: dict, test_size: int) -> str:

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hfadapt.advice import timing
 from hfadapt.advice.deadline import Deadline
 from hfadapt.data import long_texts, splits, tokenization
 from hfadapt.errors import HfadaptError
-from hfadapt.model import decoding, pretrained
+from hfadapt.model import decoding
 from hfadapt.recipe import Recipe
-from hfadapt.recipe.arguments import precision
 from hfadapt.retraining.pipeline import retrain
 from hfadapt.training.finetuning import finetune
 
@@ -101,7 +101,8 @@ def steps_for_seconds(
 
 
 def time_one_step(base: Recipe, tokenizer, task_data) -> float:
-    """Seconds of one full fine-tuning step (forward, backward, AdamW) on a training batch; nothing is written.
+    """Seconds of one full fine-tuning step (forward, backward, AdamW) on a batch as long as the first batch of
+    training texts, where the pilots train and in their precision (`timing.finetuning_bench`); nothing is written.
 
     Args:
         base: the recipe every pilot starts from.
@@ -109,38 +110,20 @@ def time_one_step(base: Recipe, tokenizer, task_data) -> float:
         task_data: the data, split.
 
     Returns:
-        The faster of two steps after a warm-up step.
+        The mean of two steps after a warm-up step.
     """
     import datasets
-    import torch
 
-    config = pretrained.task_config(base.model, base.task, task_data.label_names)
-    model, _ = pretrained.load_task_model(base.model, base.task, config)
-    model.train()
     size = base.training["per_device_train_batch_size"]
     train = task_data.splits["train"].select(range(min(size, len(task_data.splits["train"]))))
     one = splits.TaskData(datasets.DatasetDict({"train": train}), task_data.label_names)
     rows = tokenization.tokenize(one, tokenizer, base.data, base.task)["train"]
-    batch = tokenization.collator(tokenizer, base.task)([rows[i] for i in range(len(rows))])
-    # where the pilots will train: the GPU when there is one, in bf16 autocast when the recipe asks
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
-    batch = {k: v.to(device) for k, v in batch.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    times = []
-    for _ in range(3):  # the first step warms up allocators and kernels
-        began = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision(base.training)["bf16"]):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - began)
-    del model, optimizer
-    gc.collect()
-    return min(times[1:])
+    bench = timing.finetuning_bench(base, tokenizer, task_data.label_names)
+    try:
+        return bench.step(len(rows), max(len(ids) for ids in rows["input_ids"]))
+    finally:
+        del bench
+        gc.collect()
 
 
 def run_pilot(
