@@ -84,8 +84,8 @@ def made_by(saved: Path, recipe: str, overrides: list[str]) -> None:
 
     now = load_recipe(REPO / recipe, [*overrides, "training.disable_tqdm=true"]).to_dict()
     then = load_recipe(saved).to_dict()
-    for raw in (now, then):  # how a run was started, stopped and continued is not what it trains
-        for key in ("overwrite", "resume", "stop_after_minutes"):
+    for raw in (now, then):  # where and how a run was started, stopped and continued is not what it trains
+        for key in ("dir", "overwrite", "resume", "stop_after_minutes"):
             raw["output"].pop(key, None)
         raw["training"].pop("seed", None)
     if now != then:
