@@ -200,8 +200,9 @@ class Pricer:
         bench = self._bench("pretraining", recipe)
         step = args.gradient_accumulation_steps * bench.step(size, length)
         repeat = " (pretrain.repeat counted)" if settings.repeat else ""
+        per_pass = _trainer_steps(blocks["read"], args, epochs=1)
         training = _stage("pretraining", steps, step, blocks["read"]) | {
-            "per_pass": _trainer_steps(blocks["read"], args, epochs=1),
+            "per_pass": per_pass,
             "basis": (
                 f"{_schedule(args, steps, blocks['read'], 'blocks')}: the corpus's {counted['read']['characters']:,} "
                 f"characters{repeat} x {counted['tokens_per_character']:.3f} tokens each under the new tokenizer "
@@ -209,7 +210,7 @@ class Pricer:
                 f"{size} x {length} tokens, vocabulary {len(self._mlm_tokenizer(recipe)):,}, {bench.precision}"
             ),
         }
-        passes = 2 + _evaluations(args, steps, _trainer_steps(blocks["read"], args, epochs=1))  # and before, after
+        passes = 2 + _evaluations(args, steps, per_pass)  # and before, after
         eval_size = min(args.per_device_eval_batch_size, blocks["held_out"])
         batches = passes * math.ceil(blocks["held_out"] / eval_size)
         held_out = _stage("pretraining_evaluation", batches, bench.forward(eval_size, length), blocks["held_out"])
